@@ -1,0 +1,1 @@
+"""The pure core: no Dagster imports; every function usable and testable on its own."""

@@ -1,0 +1,197 @@
+"""Persistent LLM response cache and call journal (SQLite in the lake directory).
+
+Why SQLite and not DuckDB: the cache is written one response at a time, from several processes at
+once (Dagster's multiprocess executor, concurrent runs). SQLite in WAL mode takes concurrent writers
+with a busy timeout; DuckDB allows a single writer per file. Each response is committed the moment it
+arrives, so a crash loses at most the calls in flight and a re-run pays for nothing twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from personahub_dagster.core.ids import digest
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS responses (
+    request_hash TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    content TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS llm_calls (
+    request_hash TEXT NOT NULL,
+    stage TEXT,
+    model TEXT,
+    attempt INTEGER,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    cost_usd REAL,
+    latency_s REAL,
+    status TEXT,
+    error TEXT,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    content: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One attempt at the provider: what it cost and how it ended (ok, error, timeout)."""
+
+    request_hash: str
+    stage: str
+    model: str
+    attempt: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    latency_s: float
+    status: str
+    error: str | None
+
+
+class ResponseCache:
+    """Key-value store of responses by request hash, plus an append-only journal of provider calls."""
+
+    CALL_SCHEMA: dict[str, pl.DataType] = {  # noqa: RUF012 - a constant shared with the lake schema
+        "request_hash": pl.Utf8,
+        "stage": pl.Utf8,
+        "model": pl.Utf8,
+        "attempt": pl.Int32,
+        "prompt_tokens": pl.Int64,
+        "completion_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+        "latency_s": pl.Float64,
+        "status": pl.Utf8,
+        "error": pl.Utf8,
+        "created_at": pl.Datetime("us", "UTC"),
+    }
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as con:
+            con.executescript(_DDL)
+
+    def _conn(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    def get(self, request_hash: str) -> CachedResponse | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT content, finish_reason, prompt_tokens, completion_tokens FROM responses "
+                "WHERE request_hash = ?",
+                (request_hash,),
+            )
+            .fetchone()
+        )
+        return CachedResponse(*row) if row else None
+
+    def get_many(self, hashes: list[str]) -> dict[str, CachedResponse]:
+        """Bulk lookup: one query per 500 keys instead of one per key."""
+        found: dict[str, CachedResponse] = {}
+        con = self._conn()
+        for i in range(0, len(hashes), 500):
+            chunk = hashes[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for h, *rest in con.execute(
+                "SELECT request_hash, content, finish_reason, prompt_tokens, completion_tokens "
+                f"FROM responses WHERE request_hash IN ({marks})",
+                chunk,
+            ):
+                found[h] = CachedResponse(*rest)
+        return found
+
+    def put(self, request_hash: str, model: str, response: CachedResponse, call: CallRecord) -> None:
+        """Store a response and the call that produced it in one transaction."""
+        con = self._conn()
+        with con:
+            con.execute("BEGIN")
+            con.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request_hash,
+                    model,
+                    response.content,
+                    response.finish_reason,
+                    response.prompt_tokens,
+                    response.completion_tokens,
+                    time.time(),
+                ),
+            )
+            self._insert_call(con, call)
+
+    def record_call(self, call: CallRecord) -> None:
+        """Journal a failed attempt (the successful one is journaled by ``put``)."""
+        self._insert_call(self._conn(), call)
+
+    @staticmethod
+    def _insert_call(con: sqlite3.Connection, c: CallRecord) -> None:
+        con.execute(
+            "INSERT INTO llm_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                c.request_hash,
+                c.stage,
+                c.model,
+                c.attempt,
+                c.prompt_tokens,
+                c.completion_tokens,
+                c.cost_usd,
+                c.latency_s,
+                c.status,
+                c.error,
+                time.time(),
+            ),
+        )
+
+    def calls_frame(self) -> pl.DataFrame:
+        """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
+        rows = self._conn().execute("SELECT * FROM llm_calls ORDER BY rowid").fetchall()
+        cols = list(self.CALL_SCHEMA)
+        df = pl.DataFrame(rows, schema=cols, orient="row") if rows else pl.DataFrame(schema=cols)
+        return df.with_columns(
+            (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+        ).cast(self.CALL_SCHEMA)
+
+    def count_calls(self, stage: str | None = None) -> int:
+        sql, args = "SELECT count(*) FROM llm_calls", ()
+        if stage:
+            sql, args = sql + " WHERE stage = ?", (stage,)
+        return self._conn().execute(sql, args).fetchone()[0]
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+
+def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:
+    """The cache key: model + messages + sampling params, canonical JSON, SHA-256."""
+    return digest("llm", model, messages, params)

@@ -1,0 +1,189 @@
+"""Text-to-Persona and Persona-to-Persona (Persona Hub §1–2): prompt, call, parse, validate.
+
+Both stages return three things: the accepted ``personas`` rows, the ``rejects`` rows (every answer
+that failed to parse, with its reason and raw text) and the gateway statistics. Every persona carries
+``source_text_id`` — the text its chain started from — so lineage never needs more than one hop of
+SQL to reach the source, and ``parent_persona_id`` + ``relation`` + ``hop`` for the chain itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+from personahub_dagster.core.ids import content_id, digest
+from personahub_dagster.core.lake import now_utc, rows_frame
+from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest
+from personahub_dagster.core.parsing import normalize_for_match, parse_persona, parse_relation
+from personahub_dagster.core.prompts import PromptTemplate
+from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
+
+
+def _frame(rows: list[dict]) -> pl.DataFrame:
+    return rows_frame("personas", rows)
+
+
+def text_to_persona(
+    texts: pl.DataFrame,
+    gateway: LLMGateway,
+    template: PromptTemplate,
+    *,
+    perspectives: list[str],
+    granularity: str = "fine",
+    max_text_chars: int = 4000,
+    partition: str,
+    stage: str = "text_personas",
+    progress: Progress | None = None,
+) -> StageOutput:
+    """One persona per (text, perspective)."""
+    phrases: dict[str, str] = template.extras.get("perspectives", {})
+    grains: dict[str, str] = template.extras.get("granularity", {})
+    unknown = [p for p in perspectives if p not in phrases]
+    if unknown:
+        raise ValueError(f"unknown perspectives {unknown}; the template defines {sorted(phrases)}")
+    if granularity not in grains:
+        raise ValueError(f"unknown granularity {granularity!r}; the template defines {sorted(grains)}")
+
+    requests, meta = [], {}
+    for row in texts.select("text_id", "text").iter_rows(named=True):
+        for perspective in perspectives:
+            key = f"{row['text_id']}|{perspective}"
+            messages = template.render(
+                text=row["text"][:max_text_chars],
+                perspective=perspective,
+                perspective_phrase=phrases[perspective],
+                granularity_instruction=grains[granularity],
+            )
+            requests.append(LLMRequest(key, messages, dict(template.params)))
+            meta[key] = (row["text_id"], perspective, row["text"])
+
+    results, stats = gateway.generate(requests, stage, progress)
+    rows, rejects = [], []
+    ts = now_utc()
+    for res in results:
+        text_id, perspective, text = meta[res.key]
+        persona, reason = parse_persona(res.content, source_text=text) if res.ok else (None, None)
+        if persona is None:
+            rejects.append(reject(res, reason))
+            continue
+        rows.append(
+            {
+                "persona_id": content_id("persona", "text", text_id, perspective, persona),
+                "persona": persona,
+                "method": "text",
+                "perspective": perspective,
+                "source_text_id": text_id,
+                "parent_persona_id": None,
+                "relation": None,
+                "hop": 0,
+                "model": gateway.config.model,
+                "prompt_hash": template.template_hash,
+                "request_hash": res.request_hash,
+                "created_at": ts,
+                "partition": partition,
+            }
+        )
+    return StageOutput(
+        _frame(rows).unique("persona_id", keep="first", maintain_order=True),
+        reject_rows(rejects, stage, partition),
+        stats,
+    )
+
+
+def persona_to_persona(
+    seeds: pl.DataFrame,
+    gateway: LLMGateway,
+    template: PromptTemplate,
+    *,
+    hops: int = 6,
+    fanout: int = 1,
+    partition: str,
+    stage: str = "expanded_personas",
+    progress: Progress | None = None,
+    on_hop: Callable[[int, int, int], None] | None = None,
+) -> StageOutput:
+    """Expand ``seeds`` through close relationships, ``hops`` times, ``fanout`` relations per persona.
+
+    Hop k+1 prompts only the personas accepted at hop k. A persona whose text was already seen (in
+    the seeds or any earlier hop) is cut with reason ``known_persona``: it would only re-derive a
+    branch that already exists, and cycles (nurse → patient → nurse) end there.
+
+    If the template lists ``relations``, each (parent, fan-out slot) is assigned one of them by a
+    seeded hash — reproducible, spread evenly, and the label is exact; the model only describes the
+    person. Without the list the model names the relation itself (``Relation:``/``Persona:`` lines).
+    Fan-out slots also differ in sampling seed, which is part of the cache key.
+    """
+    relations: list[str] = list(template.extras.get("relations") or [])
+    known = {normalize_for_match(p) for p in seeds["persona"].to_list()}
+    frontier = seeds.select("persona_id", "persona", "source_text_id")
+    all_rows: list[dict] = []
+    rejects: list[dict] = []
+    total = GatewayStats()
+    base_seed = gateway.config.seed or 0
+    for hop in range(1, hops + 1):
+        if frontier.is_empty():
+            break
+        requests, meta = [], {}
+        for parent in frontier.iter_rows(named=True):
+            for k in range(fanout):
+                relation = (
+                    relations[int(digest(parent["persona_id"], k)[:8], 16) % len(relations)]
+                    if relations
+                    else None
+                )
+                key = f"{parent['persona_id']}|r{k}"
+                messages = template.render(persona=parent["persona"], relation=relation or "")
+                requests.append(LLMRequest(key, messages, {**template.params, "seed": base_seed + k}))
+                meta[key] = (parent, relation)
+        results, stats = gateway.generate(requests, stage, progress)
+        total.merge(stats)
+        ts = now_utc()
+        accepted = []
+        for res in results:
+            parent, relation = meta[res.key]
+            parsed, reason = (
+                _parse_expansion(res.content, parent["persona"], relation) if res.ok else (None, None)
+            )
+            if parsed is not None and normalize_for_match(parsed[1]) in known:
+                parsed, reason = None, "known_persona"
+            if parsed is None:
+                rejects.append(reject(res, reason))
+                continue
+            relation, persona = parsed
+            known.add(normalize_for_match(persona))
+            row = {
+                "persona_id": content_id("persona", "relation", parent["persona_id"], relation, persona),
+                "persona": persona,
+                "method": "relation",
+                "perspective": None,
+                "source_text_id": parent["source_text_id"],
+                "parent_persona_id": parent["persona_id"],
+                "relation": relation,
+                "hop": hop,
+                "model": gateway.config.model,
+                "prompt_hash": template.template_hash,
+                "request_hash": res.request_hash,
+                "created_at": ts,
+                "partition": partition,
+            }
+            accepted.append(row)
+        all_rows.extend(accepted)
+        if on_hop:
+            on_hop(hop, len(accepted), len(requests) - len(accepted))
+        frontier = _frame(accepted).select("persona_id", "persona", "source_text_id")
+    return StageOutput(_frame(all_rows), reject_rows(rejects, stage, partition), total)
+
+
+def _parse_expansion(
+    raw: str | None, parent: str, relation: str | None
+) -> tuple[tuple[str, str] | None, str | None]:
+    """Assigned relation: the answer is just the persona. Free relation: ``Relation:``/``Persona:`` lines."""
+    if relation is None:
+        return parse_relation(raw, parent)
+    persona, reason = parse_persona(raw)
+    if persona is None:
+        return None, reason
+    if normalize_for_match(persona) == normalize_for_match(parent):
+        return None, "same_as_parent"
+    return (relation, persona), None

@@ -1,0 +1,264 @@
+"""The pipeline's assets. Each is a thin shell: read config and upstream rows from the lake, call one
+core function, write its rows (and rejects) back atomically, report metadata.
+
+Data flow (every arrow is a lake table read by the next asset)::
+
+    raw_texts → text_personas → expanded_personas → persona_hub → math_problems
+"""
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from personahub_dagster.core.dedup import DedupConfig, dedup_frame
+from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
+from personahub_dagster.core.lake import now_utc, rows_frame
+from personahub_dagster.core.personas import persona_to_persona, text_to_persona
+from personahub_dagster.core.prompts import bundled_assets_dir
+from personahub_dagster.core.stage import StageOutput
+from personahub_dagster.core.synthesis import MODES, select_personas, synthesize
+from personahub_dagster.defs.metadata import llm_metadata, md_table, progress_logger, reject_metadata
+from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
+
+PARTITION = "all"  # the whole lake is one partition until raw text arrives in daily partitions
+SAMPLE_CORPUS = str(bundled_assets_dir() / "corpus" / "sample.jsonl")
+
+
+class RawTextsConfig(dg.Config):
+    paths: list[str] = Field(default=[SAMPLE_CORPUS], description="JSONL / Parquet files or text folders.")
+    text_field: str = "text"
+    max_texts: int | None = Field(default=12, description="Deterministic sample size; null = every text.")
+    min_chars: int = 20
+
+
+class TextPersonasConfig(dg.Config):
+    perspectives: list[str] = Field(default=["read", "write", "like", "dislike"])
+    granularity: str = Field(default="fine", description="fine | coarse (see the prompt file)")
+    max_text_chars: int = 4000
+
+
+class ExpandedPersonasConfig(dg.Config):
+    hops: int = Field(default=6, ge=0, description="Persona-to-Persona iterations (the paper: 6).")
+    fanout: int = Field(default=1, ge=1, description="Relations asked per persona per hop.")
+
+
+class PersonaHubConfig(dg.Config):
+    minhash_threshold: float = 0.9
+    num_perm: int = 128
+    cosine_threshold: float = 0.9
+
+
+class MathProblemsConfig(dg.Config):
+    n_personas: int | None = Field(default=24, description="Personas sampled from the hub; null = all.")
+    mode: str = Field(default="zero_shot", description=" | ".join(MODES))
+    focus: str = Field(default="", description='Optional topic constraint, e.g. "geometry".')
+    difficulty: str = "challenging"
+    seed: int = 0
+
+
+def _write_stage(lake, table: str, out: StageOutput, producer: str) -> None:
+    lake.write(table, out.rows, producer=producer, partition=PARTITION)
+    lake.write("rejects", out.rejects, producer=producer, partition=PARTITION)
+
+
+@dg.asset(group_name="ingest", kinds={"parquet", "duckdb"})
+def raw_texts(
+    context: dg.AssetExecutionContext, config: RawTextsConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Web-like documents from files into ``source_texts`` (ids are hashes of the text)."""
+    lk = lake.lake()
+    docs, skipped = read_documents(config.paths, config.text_field)
+    texts, short = to_source_texts(docs, PARTITION, config.min_chars, config.max_texts)
+    skipped = skipped + short
+    lk.write("source_texts", texts, producer="raw_texts", partition=PARTITION)
+    lk.write("rejects", _skips(skipped), producer="raw_texts", partition=PARTITION)
+    for s in skipped[:20]:
+        context.log.warning(f"skipped {s.source_uri}: {s.reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "documents_read": len(docs),
+            "texts": texts.height,
+            "skipped": len(skipped),
+            "lake": str(lk.root),
+            "preview": md_table(texts, ["text_id", "doc_id", "text"]),
+        }
+    )
+
+
+def _skips(skipped: list[Skipped]) -> pl.DataFrame:
+    ts = now_utc()
+    return rows_frame(
+        "rejects",
+        [
+            {
+                "stage": "raw_texts",
+                "input_id": s.source_uri,
+                "raw_output": s.raw or None,
+                "reason": s.reason,
+                "created_at": ts,
+                "partition": PARTITION,
+            }
+            for s in skipped
+        ],
+    )
+
+
+@dg.asset(deps=[raw_texts], group_name="personas", kinds={"parquet"})
+def text_personas(
+    context: dg.AssetExecutionContext,
+    config: TextPersonasConfig,
+    lake: LakeResource,
+    llm: LLMResource,
+    prompts: PromptsResource,
+) -> dg.MaterializeResult:
+    """Text-to-Persona: who would read / write / like / dislike each text."""
+    lk = lake.lake()
+    texts = lk.read("source_texts", "partition = ?", [PARTITION])
+    out = text_to_persona(
+        texts,
+        llm.gateway(lk),
+        prompts.template("text_to_persona"),
+        perspectives=config.perspectives,
+        granularity=config.granularity,
+        max_text_chars=config.max_text_chars,
+        partition=PARTITION,
+        progress=progress_logger(context, "text_personas"),
+    )
+    _write_stage(lk, "personas", out, "text_personas")
+    per_perspective = dict(out.rows.group_by("perspective").len().iter_rows()) if out.rows.height else {}
+    return dg.MaterializeResult(
+        metadata={
+            "texts": texts.height,
+            "personas": out.rows.height,
+            "personas_by_perspective": dg.MetadataValue.json(per_perspective),
+            **reject_metadata(out.rejects),
+            **llm_metadata(out.stats),
+            "preview": md_table(out.rows, ["persona_id", "perspective", "persona"]),
+        }
+    )
+
+
+@dg.asset(deps=[text_personas], group_name="personas", kinds={"parquet"})
+def expanded_personas(
+    context: dg.AssetExecutionContext,
+    config: ExpandedPersonasConfig,
+    lake: LakeResource,
+    llm: LLMResource,
+    prompts: PromptsResource,
+) -> dg.MaterializeResult:
+    """Persona-to-Persona: expand every Text-to-Persona persona through close relationships, hop by hop."""
+    lk = lake.lake()
+    seeds = lk.read("personas", "method = 'text' AND partition = ?", [PARTITION])
+
+    def on_hop(hop: int, accepted: int, rejected: int) -> None:
+        context.log.info(f"hop {hop}: {accepted} new personas, {rejected} rejected")
+
+    out = persona_to_persona(
+        seeds,
+        llm.gateway(lk),
+        prompts.template("persona_to_persona"),
+        hops=config.hops,
+        fanout=config.fanout,
+        partition=PARTITION,
+        progress=progress_logger(context, "expanded_personas"),
+        on_hop=on_hop,
+    )
+    _write_stage(lk, "personas", out, "expanded_personas")
+    per_hop = (
+        {str(h): n for h, n in out.rows.group_by("hop").len().sort("hop").iter_rows()}
+        if out.rows.height
+        else {}
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "seed_personas": seeds.height,
+            "personas": out.rows.height,
+            "max_hop": int(out.rows["hop"].max()) if out.rows.height else 0,
+            "personas_by_hop": dg.MetadataValue.json(per_hop),
+            **reject_metadata(out.rejects),
+            **llm_metadata(out.stats),
+            "preview": md_table(out.rows, ["persona_id", "hop", "relation", "persona"]),
+        }
+    )
+
+
+@dg.asset(deps=[expanded_personas], group_name="hub", kinds={"parquet", "faiss"})
+def persona_hub(
+    config: PersonaHubConfig, lake: LakeResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
+    """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS)."""
+    lk = lake.lake()
+    personas = lk.read("personas", "partition = ?", [PARTITION]).sort("hop", "method", "persona_id")
+    dedup_cfg = DedupConfig(config.minhash_threshold, config.num_perm, config.cosine_threshold)
+    hub = dedup_frame(personas, embedder.embedder(), dedup_cfg).select(
+        "persona_id",
+        "persona",
+        "method",
+        "hop",
+        "source_text_id",
+        "parent_persona_id",
+        "dup_of",
+        "dup_reason",
+        "similarity",
+        "partition",
+        "created_at",
+    )
+    lk.write("hub", hub, producer="persona_hub", partition=PARTITION)
+    reasons = dict(hub.filter(pl.col("dup_of").is_not_null()).group_by("dup_reason").len().iter_rows())
+    kept = hub.filter(pl.col("dup_of").is_null()).height
+    return dg.MaterializeResult(
+        metadata={
+            "personas_in": hub.height,
+            "kept": kept,
+            "duplicates": hub.height - kept,
+            "duplicates_by_reason": dg.MetadataValue.json(reasons),
+            "dedup_ratio": round((hub.height - kept) / hub.height, 4) if hub.height else 0.0,
+            "preview": md_table(
+                hub.filter(pl.col("dup_of").is_not_null()), ["persona", "dup_reason", "similarity"]
+            ),
+        }
+    )
+
+
+@dg.asset(deps=[persona_hub], group_name="synthesis", kinds={"parquet"})
+def math_problems(
+    context: dg.AssetExecutionContext,
+    config: MathProblemsConfig,
+    lake: LakeResource,
+    llm: LLMResource,
+    prompts: PromptsResource,
+) -> dg.MaterializeResult:
+    """Persona-driven math problems (zero-shot, few-shot or persona-enhanced few-shot)."""
+    lk = lake.lake()
+    hub = lk.read("hub", "partition = ?", [PARTITION]).sort("persona_id")
+    chosen = select_personas(hub, config.n_personas, config.seed)
+    out = synthesize(
+        chosen,
+        llm.gateway(lk),
+        prompts.template("math_problem"),
+        data_type="math_problem",
+        mode=config.mode,
+        exemplars=prompts.exemplars("math_problem") if config.mode != "zero_shot" else (),
+        variables={"focus": config.focus, "difficulty": config.difficulty},
+        partition=PARTITION,
+        stage="math_problems",
+        progress=progress_logger(context, "math_problems"),
+    )
+    _write_stage(lk, "generations", out, "math_problems")
+    return dg.MaterializeResult(
+        metadata={
+            "personas_used": chosen.height,
+            "problems": out.rows.height,
+            "yield": round(out.rows.height / chosen.height, 4) if chosen.height else 0.0,
+            **reject_metadata(out.rejects),
+            **llm_metadata(out.stats),
+            "preview": md_table(out.rows, ["row_id", "output"]),
+        }
+    )
+
+
+pipeline_job = dg.define_asset_job(
+    "persona_hub_pipeline",
+    selection=dg.AssetSelection.all(),
+    description="Raw text to persona-driven math problems, end to end.",
+)

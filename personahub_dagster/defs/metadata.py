@@ -1,0 +1,66 @@
+"""Materialization metadata and progress logging shared by the assets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import dagster as dg
+import polars as pl
+
+from personahub_dagster.core.llm import GatewayStats
+
+
+def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:
+    """A markdown preview of the first ``n`` rows (cells cut to ``width`` characters)."""
+    if df.is_empty():
+        return dg.MetadataValue.md("_no rows_")
+
+    def cell(v: object) -> str:
+        s = "" if v is None else str(v).replace("\n", " ").replace("|", "\\|")
+        return s if len(s) <= width else s[: width - 1] + "…"
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in df.head(n).iter_rows(named=True)]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def llm_metadata(stats: GatewayStats) -> dict[str, object]:
+    p50, p95 = stats.latency_percentile(0.5), stats.latency_percentile(0.95)
+    return {
+        "llm_requests": stats.requests,
+        "llm_cache_hits": stats.cache_hits,
+        "llm_cache_hit_rate": round(stats.cache_hit_rate, 4),
+        "llm_calls": stats.calls,
+        "llm_retries": stats.retries,
+        "llm_failures": stats.failures,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "cost_usd": round(stats.cost_usd, 6),
+        "latency_p50_s": round(p50, 3) if p50 is not None else None,
+        "latency_p95_s": round(p95, 3) if p95 is not None else None,
+    }
+
+
+def reject_metadata(rejects: pl.DataFrame) -> dict[str, object]:
+    counts = rejects.group_by("reason").len().sort("len", descending=True) if not rejects.is_empty() else None
+    by_reason = {r: n for r, n in counts.iter_rows()} if counts is not None else {}
+    return {"rejects": rejects.height, "rejects_by_reason": dg.MetadataValue.json(by_reason)}
+
+
+def progress_logger(
+    context: dg.AssetExecutionContext, stage: str, every_s: float = 10.0
+) -> Callable[[int, int], None]:
+    """A progress callback that logs count and rate at most every ``every_s`` seconds (and at the end),
+    so a user watching the run in the UI sees a long LLM stage move."""
+    started = time.monotonic()
+    last = [started]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= every_s:
+            last[0] = now
+            rate = done / max(now - started, 1e-9)
+            context.log.info(f"{stage}: {done}/{total} LLM calls done ({rate:.2f}/s)")
+
+    return report

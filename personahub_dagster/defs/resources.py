@@ -1,0 +1,98 @@
+"""Resources: the lake, the LLM gateway, the embedder and the prompt folder, each a thin config shell
+around a core object. Secrets arrive only through environment variables (``dg.EnvVar``), which the
+Dagster UI shows by name, never by value."""
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from personahub_dagster.core.embedder import DEFAULT_EMBEDDER, Embedder
+from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.llm import LLMConfig, LLMGateway
+from personahub_dagster.core.llm_cache import ResponseCache
+from personahub_dagster.core.local_models import DEFAULT_MODEL
+from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load_prompt
+
+DEFAULT_LAKE = "lake"
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The lake directory (``PERSONAHUB_LAKE``, default ``./lake``)."""
+
+    path: str = Field(default=DEFAULT_LAKE, description="Lake root: Parquet tables + DuckDB catalog.")
+
+    def lake(self) -> Lake:
+        return Lake(self.path)
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Any litellm model string. Keys: set the provider's own variable (``OPENAI_API_KEY`` …), which
+    litellm reads itself, or ``PERSONAHUB_API_KEY``, passed here as an ``EnvVar``."""
+
+    model: str = Field(default=DEFAULT_MODEL, description="litellm model string, e.g. openai/gpt-4o-mini")
+    api_base: str | None = Field(default=None, description="Base URL for vLLM / Ollama / proxies.")
+    api_key: str | None = Field(default=None, description="Set with dg.EnvVar; never logged.")
+    concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    temperature: float = 0.7
+    max_tokens: int = Field(default=256, ge=1)
+    seed: int | None = 0
+
+    def gateway(self, lake: Lake) -> LLMGateway:
+        config = LLMConfig(
+            model=self.model,
+            api_base=self.api_base,
+            api_key=self.api_key,
+            concurrency=self.concurrency,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+        )
+        return LLMGateway(config, ResponseCache(lake.cache_path))
+
+
+class EmbedderResource(dg.ConfigurableResource):
+    """sentence-transformers model: the packaged all-MiniLM-L6-v2 by default, or any model path."""
+
+    model: str = DEFAULT_EMBEDDER
+    batch_size: int = Field(default=64, ge=1)
+
+    def embedder(self) -> Embedder:
+        return Embedder(self.model, self.batch_size)
+
+
+class PromptsResource(dg.ConfigurableResource):
+    """Where prompt templates come from: files in ``prompts_dir`` override the bundled ones by name."""
+
+    prompts_dir: str | None = None
+
+    def template(self, name: str) -> PromptTemplate:
+        return load_prompt(name, self.prompts_dir)
+
+    def exemplars(self, name: str) -> tuple[dict[str, str], ...]:
+        return load_exemplars(name, self.prompts_dir)
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """Resources configured from the environment, so the same code runs the demo and a real provider."""
+    env = os.environ
+    return {
+        "lake": LakeResource(path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE)),
+        "llm": LLMResource(
+            model=env.get("PERSONAHUB_MODEL", DEFAULT_MODEL),
+            api_base=env.get("PERSONAHUB_API_BASE") or None,
+            api_key=dg.EnvVar("PERSONAHUB_API_KEY") if env.get("PERSONAHUB_API_KEY") else None,
+            concurrency=int(env.get("PERSONAHUB_CONCURRENCY", "8")),
+        ),
+        "embedder": EmbedderResource(model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER)),
+        "prompts": PromptsResource(prompts_dir=env.get("PERSONAHUB_PROMPTS_DIR") or None),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=default_resources())
