@@ -53,7 +53,9 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return int(self._model().get_sentence_embedding_dimension())
+        model = self._model()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text (an empty input gives a 0×d array)."""

@@ -167,6 +167,12 @@ class LLMGateway:
         if config.model.startswith(f"{LOCAL_PROVIDER}/"):
             ensure_registered()
 
+    @property
+    def concurrency(self) -> int:
+        """Requests in flight. A local llama.cpp model runs one request at a time per process, so more
+        would only queue behind its lock and turn measured latency into waiting time."""
+        return 1 if self.config.model.startswith(f"{LOCAL_PROVIDER}/") else max(1, self.config.concurrency)
+
     # -- public API ----------------------------------------------------------------------------
     def request_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Sampling params that go into the cache key (and to the provider)."""
@@ -208,7 +214,7 @@ class LLMGateway:
             if h not in cached:
                 todo.setdefault(h, r)
         fresh: dict[str, LLMResult] = {}
-        semaphore = asyncio.Semaphore(max(1, self.config.concurrency))
+        semaphore = asyncio.Semaphore(self.concurrency)
         done = 0
 
         async def one(h: str, r: LLMRequest) -> None:

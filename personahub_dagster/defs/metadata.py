@@ -53,14 +53,16 @@ def progress_logger(
 ) -> Callable[[int, int], None]:
     """A progress callback that logs count and rate at most every ``every_s`` seconds (and at the end),
     so a user watching the run in the UI sees a long LLM stage move."""
-    started = time.monotonic()
-    last = [started]
+    state = {"started": time.monotonic(), "logged": 0.0, "done": 0}
 
     def report(done: int, total: int) -> None:
         now = time.monotonic()
-        if done == total or now - last[0] >= every_s:
-            last[0] = now
-            rate = done / max(now - started, 1e-9)
+        if done <= state["done"]:  # a new batch (the next hop) began
+            state["started"] = now
+        state["done"] = done
+        if done == total or now - state["logged"] >= every_s:
+            state["logged"] = now
+            rate = done / max(now - state["started"], 1e-9)
             context.log.info(f"{stage}: {done}/{total} LLM calls done ({rate:.2f}/s)")
 
     return report

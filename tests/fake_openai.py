@@ -1,0 +1,108 @@
+"""A local fake OpenAI-compatible chat server (127.0.0.1 only) for fault-injection tests.
+
+``script`` decides, per request, what the server does: a callable taking the request number (1-based)
+and the parsed JSON body and returning one of
+
+* ``("ok", text)`` — a normal chat completion whose content is ``text``;
+* ``("status", code)`` — an error response with that HTTP status (``429`` carries ``Retry-After: 0``);
+* ``("hang", seconds)`` — sleep before answering (to trip client timeouts);
+* ``("drop", None)`` — close the connection without a response.
+
+Every request body is recorded in ``requests`` so tests can count what reached the "provider".
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Action = tuple[str, Any]
+
+
+def echo_script(_n: int, body: dict) -> Action:
+    """Answer with a deterministic text derived from the last user message."""
+    return ("ok", "Echo: " + body["messages"][-1]["content"][:200])
+
+
+class FakeOpenAI:
+    def __init__(self, script: Callable[[int, dict], Action] = echo_script):
+        self.script = script
+        self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append(body)
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    n = len(server.requests)
+                kind, arg = server.script(n, body)
+                if kind == "hang":
+                    time.sleep(arg)
+                    kind, arg = "ok", "late answer"
+                if kind == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.connection.close()
+                    return
+                if kind == "status":
+                    payload = json.dumps({"error": {"message": f"injected {arg}", "type": "fake"}}).encode()
+                    self.send_response(arg)
+                    if arg == 429:
+                        self.send_header("Retry-After", "0")
+                else:
+                    payload = json.dumps(_completion(body, arg)).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first (a timeout test): nothing to answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _completion(body: dict, text: str) -> dict:
+    prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        },
+    }
