@@ -1,6 +1,7 @@
-"""``personahub``: run the demo, trace lineage, show lake statistics.
+"""``personahub``: run the pipeline, trace lineage, show lake statistics.
 
-    personahub demo [--texts N] [--hops H] [--problems N]   materialize every asset (the Dagster job)
+    personahub demo [--corpus PATH…] [--texts N] [--hops H] [--problems N]
+                                                            materialize every asset (the Dagster job)
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
 
@@ -14,6 +15,7 @@ import os
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 DEFAULT_LAKE = "lake"
 
@@ -32,8 +34,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from personahub_dagster.definitions import defs
 
     ops: dict[str, dict] = {}
+    raw: dict[str, object] = {}
+    if args.corpus:
+        raw["paths"] = [str(Path(p).resolve()) for p in args.corpus]
     if args.texts is not None:
-        ops["raw_texts"] = {"config": {"max_texts": args.texts}}
+        raw["max_texts"] = args.texts if args.texts > 0 else None
+    if raw:
+        ops["raw_texts"] = {"config": raw}
     if args.hops is not None:
         ops["expanded_personas"] = {"config": {"hops": args.hops}}
     if args.problems is not None:
@@ -128,7 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="materialize every asset on the bundled sample corpus")
     demo.add_argument("--lake", help="lake directory (default $PERSONAHUB_LAKE or ./lake)")
-    demo.add_argument("--texts", type=int, help="number of sample texts (default 12)")
+    demo.add_argument(
+        "--corpus",
+        nargs="+",
+        metavar="PATH",
+        help="your own JSONL / Parquet files or text folders (default: the bundled sample)",
+    )
+    demo.add_argument("--texts", type=int, help="texts to sample (default 12; 0 = all)")
     demo.add_argument("--hops", type=int, help="Persona-to-Persona hops (default 6)")
     demo.add_argument("--problems", type=int, help="math problems to synthesize (default 24)")
     demo.set_defaults(func=cmd_demo)

@@ -13,6 +13,7 @@ Every request body is recorded in ``requests`` so tests can count what reached t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -69,10 +70,8 @@ class FakeOpenAI:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up first
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up first (a timeout test): nothing to answer
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -53,8 +53,13 @@ def test_every_stage_produced_rows(pipeline):
     assert counts["llm_calls"] >= 6 + counts["generations"]
     with lake.connect() as con:
         assert con.execute("SELECT max(hop) FROM personas").fetchone()[0] == 2
-        assert con.execute("SELECT count(*) FROM llm_calls WHERE model LIKE 'local/%' AND status = 'ok' "
-                           "AND completion_tokens > 0").fetchone()[0] == counts["llm_calls"]
+        assert (
+            con.execute(
+                "SELECT count(*) FROM llm_calls WHERE model LIKE 'local/%' AND status = 'ok' "
+                "AND completion_tokens > 0"
+            ).fetchone()[0]
+            == counts["llm_calls"]
+        )
     # the DuckDB catalog on disk answers the same questions
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == counts["generations"]

@@ -26,7 +26,8 @@ def test_mixed_sources_and_their_problems(tmp_path):
         '{"text": "tiny"}\n'
     )
     pl.DataFrame({"text": ["A parquet document about jazz piano voicings."], "id": ["x1"]}).write_parquet(
-        tmp_path / "b.parquet")
+        tmp_path / "b.parquet"
+    )
     pl.DataFrame({"content": ["wrong column"]}).write_parquet(tmp_path / "c.parquet")
     folder = tmp_path / "notes"
     folder.mkdir()
@@ -35,7 +36,12 @@ def test_mixed_sources_and_their_problems(tmp_path):
 
     docs, skipped = read_documents([tmp_path])
     reasons = sorted(s.reason.split(":")[0] for s in skipped)
-    assert reasons == ["invalid JSON", "no column 'text' (columns", "no string field 'text'", "unreadable file"]
+    assert reasons == [
+        "invalid JSON",
+        "no column 'text' (columns",
+        "no string field 'text'",
+        "unreadable file",
+    ]
     texts, short = to_source_texts(docs, "day1", min_chars=20)
     assert texts.height == 3  # the duplicate JSONL line is one text
     assert [s.reason for s in short] == ["text shorter than 20 characters"]

@@ -19,8 +19,15 @@ from personahub_dagster.core.lake import Lake, now_utc, rows_frame
 
 def texts_frame(n: int, tag: str = "") -> pl.DataFrame:
     rows = [
-        {"text_id": content_id("text", f"{tag}{i}"), "partition": "p", "source_uri": "mem", "doc_id": str(i),
-         "text": f"{tag} document {i}", "n_chars": 10, "ingested_at": now_utc()}
+        {
+            "text_id": content_id("text", f"{tag}{i}"),
+            "partition": "p",
+            "source_uri": "mem",
+            "doc_id": str(i),
+            "text": f"{tag} document {i}",
+            "n_chars": 10,
+            "ingested_at": now_utc(),
+        }
         for i in range(n)
     ]
     return rows_frame("source_texts", rows)
@@ -117,22 +124,65 @@ def build_chain_lake(tmp_path) -> tuple[Lake, dict[str, str]]:
     p0 = content_id("persona", "text", tid, "read", "A pediatric nurse.")
     p1 = content_id("persona", "relation", p0, "patient", "A child with asthma.")
     p2 = content_id("persona", "relation", p1, "family member", "A father who works night shifts.")
-    personas = rows_frame("personas", [
-        {"persona_id": p0, "persona": "A pediatric nurse.", "method": "text", "perspective": "read",
-         "source_text_id": tid, "hop": 0, "created_at": ts, "partition": "p"},
-        {"persona_id": p1, "persona": "A child with asthma.", "method": "relation", "relation": "patient",
-         "source_text_id": tid, "parent_persona_id": p0, "hop": 1, "created_at": ts, "partition": "p"},
-        {"persona_id": p2, "persona": "A father who works night shifts.", "method": "relation",
-         "relation": "family member", "source_text_id": tid, "parent_persona_id": p1, "hop": 2,
-         "created_at": ts, "partition": "p"},
-    ])
+    personas = rows_frame(
+        "personas",
+        [
+            {
+                "persona_id": p0,
+                "persona": "A pediatric nurse.",
+                "method": "text",
+                "perspective": "read",
+                "source_text_id": tid,
+                "hop": 0,
+                "created_at": ts,
+                "partition": "p",
+            },
+            {
+                "persona_id": p1,
+                "persona": "A child with asthma.",
+                "method": "relation",
+                "relation": "patient",
+                "source_text_id": tid,
+                "parent_persona_id": p0,
+                "hop": 1,
+                "created_at": ts,
+                "partition": "p",
+            },
+            {
+                "persona_id": p2,
+                "persona": "A father who works night shifts.",
+                "method": "relation",
+                "relation": "family member",
+                "source_text_id": tid,
+                "parent_persona_id": p1,
+                "hop": 2,
+                "created_at": ts,
+                "partition": "p",
+            },
+        ],
+    )
     lake.write("personas", personas, producer="test", partition="p")
     gid = content_id("generation", "math_problem", "zero_shot", p2, "h")
-    lake.write("generations", rows_frame("generations", [
-        {"row_id": gid, "data_type": "math_problem", "prompting_mode": "zero_shot", "persona_id": p2,
-         "source_text_id": tid, "output": "Math problem: 3 shifts of 12 hours…", "created_at": ts,
-         "partition": "p"},
-    ]), producer="test", partition="p")
+    lake.write(
+        "generations",
+        rows_frame(
+            "generations",
+            [
+                {
+                    "row_id": gid,
+                    "data_type": "math_problem",
+                    "prompting_mode": "zero_shot",
+                    "persona_id": p2,
+                    "source_text_id": tid,
+                    "output": "Math problem: 3 shifts of 12 hours…",
+                    "created_at": ts,
+                    "partition": "p",
+                },
+            ],
+        ),
+        producer="test",
+        partition="p",
+    )
     return lake, {"text": tid, "p0": p0, "p1": p1, "p2": p2, "g": gid}
 
 
@@ -146,7 +196,7 @@ def test_lineage_walks_from_a_generated_row_to_its_source_text(tmp_path):
 
 
 def test_lineage_errors_are_clear(tmp_path):
-    lake, ids = build_chain_lake(tmp_path)
+    lake, _ = build_chain_lake(tmp_path)
     with pytest.raises(KeyError, match="not a lake id"):
         lake.lineage("hello")
     with pytest.raises(KeyError, match="no generated row"):

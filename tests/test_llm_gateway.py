@@ -15,8 +15,14 @@ FAKE_KEY = "sk-fake-0123456789abcdef"
 
 def gateway(tmp_path, server: FakeOpenAI, **overrides) -> LLMGateway:
     cfg = dict(
-        model="openai/fake-model", api_base=server.base_url, api_key=FAKE_KEY, concurrency=4,
-        timeout_s=5.0, max_retries=3, backoff_initial_s=0.01, backoff_max_s=0.05,
+        model="openai/fake-model",
+        api_base=server.base_url,
+        api_key=FAKE_KEY,
+        concurrency=4,
+        timeout_s=5.0,
+        max_retries=3,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.05,
     )
     cfg.update(overrides)
     return LLMGateway(LLMConfig(**cfg), ResponseCache(tmp_path / "cache.sqlite"))

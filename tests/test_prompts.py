@@ -10,21 +10,33 @@ from personahub_dagster.core.prompts import load_exemplars, load_prompt
 
 def test_bundled_templates_render():
     t2p = load_prompt("text_to_persona")
-    messages = t2p.render(text="A recipe for dal.", perspective="read",
-                          perspective_phrase=t2p.extras["perspectives"]["read"],
-                          granularity_instruction=t2p.extras["granularity"]["fine"])
+    messages = t2p.render(
+        text="A recipe for dal.",
+        perspective="read",
+        perspective_phrase=t2p.extras["perspectives"]["read"],
+        granularity_instruction=t2p.extras["granularity"]["fine"],
+    )
     assert messages[0]["role"] == "system" and "A recipe for dal." in messages[1]["content"]
     assert set(t2p.extras["perspectives"]) == {"read", "write", "like", "dislike"}
     math = load_prompt("math_problem")
-    few = math.render(persona="A nurse.", mode="persona_few_shot", examples=list(load_exemplars("math_problem")),
-                      difficulty="challenging", focus="")
-    zero = math.render(persona="A nurse.", mode="zero_shot", examples=[], difficulty="challenging", focus="geometry")
+    few = math.render(
+        persona="A nurse.",
+        mode="persona_few_shot",
+        examples=list(load_exemplars("math_problem")),
+        difficulty="challenging",
+        focus="",
+    )
+    zero = math.render(
+        persona="A nurse.", mode="zero_shot", examples=[], difficulty="challenging", focus="geometry"
+    )
     assert few[1]["content"].count("Persona:") == 4 and "beekeeper" in few[1]["content"]
     assert "about geometry" in zero[1]["content"] and "beekeeper" not in zero[1]["content"]
 
 
 def test_a_user_folder_overrides_by_name(tmp_path):
-    (tmp_path / "text_to_persona.yaml").write_text("user: 'Who reads {{ text }}?'\nparams: {temperature: 0}\n")
+    (tmp_path / "text_to_persona.yaml").write_text(
+        "user: 'Who reads {{ text }}?'\nparams: {temperature: 0}\n"
+    )
     custom = load_prompt("text_to_persona", str(tmp_path))
     assert custom.render(text="X") == [{"role": "user", "content": "Who reads X?"}]
     assert custom.template_hash != load_prompt("text_to_persona").template_hash
