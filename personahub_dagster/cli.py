@@ -4,6 +4,7 @@
                                                             materialize every asset (the Dagster job)
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
+    personahub sql "SELECT …"                               DuckDB SQL over the lake
 
 The lake is ``--lake`` or ``$PERSONAHUB_LAKE`` (default ``./lake``).
 """
@@ -129,6 +130,21 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    lake = _lake(args.lake)
+    with lake.connect() as con:
+        try:
+            rel = con.sql(args.query)
+        except duckdb.Error as exc:
+            print(f"sql: {exc}", file=sys.stderr)
+            return 1
+        if rel is not None:
+            rel.show(max_rows=args.max_rows, max_width=200)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personahub", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="row counts per table and breakdowns")
     stats.add_argument("--lake")
     stats.set_defaults(func=cmd_stats)
+
+    sql = sub.add_parser("sql", help="run DuckDB SQL over the lake's tables")
+    sql.add_argument("query")
+    sql.add_argument("--lake")
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.set_defaults(func=cmd_sql)
     return parser
 
 

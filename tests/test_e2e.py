@@ -107,3 +107,20 @@ def test_cli_lineage_and_stats(pipeline, capsys):
     assert cli(["stats", "--lake", str(lake.root)]) == 0
     assert "personas by method and hop" in capsys.readouterr().out
     assert cli(["lineage", "g-" + "0" * 20, "--lake", str(lake.root)]) == 1
+
+
+def test_every_text_and_perspective_gives_a_persona_or_a_reason(pipeline):
+    lake, *_ = pipeline
+    with lake.connect() as con:
+        missing = con.execute(
+            """
+            SELECT t.text_id, p.perspective
+            FROM source_texts t CROSS JOIN (VALUES ('read'), ('write')) p(perspective)
+            WHERE NOT EXISTS (SELECT 1 FROM personas x WHERE x.method = 'text'
+                              AND x.source_text_id = t.text_id AND x.perspective = p.perspective)
+              AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage = 'text_personas'
+                              AND r.input_id = t.text_id || '|' || p.perspective)
+            """
+        ).fetchall()
+        reasons = con.execute("SELECT count(*) FROM rejects WHERE reason IS NULL").fetchone()[0]
+    assert missing == [] and reasons == 0

@@ -16,8 +16,10 @@ Readers get a private in-memory DuckDB with the same views, so they never take a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,12 +46,16 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "personas": {
         "persona_id": pl.Utf8,
         "persona": pl.Utf8,
+        "occupation": pl.Utf8,
+        "domain": pl.Utf8,
+        "expertise_level": pl.Utf8,
         "method": pl.Utf8,
         "perspective": pl.Utf8,
         "source_text_id": pl.Utf8,
         "parent_persona_id": pl.Utf8,
         "relation": pl.Utf8,
         "hop": pl.Int32,
+        "text_truncated": pl.Boolean,
         "model": pl.Utf8,
         "prompt_hash": pl.Utf8,
         "request_hash": pl.Utf8,
@@ -95,7 +101,13 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "llm_calls": ResponseCache.CALL_SCHEMA,
 }
 
-_SQL_TYPES = {pl.Utf8: "VARCHAR", pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Float64: "DOUBLE"}
+_SQL_TYPES = {
+    pl.Utf8: "VARCHAR",
+    pl.Int64: "BIGINT",
+    pl.Int32: "INTEGER",
+    pl.Float64: "DOUBLE",
+    pl.Boolean: "BOOLEAN",
+}
 
 
 def _sql_type(dtype: pl.DataType) -> str:
@@ -208,6 +220,7 @@ class Lake:
         here so that SQL over the lake sees ``llm_calls`` like every other table.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        self._sweep_temp_files()
         if self.cache_path.exists():
             calls = ResponseCache(self.cache_path).calls_frame()
             atomic_write_parquet(conform("llm_calls", calls), self.table_path("llm_calls", "gateway", "all"))
@@ -225,6 +238,15 @@ class Lake:
         finally:
             Path(tmp).unlink(missing_ok=True)
             Path(tmp + ".wal").unlink(missing_ok=True)
+
+    def _sweep_temp_files(self, older_than_s: float = 3600.0) -> None:
+        """Remove temp files that a killed writer left behind (never read: they do not match the globs).
+        Only old ones, so that another process's write in progress is left alone."""
+        cutoff = time.time() - older_than_s
+        for tmp in [*self.root.glob(".catalog-*.tmp*"), *self.tables_dir.glob("*/*/.*.tmp")]:
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
 
     def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
         for table, schema in SCHEMAS.items():

@@ -43,7 +43,12 @@ from personahub_dagster.core.llm_cache import (
     ResponseCache,
     request_fingerprint,
 )
-from personahub_dagster.core.local_models import DEFAULT_MODEL, LOCAL_PROVIDER, ensure_registered
+from personahub_dagster.core.local_models import (
+    DEFAULT_MODEL,
+    LOCAL_PROVIDER,
+    count_local_tokens,
+    ensure_registered,
+)
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
@@ -183,6 +188,31 @@ class LLMGateway:
         }
         params.update(overrides or {})
         return {k: v for k, v in params.items() if v is not None}
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model: llama.cpp's tokenizer for local models, litellm's
+        (bundled, offline) tokenizers otherwise, ~4 characters a token when neither knows the model."""
+        if self.config.model.startswith(f"{LOCAL_PROVIDER}/"):
+            return count_local_tokens(self.config.model.split("/", 1)[1], text)
+        import litellm
+
+        try:
+            return int(litellm.token_counter(model=self.config.model, text=text))
+        except Exception:
+            return max(1, len(text) // 4)
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """``text`` cut at a word boundary to at most ``max_tokens`` tokens, and whether it was cut."""
+        n = self.count_tokens(text)
+        if n <= max_tokens:
+            return text, False
+        cut = text
+        while n > max_tokens:
+            keep = max(1, int(len(cut) * max_tokens / n * 0.97))
+            head = cut[:keep]
+            cut = head.rsplit(" ", 1)[0] if " " in head else head
+            n = self.count_tokens(cut)
+        return cut, True
 
     def fingerprint(self, request: LLMRequest) -> str:
         return request_fingerprint(self.config.model, request.messages, self.request_params(request.params))

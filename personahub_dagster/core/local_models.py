@@ -99,6 +99,11 @@ def generate_local(name: str, messages: list[dict[str, str]], **params: Any) -> 
     return _runner(name).chat(messages, kwargs)
 
 
+def count_local_tokens(name: str, text: str) -> int:
+    """Tokens of ``text`` under a local model's own tokenizer (no BOS)."""
+    return len(_runner(name).llama.tokenize(text.encode("utf-8"), add_bos=False))
+
+
 def _register() -> None:
     import litellm
     from litellm import CustomLLM

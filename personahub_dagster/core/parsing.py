@@ -7,7 +7,11 @@ or a short, stable reason string that can be counted.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REFUSAL = re.compile(
     r"\b(i'?m sorry|i am sorry|i cannot|i can'?t (help|assist|provide)|as an ai|i'?m unable|"
@@ -20,10 +24,12 @@ _LABEL = re.compile(
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 # "The person likely to read this text is a food blogger …" → "A food blogger …"
 _PREAMBLE = re.compile(
-    r"^(?:the |this )?(?:person|persona|individual|reader|author|writer|people)\b[^.]{0,120}?"
-    r"\b(?:is|are|would|might|could)(?:\s+likely)?(?:\s+to)?(?:\s+be)?\s+(?=(?:a|an)\b)",
+    r"^(?:the |this )?(?:person|persona|individual|reader|author|writer|people)\b[^.:]{0,120}?"
+    r"(?:\b(?:is|are|would|might|could)(?:\s+likely)?(?:\s+to)?(?:\s+have)?(?:\s+be(?:en)?)?\s+|:\s*)(?=(?:a|an)\b)",
     re.IGNORECASE,
 )
+_LABEL_ONLY = re.compile(r"^[\w' -]{1,40}:$")  # "Agencer:" on a line of its own
+_HANDLE = re.compile(r"^(?:@\w+\s+)+")  # "@AlecBennett A person …"
 _NOT_A_PERSON = re.compile(r"^(this|the) (text|article|passage|post|document)\b", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -45,35 +51,102 @@ def normalize_for_match(text: str) -> str:
     return " ".join(words(text))
 
 
-def first_sentences(text: str, n: int = 2, max_chars: int = 400) -> str:
-    parts = _SENTENCE_END.split(text.strip())
-    out = " ".join(parts[:n]).strip()
-    return out[:max_chars].rstrip()
+def first_sentences(text: str, n: int = 2) -> str:
+    return " ".join(_SENTENCE_END.split(text.strip())[:n]).strip()
+
+
+class PersonaFields(BaseModel):
+    """A structured Text-to-Persona answer. Only ``persona`` is required; capable models fill the rest
+    when the template asks for JSON, and small models answering in plain sentences leave them empty."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    persona: str = Field(min_length=1)
+    occupation: str | None = None
+    domain: str | None = None
+    expertise_level: str | None = None
+
+
+@dataclass(frozen=True)
+class PersonaFilters:
+    """Quality gates every persona passes (the reasons they produce are counted in ``rejects``)."""
+
+    min_words: int = 4
+    max_words: int = 80
+    max_sentences: int = 2
+    language: str | None = "en"  # None accepts any language
+    require_person: bool = True
+
+
+DEFAULT_FILTERS = PersonaFilters()
+_JSON_BLOCK = re.compile(r"\{.*\}", re.DOTALL)
+# Enough of the commonest English function words that any English sentence of 4+ words has one.
+_EN_STOPWORDS = frozenset(
+    _WORD.findall(
+        "a an the of and or in on at to for with who whose which that is are was by as from their his her "
+        "they she he it its has have this these those into about over after be been must can will not but "
+        "like more most also such than other all so"
+    )
+)
+
+
+def _structured(raw: str) -> tuple[PersonaFields | None, str | None]:
+    """JSON answers (bare or fenced): ``(fields, None)``, ``(None, reason)``, or ``(None, None)`` if
+    the answer is not JSON at all."""
+    stripped = raw.strip().removeprefix("```json").removeprefix("```").strip()
+    if not stripped.startswith("{"):
+        return None, None
+    match = _JSON_BLOCK.search(stripped)
+    try:
+        data = json.loads(match.group(0) if match else stripped)
+    except json.JSONDecodeError:
+        return None, "invalid_json"
+    try:
+        return PersonaFields.model_validate(data), None
+    except ValidationError:
+        return None, "schema_mismatch"
+
+
+def is_english(text: str) -> bool:
+    tokens = words(text)
+    return bool(tokens) and sum(t in _EN_STOPWORDS for t in tokens) / len(tokens) >= 0.06
 
 
 def parse_persona(
-    raw: str | None, source_text: str | None = None, min_words: int = 4, max_chars: int = 400
-) -> tuple[str | None, str | None]:
-    """A persona sentence from a model answer → ``(persona, None)`` or ``(None, reason)``."""
+    raw: str | None, source_text: str | None = None, filters: PersonaFilters = DEFAULT_FILTERS
+) -> tuple[PersonaFields | None, str | None]:
+    """A persona from a model answer (JSON or a plain sentence) → ``(fields, None)`` or ``(None, reason)``."""
     if raw is None or not raw.strip():
         return None, "empty"
     if REFUSAL.search(raw):
         return None, "refusal"
-    lines = [clean_line(line) for line in raw.splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        return None, "empty"
-    persona = first_sentences(lines[0], n=2, max_chars=max_chars)
+    fields, reason = _structured(raw)
+    if reason:
+        return None, reason
+    if fields is None:
+        lines = [
+            line for line in (clean_line(x) for x in raw.splitlines()) if line and not _LABEL_ONLY.match(line)
+        ]
+        if not lines:
+            return None, "empty"
+        fields = PersonaFields(persona=lines[0])
+    persona = first_sentences(clean_line(fields.persona), n=filters.max_sentences)
+    persona = _HANDLE.sub("", persona)
     if m := _PREAMBLE.match(persona):
-        rest = persona[m.end() :]
-        persona = rest[:1].upper() + rest[1:]
-    if len(words(persona)) < min_words:
+        persona = persona[m.end() :]
+    persona = persona[:1].upper() + persona[1:]
+    n_words = len(words(persona))
+    if n_words < filters.min_words:
         return None, "too_short"
-    if _NOT_A_PERSON.match(persona):
+    if n_words > filters.max_words:
+        return None, "too_long"
+    if filters.require_person and _NOT_A_PERSON.match(persona):
         return None, "not_a_person"
     if source_text and is_echo(persona, source_text):
         return None, "echo_of_input"
-    return persona, None
+    if filters.language == "en" and not is_english(persona):
+        return None, "wrong_language"
+    return fields.model_copy(update={"persona": persona}), None
 
 
 def is_echo(candidate: str, source: str, threshold: float = 0.8) -> bool:
@@ -90,7 +163,9 @@ _RELATION = re.compile(r"^\s*(?:\*\*)?\s*relation(?:ship)?\s*(?:\*\*)?\s*[:\-]\s
 _PERSONA = re.compile(r"^\s*(?:\*\*)?\s*persona\s*(?:\*\*)?\s*[:\-]\s*(.+)$", re.IGNORECASE)
 
 
-def parse_relation(raw: str | None, parent: str) -> tuple[tuple[str, str] | None, str | None]:
+def parse_relation(
+    raw: str | None, parent: str, filters: PersonaFilters = DEFAULT_FILTERS
+) -> tuple[tuple[str, PersonaFields] | None, str | None]:
     """``Relation: …`` / ``Persona: …`` answer → ``((relation, persona), None)`` or ``(None, reason)``."""
     if raw is None or not raw.strip():
         return None, "empty"
@@ -106,13 +181,12 @@ def parse_relation(raw: str | None, parent: str) -> tuple[tuple[str, str] | None
         return None, "missing_relation"
     if not persona_text:
         return None, "missing_persona"
-    relation = relation[:80]
-    persona, reason = parse_persona(persona_text)
-    if persona is None:
+    fields, reason = parse_persona(persona_text, filters=filters)
+    if fields is None:
         return None, reason
-    if normalize_for_match(persona) == normalize_for_match(parent):
+    if normalize_for_match(fields.persona) == normalize_for_match(parent):
         return None, "same_as_parent"
-    return (relation, persona), None
+    return (relation[:80], fields), None
 
 
 MATH_PREFIX = re.compile(r"math problem\s*:", re.IGNORECASE)

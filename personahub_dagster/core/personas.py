@@ -15,13 +15,30 @@ import polars as pl
 from personahub_dagster.core.ids import content_id, digest
 from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest
-from personahub_dagster.core.parsing import normalize_for_match, parse_persona, parse_relation
+from personahub_dagster.core.parsing import (
+    DEFAULT_FILTERS,
+    PersonaFields,
+    PersonaFilters,
+    normalize_for_match,
+    parse_persona,
+    parse_relation,
+)
 from personahub_dagster.core.prompts import PromptTemplate
 from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
 
 
 def _frame(rows: list[dict]) -> pl.DataFrame:
     return rows_frame("personas", rows)
+
+
+def _persona_row(fields: PersonaFields, **columns: object) -> dict:
+    return {
+        **columns,
+        "persona": fields.persona,
+        "occupation": fields.occupation,
+        "domain": fields.domain,
+        "expertise_level": fields.expertise_level,
+    }
 
 
 def text_to_persona(
@@ -31,12 +48,17 @@ def text_to_persona(
     *,
     perspectives: list[str],
     granularity: str = "fine",
-    max_text_chars: int = 4000,
+    max_text_tokens: int = 1024,
+    filters: PersonaFilters = DEFAULT_FILTERS,
     partition: str,
     stage: str = "text_personas",
     progress: Progress | None = None,
 ) -> StageOutput:
-    """One persona per (text, perspective)."""
+    """One persona per (text, perspective); every miss is a ``rejects`` row with its reason.
+
+    Texts longer than ``max_text_tokens`` (counted with the model's own tokenizer where known) are
+    cut at a word boundary and the persona row says ``text_truncated`` — never silently.
+    """
     phrases: dict[str, str] = template.extras.get("perspectives", {})
     grains: dict[str, str] = template.extras.get("granularity", {})
     unknown = [p for p in perspectives if p not in phrases]
@@ -47,42 +69,42 @@ def text_to_persona(
 
     requests, meta = [], {}
     for row in texts.select("text_id", "text").iter_rows(named=True):
+        text, truncated = gateway.truncate(row["text"], max_text_tokens)
         for perspective in perspectives:
             key = f"{row['text_id']}|{perspective}"
             messages = template.render(
-                text=row["text"][:max_text_chars],
+                text=text,
                 perspective=perspective,
                 perspective_phrase=phrases[perspective],
                 granularity_instruction=grains[granularity],
             )
             requests.append(LLMRequest(key, messages, dict(template.params)))
-            meta[key] = (row["text_id"], perspective, row["text"])
+            meta[key] = (row["text_id"], perspective, row["text"], truncated)
 
     results, stats = gateway.generate(requests, stage, progress)
     rows, rejects = [], []
     ts = now_utc()
     for res in results:
-        text_id, perspective, text = meta[res.key]
-        persona, reason = parse_persona(res.content, source_text=text) if res.ok else (None, None)
-        if persona is None:
+        text_id, perspective, text, truncated = meta[res.key]
+        fields, reason = parse_persona(res.content, text, filters) if res.ok else (None, None)
+        if fields is None:
             rejects.append(reject(res, reason))
             continue
         rows.append(
-            {
-                "persona_id": content_id("persona", "text", text_id, perspective, persona),
-                "persona": persona,
-                "method": "text",
-                "perspective": perspective,
-                "source_text_id": text_id,
-                "parent_persona_id": None,
-                "relation": None,
-                "hop": 0,
-                "model": gateway.config.model,
-                "prompt_hash": template.template_hash,
-                "request_hash": res.request_hash,
-                "created_at": ts,
-                "partition": partition,
-            }
+            _persona_row(
+                fields,
+                persona_id=content_id("persona", "text", text_id, perspective, fields.persona),
+                method="text",
+                perspective=perspective,
+                source_text_id=text_id,
+                hop=0,
+                text_truncated=truncated,
+                model=gateway.config.model,
+                prompt_hash=template.template_hash,
+                request_hash=res.request_hash,
+                created_at=ts,
+                partition=partition,
+            )
         )
     return StageOutput(
         _frame(rows).unique("persona_id", keep="first", maintain_order=True),
@@ -98,6 +120,7 @@ def persona_to_persona(
     *,
     hops: int = 6,
     fanout: int = 1,
+    filters: PersonaFilters = DEFAULT_FILTERS,
     partition: str,
     stage: str = "expanded_personas",
     progress: Progress | None = None,
@@ -105,9 +128,11 @@ def persona_to_persona(
 ) -> StageOutput:
     """Expand ``seeds`` through close relationships, ``hops`` times, ``fanout`` relations per persona.
 
-    Hop k+1 prompts only the personas accepted at hop k. A persona whose text was already seen (in
-    the seeds or any earlier hop) is cut with reason ``known_persona``: it would only re-derive a
-    branch that already exists, and cycles (nurse → patient → nurse) end there.
+    Hop k+1 prompts only the personas accepted at hop k, so an interrupted run that is started again
+    replays hops 1..k from the response cache (no new calls) and resumes at the hop it stopped in. A
+    persona whose text was already seen (in the seeds or any earlier hop) is cut with reason
+    ``known_persona``: it would only re-derive a branch that already exists, and cycles
+    (nurse → patient → nurse) end there.
 
     If the template lists ``relations``, each (parent, fan-out slot) is assigned one of them by a
     seeded hash — reproducible, spread evenly, and the label is exact; the model only describes the
@@ -143,31 +168,36 @@ def persona_to_persona(
         for res in results:
             parent, relation = meta[res.key]
             parsed, reason = (
-                _parse_expansion(res.content, parent["persona"], relation) if res.ok else (None, None)
+                _parse_expansion(res.content, parent["persona"], relation, filters)
+                if res.ok
+                else (None, None)
             )
-            if parsed is not None and normalize_for_match(parsed[1]) in known:
+            if parsed is not None and normalize_for_match(parsed[1].persona) in known:
                 parsed, reason = None, "known_persona"
             if parsed is None:
                 rejects.append(reject(res, reason))
                 continue
-            relation, persona = parsed
-            known.add(normalize_for_match(persona))
-            row = {
-                "persona_id": content_id("persona", "relation", parent["persona_id"], relation, persona),
-                "persona": persona,
-                "method": "relation",
-                "perspective": None,
-                "source_text_id": parent["source_text_id"],
-                "parent_persona_id": parent["persona_id"],
-                "relation": relation,
-                "hop": hop,
-                "model": gateway.config.model,
-                "prompt_hash": template.template_hash,
-                "request_hash": res.request_hash,
-                "created_at": ts,
-                "partition": partition,
-            }
-            accepted.append(row)
+            relation, fields = parsed
+            known.add(normalize_for_match(fields.persona))
+            accepted.append(
+                _persona_row(
+                    fields,
+                    persona_id=content_id(
+                        "persona", "relation", parent["persona_id"], relation, fields.persona
+                    ),
+                    method="relation",
+                    source_text_id=parent["source_text_id"],
+                    parent_persona_id=parent["persona_id"],
+                    relation=relation,
+                    hop=hop,
+                    text_truncated=False,
+                    model=gateway.config.model,
+                    prompt_hash=template.template_hash,
+                    request_hash=res.request_hash,
+                    created_at=ts,
+                    partition=partition,
+                )
+            )
         all_rows.extend(accepted)
         if on_hop:
             on_hop(hop, len(accepted), len(requests) - len(accepted))
@@ -176,14 +206,14 @@ def persona_to_persona(
 
 
 def _parse_expansion(
-    raw: str | None, parent: str, relation: str | None
-) -> tuple[tuple[str, str] | None, str | None]:
+    raw: str | None, parent: str, relation: str | None, filters: PersonaFilters
+) -> tuple[tuple[str, PersonaFields] | None, str | None]:
     """Assigned relation: the answer is just the persona. Free relation: ``Relation:``/``Persona:`` lines."""
     if relation is None:
-        return parse_relation(raw, parent)
-    persona, reason = parse_persona(raw)
-    if persona is None:
+        return parse_relation(raw, parent, filters)
+    fields, reason = parse_persona(raw, filters=filters)
+    if fields is None:
         return None, reason
-    if normalize_for_match(persona) == normalize_for_match(parent):
+    if normalize_for_match(fields.persona) == normalize_for_match(parent):
         return None, "same_as_parent"
-    return (relation, persona), None
+    return (relation, fields), None

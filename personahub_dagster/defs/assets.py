@@ -13,6 +13,7 @@ from pydantic import Field
 from personahub_dagster.core.dedup import DedupConfig, dedup_frame
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
 from personahub_dagster.core.lake import now_utc, rows_frame
+from personahub_dagster.core.parsing import PersonaFilters
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
 from personahub_dagster.core.prompts import bundled_assets_dir
 from personahub_dagster.core.stage import StageOutput
@@ -31,15 +32,32 @@ class RawTextsConfig(dg.Config):
     min_chars: int = 20
 
 
+class PersonaFilterConfig(dg.Config):
+    """Quality gates for every persona; each failure is a counted reason in ``rejects``."""
+
+    min_words: int = 4
+    max_words: int = 80
+    max_sentences: int = 2
+    language: str | None = Field(default="en", description="en, or null to accept any language")
+    require_person: bool = True
+
+    def filters(self) -> PersonaFilters:
+        return PersonaFilters(**self.model_dump())
+
+
 class TextPersonasConfig(dg.Config):
     perspectives: list[str] = Field(default=["read", "write", "like", "dislike"])
     granularity: str = Field(default="fine", description="fine | coarse (see the prompt file)")
-    max_text_chars: int = 4000
+    max_text_tokens: int = Field(default=1024, description="Longer texts are cut (and flagged).")
+    template: str = Field(default="text_to_persona", description="Prompt file name (…_json: structured)")
+    filters: PersonaFilterConfig = PersonaFilterConfig()
 
 
 class ExpandedPersonasConfig(dg.Config):
     hops: int = Field(default=6, ge=0, description="Persona-to-Persona iterations (the paper: 6).")
     fanout: int = Field(default=1, ge=1, description="Relations asked per persona per hop.")
+    template: str = Field(default="persona_to_persona", description="…_free: the model names the relation")
+    filters: PersonaFilterConfig = PersonaFilterConfig()
 
 
 class PersonaHubConfig(dg.Config):
@@ -117,10 +135,11 @@ def text_personas(
     out = text_to_persona(
         texts,
         llm.gateway(lk),
-        prompts.template("text_to_persona"),
+        prompts.template(config.template),
         perspectives=config.perspectives,
         granularity=config.granularity,
-        max_text_chars=config.max_text_chars,
+        max_text_tokens=config.max_text_tokens,
+        filters=config.filters.filters(),
         partition=PARTITION,
         progress=progress_logger(context, "text_personas"),
     )
@@ -129,6 +148,7 @@ def text_personas(
     return dg.MaterializeResult(
         metadata={
             "texts": texts.height,
+            "texts_truncated": out.rows.filter(pl.col("text_truncated"))["source_text_id"].n_unique(),
             "personas": out.rows.height,
             "personas_by_perspective": dg.MetadataValue.json(per_perspective),
             **reject_metadata(out.rejects),
@@ -156,9 +176,10 @@ def expanded_personas(
     out = persona_to_persona(
         seeds,
         llm.gateway(lk),
-        prompts.template("persona_to_persona"),
+        prompts.template(config.template),
         hops=config.hops,
         fanout=config.fanout,
+        filters=config.filters.filters(),
         partition=PARTITION,
         progress=progress_logger(context, "expanded_personas"),
         on_hop=on_hop,
