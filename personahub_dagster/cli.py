@@ -63,7 +63,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with lake.connect() as con:
         row = con.execute("SELECT row_id FROM generations ORDER BY row_id LIMIT 1").fetchone()
     print(f"\nLake: {lake.root}")
-    print(f"  SQL:      duckdb {lake.catalog_path}   (tables are views over {lake.tables_dir})")
+    print(f'  SQL:      personahub sql "SELECT …"   (or duckdb -readonly {lake.catalog_path})')
     if row:
         print(f"  Lineage:  personahub lineage {row[0]}")
     print("  UI:       make ui   → http://127.0.0.1:3000 (asset graph, runs, metadata)")
