@@ -5,6 +5,7 @@
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
     personahub sql "SELECT …"                               DuckDB SQL over the lake
+    personahub dedup INPUT --out OUTPUT [--hub DIR]         mark near-duplicate personas in a file
 
 The lake is ``--lake`` or ``$PERSONAHUB_LAKE`` (default ``./lake``).
 """
@@ -17,6 +18,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import polars as pl
 
 DEFAULT_LAKE = "lake"
 
@@ -145,6 +148,62 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+PERSONA_COLUMNS = ("persona", "input persona")
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    if path.suffix in (".jsonl", ".ndjson", ".json"):
+        return pl.read_ndjson(path, infer_schema_length=None)
+    raise ValueError(f"{path}: expected .jsonl or .parquet")
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.dedup import DedupConfig, HubIndex
+    from personahub_dagster.core.embedder import Embedder
+    from personahub_dagster.core.lake import atomic_write_parquet
+
+    src, out = Path(args.input), Path(args.out)
+    try:
+        df = _read_table(src)
+    except (ValueError, OSError, pl.exceptions.PolarsError) as exc:
+        print(f"dedup: cannot read {src}: {exc}", file=sys.stderr)
+        return 2
+    column = next((c for c in PERSONA_COLUMNS if c in df.columns), None)
+    if column is None:
+        print(
+            f"dedup: {src} has no persona column (looked for {', '.join(PERSONA_COLUMNS)}; "
+            f"found {', '.join(df.columns)})",
+            file=sys.stderr,
+        )
+        return 2
+    id_col = next((c for c in ("persona_id", "id") if c in df.columns), None)
+    keys = df[id_col].cast(pl.Utf8).to_list() if id_col else [str(i) for i in range(df.height)]
+    config = DedupConfig(minhash_threshold=args.minhash_threshold, cosine_threshold=args.cosine_threshold)
+    embedder = Embedder(args.embedder)
+    hub = (HubIndex.load(args.hub, config, embedder) if args.hub else None) or HubIndex(config, embedder)
+    started = time.monotonic()
+    marks = hub.add(keys, df[column].cast(pl.Utf8).fill_null("").to_list())
+    result = df.with_columns(marks.drop("key"))
+    if args.hub:
+        hub.save(args.hub)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        atomic_write_parquet(result, out)
+    else:
+        tmp = out.with_name(f".{out.name}.tmp")
+        result.write_ndjson(tmp)
+        tmp.replace(out)
+    dups = result.filter(pl.col("dup_of").is_not_null())
+    by_reason = dict(dups.group_by("dup_reason").len().iter_rows())
+    print(
+        f"{df.height} personas in {time.monotonic() - started:.1f} s: {df.height - dups.height} kept, "
+        f"{dups.height} duplicates {by_reason} → {out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personahub", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="row counts per table and breakdowns")
     stats.add_argument("--lake")
     stats.set_defaults(func=cmd_stats)
+
+    dedup = sub.add_parser("dedup", help="mark near-duplicate personas in a JSONL / Parquet file")
+    dedup.add_argument("input", help="a file with a 'persona' (or 'input persona') column")
+    dedup.add_argument("--out", required=True, help="output .parquet or .jsonl: every row, with dup marks")
+    dedup.add_argument("--minhash-threshold", type=float, default=0.9)
+    dedup.add_argument("--cosine-threshold", type=float, default=0.9)
+    dedup.add_argument("--embedder", default="all-MiniLM-L6-v2")
+    dedup.add_argument("--hub", help="a hub state folder: check against it, then add the kept personas to it")
+    dedup.set_defaults(func=cmd_dedup)
 
     sql = sub.add_parser("sql", help="run DuckDB SQL over the lake's tables")
     sql.add_argument("query")

@@ -1,11 +1,12 @@
-"""Two-stage dedup with the real packaged embedder: MinHash for near-copies, embeddings for rewordings."""
+"""Two-stage dedup with the real packaged embedder: MinHash for near-copies, embeddings for rewordings;
+incremental state saved in and loaded from the lake."""
 
 from __future__ import annotations
 
 import polars as pl
 import pytest
 
-from personahub_dagster.core.dedup import DedupConfig, Deduplicator, dedup_frame, lsh_rows_per_band
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, dedup_frame, lsh_rows_per_band
 from personahub_dagster.core.embedder import Embedder
 
 PERSONAS = [
@@ -15,12 +16,26 @@ PERSONAS = [
     ("p4", "A children's hospital nurse who works the night shift on a busy pediatric ward."),  # reworded p1
     ("p5", "A soil scientist studying no-till farming and water retention in Iowa."),
     ("p6", "A Jazz Pianist who teaches harmony to adult beginners in Chicago"),  # casing of p3
+    ("p7", "A beekeeper who sells honey and beeswax candles at a weekly farmers' market."),
+    ("p8", "A beekeeper who sells honey and beeswax candles at the weekly farmers market."),  # word swap
 ]
+KEYS = [k for k, _ in PERSONAS]
+TEXTS = [t for _, t in PERSONAS]
+EXPECTED = {
+    "p2": ("p1", "minhash"),
+    "p6": ("p3", "minhash"),
+    "p4": ("p1", "embedding"),
+    "p8": ("p7", "embedding"),
+}
 
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
     return Embedder()
+
+
+def marks_of(df: pl.DataFrame) -> dict:
+    return {r["key"]: (r["dup_of"], r["dup_reason"]) for r in df.iter_rows(named=True) if r["dup_of"]}
 
 
 def test_embedder_gives_unit_vectors(embedder):
@@ -31,29 +46,76 @@ def test_embedder_gives_unit_vectors(embedder):
 
 
 def test_near_copies_and_rewordings_are_marked_not_dropped(embedder):
-    df = pl.DataFrame({"persona_id": [k for k, _ in PERSONAS], "persona": [t for _, t in PERSONAS]})
+    df = pl.DataFrame({"persona_id": KEYS, "persona": TEXTS})
     out = dedup_frame(df, embedder)
     assert out.height == len(PERSONAS)
-    marks = {r["persona_id"]: (r["dup_of"], r["dup_reason"]) for r in out.iter_rows(named=True)}
-    assert marks["p1"] == (None, None) and marks["p3"] == (None, None) and marks["p5"] == (None, None)
-    assert marks["p2"] == ("p1", "minhash")
-    assert marks["p6"] == ("p3", "minhash")
-    assert marks["p4"] == ("p1", "embedding")
+    assert {
+        r["persona_id"]: (r["dup_of"], r["dup_reason"]) for r in out.iter_rows(named=True) if r["dup_of"]
+    } == EXPECTED
     assert out.filter(pl.col("dup_of").is_not_null())["similarity"].min() >= 0.9
 
 
 def test_the_cosine_threshold_is_a_knob(embedder):
-    df = pl.DataFrame({"persona_id": [k for k, _ in PERSONAS], "persona": [t for _, t in PERSONAS]})
-    strict = dedup_frame(df, embedder, DedupConfig(cosine_threshold=0.99))
-    assert strict.filter(pl.col("dup_reason") == "embedding").is_empty()
+    strict = HubIndex(DedupConfig(cosine_threshold=0.999), embedder).add(KEYS, TEXTS)
+    assert "embedding" not in set(strict["dup_reason"].drop_nulls())
 
 
-def test_growing_in_batches_equals_one_batch(embedder):
-    keys, texts = [k for k, _ in PERSONAS], [t for _, t in PERSONAS]
-    whole = Deduplicator(DedupConfig(block_size=2), embedder).add(keys, texts)
-    grown = Deduplicator(DedupConfig(block_size=2), embedder)
-    parts = [grown.add(keys[:3], texts[:3]), grown.add(keys[3:], texts[3:])]
+def test_growing_in_batches_equals_one_batch(embedder, tmp_path):
+    whole = HubIndex(DedupConfig(block_size=2), embedder).add(KEYS, TEXTS)
+    grown = HubIndex(DedupConfig(block_size=2), embedder)
+    parts = [grown.add(KEYS[:3], TEXTS[:3])]
+    grown.save(tmp_path / "state")  # and across processes: save, load, continue
+    reloaded = HubIndex.load(tmp_path / "state", DedupConfig(block_size=2), embedder)
+    assert reloaded.ids == grown.ids
+    parts.append(reloaded.add(KEYS[3:], TEXTS[3:]))
     assert pl.concat(parts).drop("similarity").equals(whole.drop("similarity"))
+    reloaded.save(tmp_path / "state")
+    final = HubIndex.load(tmp_path / "state", DedupConfig(block_size=2), embedder)
+    assert final.ids == ["p1", "p3", "p5", "p7"] and final.vectors().shape == (4, 384)
+
+
+def test_a_new_partition_is_checked_against_the_whole_hub(embedder, tmp_path):
+    hub = HubIndex(DedupConfig(), embedder)
+    hub.add(KEYS, TEXTS)
+    hub.save(tmp_path)
+    again = HubIndex.load(tmp_path, DedupConfig(), embedder)
+    new = again.add(
+        ["n1", "n2", "n3"], [TEXTS[0].upper(), TEXTS[3], "A glassblower who restores church windows."]
+    )
+    # n2 repeats p4, which was itself only a rewording of p1: it is checked against kept personas
+    assert marks_of(new) == {"n1": ("p1", "minhash"), "n2": ("p1", "embedding")}
+    assert again.ids[-1] == "n3"
+
+
+def test_state_from_another_config_or_model_is_not_reused(embedder, tmp_path):
+    HubIndex(DedupConfig(), embedder).save(tmp_path)
+    assert HubIndex.load(tmp_path, DedupConfig(), embedder) is not None
+    assert HubIndex.load(tmp_path, DedupConfig(cosine_threshold=0.8), embedder) is None
+    assert HubIndex.load(tmp_path / "missing", DedupConfig(), embedder) is None
+
+
+def test_the_approximate_index_takes_over_above_its_size(embedder, tmp_path):
+    cfg = DedupConfig(ann_min_size=4)
+    hub = HubIndex(cfg, embedder)
+    out = hub.add(KEYS, TEXTS)
+    assert marks_of(out) == EXPECTED
+    assert hub._ann is None  # 4 kept: not above the size yet
+    more = [f"A {job} who lives in Lisbon and collects vinyl records." for job in ("baker", "judge", "pilot")]
+    hub.add(["q1", "q2", "q3"], more)
+    assert hub._ann is not None and hub._ann.ntotal == len(hub)
+    hub.save(tmp_path)
+    loaded = HubIndex.load(tmp_path, cfg, embedder)
+    assert loaded._ann.ntotal == len(hub)
+    assert marks_of(loaded.add(["z"], [TEXTS[0].lower()])) == {"z": ("p1", "minhash")}
+    assert (
+        marks_of(
+            loaded.add(
+                ["y"],
+                ["A nurse in a busy children's hospital who works the night shift on the pediatric ward."],
+            )
+        )["y"][0]
+        == "p1"
+    )
 
 
 def test_lsh_banding_for_the_paper_threshold():

@@ -1,18 +1,32 @@
-"""Near-duplicate removal for personas (Persona Hub §3): MinHash first, then embedding similarity.
+"""Near-duplicate removal for personas (Persona Hub §3): MinHash first, then embedding similarity —
+incremental against everything already in the hub.
 
-* MinHash over word 1-grams, 128 permutations, Jaccard ≥ 0.9 (rensa, a Rust MinHash; LSH banding
-  picked for the threshold, every LSH candidate verified by estimated Jaccard).
-* Embeddings (unit vectors) in a FAISS inner-product index; cosine ≥ 0.9 is a duplicate.
+* **MinHash** over word 1-grams, 128 permutations, Jaccard ≥ 0.9 (rensa, a Rust MinHash; ~60× faster
+  than datasketch here). Signatures of a whole batch come from one ``digest_matrix`` call and go into
+  rensa's LSH index in one ``insert_matrix``; the banding is chosen for the threshold
+  (:func:`lsh_rows_per_band`), and every LSH candidate is verified by estimated Jaccard before it counts.
+* **Embeddings** (unit vectors, inner product = cosine) of the MinHash survivors, cosine ≥ 0.9 is a
+  duplicate. Exact search (FAISS ``IndexFlatIP``) while the hub is small; above ``ann_min_size`` kept
+  personas an IVF index with 8-bit scalar quantization (trained once, then appended to), so adding a
+  partition costs far less than re-reading the hub.
 
-Duplicates are marked, never dropped: each row gets ``dup_of`` (the kept persona it repeats),
-``dup_reason`` (``minhash`` | ``embedding``) and ``similarity``. Within a batch the earliest persona
-in the given order wins, and :class:`Deduplicator` keeps its state, so feeding batches one after
-another checks each new persona against everything already kept.
+Duplicates are marked, never dropped: each persona gets ``dup_of`` (the kept persona it repeats),
+``dup_reason`` (``minhash`` | ``embedding``) and ``similarity``. Within a batch the earliest persona in
+the given order wins. :class:`HubIndex` keeps its state, and :func:`HubIndex.save`/``load`` keep it in
+the lake, so a new partition is checked against the whole hub without re-hashing or re-embedding old
+personas; growing partition by partition gives the same marks as one batch (exactly, below
+``ann_min_size``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -20,7 +34,8 @@ import polars as pl
 from rensa import RMinHash, RMinHashLSH
 
 from personahub_dagster.core.embedder import Embedder
-from personahub_dagster.core.parsing import words
+
+STATE_VERSION = 1
 
 
 def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995) -> int:
@@ -28,100 +43,304 @@ def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995
     probability ≥ ``min_recall``: P = 1 - (1 - t^r)^b, with b·r = num_perm."""
     best = 1
     for r in (d for d in range(1, num_perm + 1) if num_perm % d == 0):
-        b = num_perm // r
-        if 1 - (1 - threshold**r) ** b >= min_recall:
+        if 1 - (1 - threshold**r) ** (num_perm // r) >= min_recall:
             best = r
     return best
 
 
-@dataclass
+@dataclass(frozen=True)
 class DedupConfig:
     minhash_threshold: float = 0.9
     num_perm: int = 128
     cosine_threshold: float = 0.9
     seed: int = 42
-    block_size: int = 2048
+    block_size: int = 4096
+    ann_min_size: int = 50_000  # kept personas above which the embedding index is approximate (IVF-SQ8)
+    ann_nprobe: int = 16
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Word 1-grams (lower-cased ``[a-z0-9']+`` runs), vectorized in polars."""
+    if not texts:
+        return []
+    return pl.Series(texts, dtype=pl.Utf8).str.to_lowercase().str.extract_all(r"[a-z0-9']+").to_list()
 
 
 @dataclass
-class Deduplicator:
-    """Stateful two-stage dedup; ``add`` marks a batch against all personas kept so far."""
+class _Marks:
+    dup_of: list[str | None]
+    reason: list[str | None]
+    sim: list[float | None]
+
+    @classmethod
+    def empty(cls, n: int) -> _Marks:
+        return cls([None] * n, [None] * n, [None] * n)
+
+    def set(self, i: int, of: str, reason: str, sim: float) -> None:
+        self.dup_of[i], self.reason[i], self.sim[i] = of, reason, round(float(sim), 4)
+
+
+@dataclass
+class HubIndex:
+    """The dedup state of a hub: kept personas' ids and texts, their LSH index and their embeddings."""
 
     config: DedupConfig
     embedder: Embedder
-    _keys: list[str] = field(default_factory=list)
-    _minhashes: list[RMinHash] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     _lsh: RMinHashLSH | None = None
-    _index: faiss.Index | None = None
-    _index_keys: list[str] = field(default_factory=list)
+    _vectors: list[np.ndarray] = field(default_factory=list)  # kept embeddings, in id order (blocks)
+    _ann: faiss.Index | None = None
+    _chunks: list[str] = field(default_factory=list)  # saved chunk names (see save)
+    _persisted: int = 0  # kept personas already in saved chunks
 
     def __post_init__(self) -> None:
-        c = self.config
-        r = lsh_rows_per_band(c.minhash_threshold, c.num_perm)
-        self._lsh = RMinHashLSH(threshold=c.minhash_threshold, num_perm=c.num_perm, num_bands=c.num_perm // r)
+        if self._lsh is None:
+            c = self.config
+            bands = c.num_perm // lsh_rows_per_band(c.minhash_threshold, c.num_perm)
+            self._lsh = RMinHashLSH(threshold=c.minhash_threshold, num_perm=c.num_perm, num_bands=bands)
 
-    def _minhash(self, text: str) -> RMinHash:
-        mh = RMinHash(num_perm=self.config.num_perm, seed=self.config.seed)
-        mh.update(words(text))
-        return mh
+    def __len__(self) -> int:
+        return len(self.ids)
 
+    # -- marking -------------------------------------------------------------------------------
     def add(self, keys: list[str], texts: list[str]) -> pl.DataFrame:
-        """Marks for ``keys`` (in order): columns key, dup_of, dup_reason, similarity."""
-        dup_of: list[str | None] = [None] * len(keys)
-        reason: list[str | None] = [None] * len(keys)
-        sim: list[float | None] = [None] * len(keys)
+        """Mark ``keys`` (in order) against the hub and each other; the kept ones join the hub.
 
-        survivors = []
-        for i, (key, text) in enumerate(zip(keys, texts, strict=True)):
-            mh = self._minhash(text)
-            best, best_j = 0.0, -1
-            for j in self._lsh.query(mh):
-                s = mh.jaccard(self._minhashes[j])
-                if s > best:
-                    best, best_j = s, j
-            if best >= self.config.minhash_threshold:
-                dup_of[i], reason[i], sim[i] = self._keys[best_j], "minhash", round(best, 4)
-                continue
-            self._lsh.insert(len(self._keys), mh)
-            self._keys.append(key)
-            self._minhashes.append(mh)
-            survivors.append(i)
-
+        Returns columns key, dup_of, dup_reason, similarity.
+        """
+        marks = _Marks.empty(len(keys))
+        survivors = self._minhash_stage(keys, texts, marks)
         for start in range(0, len(survivors), self.config.block_size):
-            block = survivors[start : start + self.config.block_size]
-            self._embed_block(block, keys, texts, dup_of, reason, sim)
-
+            self._embedding_stage(survivors[start : start + self.config.block_size], keys, texts, marks)
         return pl.DataFrame(
-            {"key": keys, "dup_of": dup_of, "dup_reason": reason, "similarity": sim},
+            {"key": keys, "dup_of": marks.dup_of, "dup_reason": marks.reason, "similarity": marks.sim},
             schema={"key": pl.Utf8, "dup_of": pl.Utf8, "dup_reason": pl.Utf8, "similarity": pl.Float64},
         )
 
-    def _embed_block(self, block: list[int], keys, texts, dup_of, reason, sim) -> None:
-        """Check a block against the index, then against its own earlier members, then index the kept."""
+    def _minhashes(self, token_sets: list[list[str]]) -> list[RMinHash]:
+        return RMinHash.from_token_sets(token_sets, num_perm=self.config.num_perm, seed=self.config.seed)
+
+    def _minhash_stage(self, keys: list[str], texts: list[str], marks: _Marks) -> list[int]:
+        """Indices of ``keys`` that survive MinHash, in order. LSH finds candidates in the hub (one
+        ``query_all``) and in the batch (one ``insert_matrix``); each candidate is verified by Jaccard,
+        hub ones from their stored text (no signatures are kept: they are cheap to recompute)."""
+        c = self.config
+        if not keys:
+            return []
+        tokens = tokenize(texts)
+        mh = self._minhashes(tokens)
+        hub_cands = self._lsh.query_all(mh) if self.ids else [[] for _ in keys]
+        batch_lsh = RMinHashLSH(
+            threshold=c.minhash_threshold, num_perm=c.num_perm, num_bands=self._lsh.get_num_bands()
+        )
+        matrix = RMinHash.digest_matrix_from_token_sets(tokens, num_perm=c.num_perm, seed=c.seed)
+        batch_flags = batch_lsh.insert_matrix_and_query_duplicate_flags(matrix)
+        needed = sorted({j for js in hub_cands for j in js})
+        hub_mh = dict(zip(needed, self._minhashes(tokenize([self.texts[j] for j in needed])), strict=True))
+
+        kept_in_batch: set[int] = set()
+        survivors = []
+        for i in range(len(keys)):
+            best, best_key = 0.0, None
+            for j in hub_cands[i]:
+                if (s := mh[i].jaccard(hub_mh[j])) > best:
+                    best, best_key = s, self.ids[j]
+            if batch_flags[i]:
+                for j in batch_lsh.query(mh[i]):
+                    if j < i and j in kept_in_batch and (s := mh[i].jaccard(mh[j])) > best:
+                        best, best_key = s, keys[j]
+            if best_key is not None and best >= c.minhash_threshold:
+                marks.set(i, best_key, "minhash", best)
+            else:
+                kept_in_batch.add(i)
+                survivors.append(i)
+        return survivors
+
+    def _embedding_stage(self, block: list[int], keys, texts, marks: _Marks) -> None:
+        """Check a block against the hub's vectors, then against its own earlier members; index the kept."""
         vecs = self.embedder.encode([texts[i] for i in block])
-        if self._index is None:
-            self._index = faiss.IndexFlatIP(vecs.shape[1])
-        t = self.config.cosine_threshold
-        hub_sim = np.full(len(block), -1.0, dtype=np.float32)
-        hub_idx = np.full(len(block), -1, dtype=np.int64)
-        if self._index.ntotal:
-            d, idx = self._index.search(vecs, 1)
-            hub_sim, hub_idx = d[:, 0], idx[:, 0]
+        hub_sim, hub_idx = self._search(vecs)
         within = vecs @ vecs.T
         kept: list[int] = []
+        t = self.config.cosine_threshold
         for b, i in enumerate(block):
-            best, best_key = float(hub_sim[b]), (self._index_keys[hub_idx[b]] if hub_idx[b] >= 0 else None)
+            best = float(hub_sim[b])
+            best_key = self.ids[hub_idx[b]] if hub_idx[b] >= 0 else None
             if kept:
                 k = int(np.argmax(within[b, kept]))
                 if within[b, kept[k]] > best:
                     best, best_key = float(within[b, kept[k]]), keys[block[kept[k]]]
             if best_key is not None and best >= t:
-                dup_of[i], reason[i], sim[i] = best_key, "embedding", round(best, 4)
+                marks.set(i, best_key, "embedding", best)
             else:
                 kept.append(b)
-        if kept:
-            self._index.add(vecs[kept])
-            self._index_keys.extend(keys[block[b]] for b in kept)
+        self._append([keys[block[b]] for b in kept], [texts[block[b]] for b in kept], vecs[kept])
+
+    # -- the kept set --------------------------------------------------------------------------
+    def _append(self, keys: list[str], texts: list[str], vecs: np.ndarray) -> None:
+        if not keys:
+            return
+        c = self.config
+        matrix = RMinHash.digest_matrix_from_token_sets(tokenize(texts), num_perm=c.num_perm, seed=c.seed)
+        self._lsh.insert_matrix(matrix, len(self.ids))
+        self.ids.extend(keys)
+        self.texts.extend(texts)
+        self._vectors.append(np.ascontiguousarray(vecs, dtype=np.float32))
+        if self._ann is not None:
+            self._ann.add(vecs)
+        elif len(self.ids) > c.ann_min_size:
+            self._ann = self._build_ann(self.vectors())
+
+    def vectors(self) -> np.ndarray:
+        """All kept embeddings as one matrix (consolidated once, then cached)."""
+        if len(self._vectors) != 1:
+            dim = self._vectors[0].shape[1] if self._vectors else self.embedder.dimension
+            self._vectors = [
+                np.concatenate(self._vectors) if self._vectors else np.zeros((0, dim), np.float32)
+            ]
+        return self._vectors[0]
+
+    def _vectors_from(self, start: int) -> np.ndarray:
+        """Kept embeddings from index ``start`` on, without reading the (memory-mapped) ones before it."""
+        parts, offset = [], 0
+        for block in self._vectors:
+            if offset + len(block) > start:
+                parts.append(np.asarray(block[max(0, start - offset) :]))
+            offset += len(block)
+        return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dimension), np.float32)
+
+    def _search(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-1 kept neighbour of each vector: (similarity, index into ``ids``; -1 when the hub is empty)."""
+        if not self.ids:
+            return np.full(len(vecs), -1.0, np.float32), np.full(len(vecs), -1, np.int64)
+        if self._ann is not None:
+            self._ann.nprobe = self.config.ann_nprobe
+            d, idx = self._ann.search(vecs, 1)
+        else:
+            flat = faiss.IndexFlatIP(vecs.shape[1])
+            flat.add(self.vectors())
+            d, idx = flat.search(vecs, 1)
+        return d[:, 0], idx[:, 0]
+
+    def _build_ann(self, vecs: np.ndarray) -> faiss.Index:
+        """IVF with 8-bit scalar quantization: ~4× smaller than float vectors, appendable without
+        retraining; ~4·√n lists, trained on (a sample of) the vectors it starts with."""
+        n, dim = vecs.shape
+        nlist = int(min(65536, 4 * np.sqrt(n), max(1, n // 16)))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        sample = vecs[np.random.default_rng(self.config.seed).permutation(n)[: nlist * 50]]
+        index.train(sample)
+        index.add(vecs)
+        return index
+
+    # -- persistence ---------------------------------------------------------------------------
+    # Layout: chunks/ holds immutable, append-only pieces (kept ids + texts, float32 embeddings), named by
+    # the range of kept personas they cover, so a save writes only what this run added; the LSH index and
+    # the ANN index are rewritten whole into a new version folder; CURRENT names the live version.
+    def save(self, directory: str | os.PathLike[str], extra: dict | None = None) -> None:
+        """Write what changed since :meth:`load` (new chunks, then a new version folder, then ``CURRENT``)."""
+        root = Path(directory)
+        (root / "chunks").mkdir(parents=True, exist_ok=True)
+        chunks = list(self._chunks)
+        if len(self.ids) > self._persisted:
+            name = f"{self._persisted:012d}-{len(self.ids):012d}"
+            new = slice(self._persisted, len(self.ids))
+            _atomic(
+                root / "chunks" / f"kept-{name}.parquet",
+                lambda f: pl.DataFrame(
+                    {"persona_id": self.ids[new], "persona": self.texts[new]}
+                ).write_parquet(f),
+            )
+            _atomic(
+                root / "chunks" / f"emb-{name}.npy", lambda f: np.save(f, self._vectors_from(self._persisted))
+            )
+            chunks.append(name)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".v-"))
+        try:
+            with (tmp / "minhash_lsh.pkl").open("wb") as fh:
+                pickle.dump(self._lsh, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            if self._ann is not None:
+                faiss.write_index(self._ann, str(tmp / "ann.faiss"))
+            manifest = {
+                "version": STATE_VERSION,
+                "config": asdict(self.config),
+                "embedder": self.embedder.model_name,
+                "kept": len(self.ids),
+                "chunks": chunks,
+                **(extra or {}),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            for f in tmp.iterdir():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            final = root / f"v-{os.urandom(6).hex()}"
+            os.rename(tmp, final)
+            _atomic(root / "CURRENT", lambda f: f.write(final.name.encode()))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in root.glob("v-*"):
+            if old.name != final.name:
+                shutil.rmtree(old, ignore_errors=True)
+        self._chunks, self._persisted = chunks, len(self.ids)
+
+    @classmethod
+    def load(
+        cls, directory: str | os.PathLike[str], config: DedupConfig, embedder: Embedder
+    ) -> HubIndex | None:
+        """The saved state, or None if there is none or it was made with another config or embedder
+        (a state is only valid for the thresholds, permutations and model that built it). Embeddings
+        are memory-mapped: with an ANN index they are never read."""
+        manifest = cls.manifest(directory)
+        if (
+            manifest is None
+            or manifest.get("version") != STATE_VERSION
+            or manifest["config"] != asdict(config)
+            or manifest["embedder"] != embedder.model_name
+        ):
+            return None
+        root = Path(directory)
+        folder = root / (root / "CURRENT").read_text().strip()
+        kept = (
+            pl.concat([pl.read_parquet(root / "chunks" / f"kept-{c}.parquet") for c in manifest["chunks"]])
+            if manifest["chunks"]
+            else pl.DataFrame(
+                {"persona_id": [], "persona": []}, schema=[("persona_id", pl.Utf8), ("persona", pl.Utf8)]
+            )
+        )
+        with (folder / "minhash_lsh.pkl").open("rb") as fh:
+            lsh = pickle.load(fh)
+        ann = faiss.read_index(str(folder / "ann.faiss")) if (folder / "ann.faiss").exists() else None
+        vectors = [np.load(root / "chunks" / f"emb-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
+        state = cls(
+            config, embedder, kept["persona_id"].to_list(), kept["persona"].to_list(), lsh, vectors, ann
+        )
+        state._chunks, state._persisted = list(manifest["chunks"]), len(state.ids)
+        return state
+
+    @staticmethod
+    def manifest(directory: str | os.PathLike[str]) -> dict | None:
+        root = Path(directory)
+        try:
+            return json.loads((root / (root / "CURRENT").read_text().strip() / "manifest.json").read_text())
+        except FileNotFoundError:
+            return None
+
+
+def _atomic(path: Path, write) -> None:
+    """Write a file through a temp file + fsync + rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def dedup_frame(
@@ -132,5 +351,5 @@ def dedup_frame(
     key_col: str = "persona_id",
 ) -> pl.DataFrame:
     """``df`` (in its given order) with ``dup_of``, ``dup_reason`` and ``similarity`` columns added."""
-    marks = Deduplicator(config or DedupConfig(), embedder).add(df[key_col].to_list(), df[text_col].to_list())
+    marks = HubIndex(config or DedupConfig(), embedder).add(df[key_col].to_list(), df[text_col].to_list())
     return df.with_columns(marks.drop("key"))

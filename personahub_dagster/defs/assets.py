@@ -10,7 +10,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.dedup import DedupConfig, dedup_frame
+from personahub_dagster.core.dedup import DedupConfig
+from personahub_dagster.core.hub import grow_hub
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
 from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.parsing import PersonaFilters
@@ -61,9 +62,18 @@ class ExpandedPersonasConfig(dg.Config):
 
 
 class PersonaHubConfig(dg.Config):
-    minhash_threshold: float = 0.9
+    minhash_threshold: float = Field(default=0.9, description="Jaccard of word 1-grams (the paper: 0.9)")
     num_perm: int = 128
-    cosine_threshold: float = 0.9
+    cosine_threshold: float = Field(default=0.9, description="Embedding cosine (0.5 for a very diverse hub)")
+    ann_min_size: int = Field(default=50_000, description="Kept personas above which search is approximate")
+
+    def dedup(self) -> DedupConfig:
+        return DedupConfig(
+            minhash_threshold=self.minhash_threshold,
+            num_perm=self.num_perm,
+            cosine_threshold=self.cosine_threshold,
+            ann_min_size=self.ann_min_size,
+        )
 
 
 class MathProblemsConfig(dg.Config):
@@ -205,37 +215,39 @@ def expanded_personas(
 
 @dg.asset(deps=[expanded_personas], group_name="hub", kinds={"parquet", "faiss"})
 def persona_hub(
-    config: PersonaHubConfig, lake: LakeResource, embedder: EmbedderResource
+    context: dg.AssetExecutionContext,
+    config: PersonaHubConfig,
+    lake: LakeResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
-    """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS)."""
+    """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS), grown
+    incrementally: partitions already in the hub keep their marks, new ones are checked against it all."""
     lk = lake.lake()
-    personas = lk.read("personas", "partition = ?", [PARTITION]).sort("hop", "method", "persona_id")
-    dedup_cfg = DedupConfig(config.minhash_threshold, config.num_perm, config.cosine_threshold)
-    hub = dedup_frame(personas, embedder.embedder(), dedup_cfg).select(
-        "persona_id",
-        "persona",
-        "method",
-        "hop",
-        "source_text_id",
-        "parent_persona_id",
-        "dup_of",
-        "dup_reason",
-        "similarity",
-        "partition",
-        "created_at",
-    )
-    lk.write("hub", hub, producer="persona_hub", partition=PARTITION)
-    reasons = dict(hub.filter(pl.col("dup_of").is_not_null()).group_by("dup_reason").len().iter_rows())
-    kept = hub.filter(pl.col("dup_of").is_null()).height
+    with lk.connect() as con:
+        marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
+    growth = grow_hub(lk.read("personas"), lk.root / "hub_state", embedder.embedder(), config.dedup(), marked)
+    for partition, rows in growth.hub.items():
+        lk.write("hub", rows, producer="persona_hub", partition=partition)
+        context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
+    with lk.connect() as con:
+        totals = dict(
+            con.execute("SELECT coalesce(dup_reason, 'kept'), count(*) FROM hub GROUP BY 1").fetchall()
+        )
+    new = pl.concat(list(growth.hub.values())) if growth.hub else pl.DataFrame(schema={"persona": pl.Utf8})
+    total = sum(totals.values())
     return dg.MaterializeResult(
         metadata={
-            "personas_in": hub.height,
-            "kept": kept,
-            "duplicates": hub.height - kept,
-            "duplicates_by_reason": dg.MetadataValue.json(reasons),
-            "dedup_ratio": round((hub.height - kept) / hub.height, 4) if hub.height else 0.0,
+            "partitions_marked": dg.MetadataValue.json(sorted(growth.hub)),
+            "partitions_reused": dg.MetadataValue.json(growth.reused),
+            "state_rebuilt": growth.rebuilt,
+            "personas_marked": new.height,
+            "hub_personas": total,
+            "kept": totals.get("kept", 0),
+            "duplicates_by_reason": dg.MetadataValue.json({k: v for k, v in totals.items() if k != "kept"}),
+            "dedup_ratio": round(1 - totals.get("kept", 0) / total, 4) if total else 0.0,
             "preview": md_table(
-                hub.filter(pl.col("dup_of").is_not_null()), ["persona", "dup_reason", "similarity"]
+                new.filter(pl.col("dup_of").is_not_null()) if new.height else new,
+                ["persona", "dup_reason", "similarity"],
             ),
         }
     )

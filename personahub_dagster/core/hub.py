@@ -1,0 +1,81 @@
+"""Growing the deduplicated hub partition by partition, with its dedup state kept in the lake.
+
+The hub's marks for a partition depend only on the partitions before it (in name order, which is date
+order for daily partitions). So the state records which partitions it holds, with a digest of each
+one's persona ids: partitions already in the state keep their marks and cost nothing; new ones are
+checked against the whole hub; if an earlier partition changed (its personas were re-made), the state
+no longer describes the hub and it is rebuilt from scratch — the same marks growth would give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from personahub_dagster.core.dedup import DedupConfig, HubIndex
+from personahub_dagster.core.embedder import Embedder
+from personahub_dagster.core.ids import digest
+
+HUB_COLUMNS = [
+    "persona_id",
+    "persona",
+    "method",
+    "hop",
+    "source_text_id",
+    "parent_persona_id",
+    "dup_of",
+    "dup_reason",
+    "similarity",
+    "partition",
+    "created_at",
+]
+
+
+@dataclass
+class HubGrowth:
+    hub: dict[str, pl.DataFrame]  # partition → its hub rows (only the partitions marked in this call)
+    reused: list[str]  # partitions whose marks were already in the hub
+    rebuilt: bool  # True when the saved state could not be used
+    kept_total: int
+
+
+def dedup_order(personas: pl.DataFrame) -> pl.DataFrame:
+    """The order in which "earliest wins": partition, then hop (Text-to-Persona first), then id."""
+    return personas.sort("partition", "hop", "method", "persona_id")
+
+
+def grow_hub(
+    personas: pl.DataFrame,
+    state_dir: str | Path,
+    embedder: Embedder,
+    config: DedupConfig,
+    marked_partitions: set[str],
+) -> HubGrowth:
+    """Mark every partition of ``personas`` that the saved state does not hold yet.
+
+    ``marked_partitions`` are partitions whose hub rows already exist in the lake; a partition in the
+    state is only reused if its rows exist too (a lake restored without its hub table is rebuilt).
+    """
+    personas = dedup_order(personas)
+    parts = sorted(personas["partition"].unique().to_list())
+    by_part = {p: personas.filter(pl.col("partition") == p) for p in parts}
+    fingerprints = {p: digest(by_part[p]["persona_id"].to_list())[:16] for p in parts}
+
+    manifest = HubIndex.manifest(state_dir) or {}
+    recorded = [(r["name"], r["digest"]) for r in manifest.get("partitions", [])]
+    prefix_ok = recorded == [(p, fingerprints[p]) for p in parts[: len(recorded)]]
+    state = HubIndex.load(state_dir, config, embedder) if prefix_ok and recorded else None
+    if state is None or not {p for p, _ in recorded} <= marked_partitions:
+        state, recorded = HubIndex(config, embedder), []
+    reused = [p for p, _ in recorded]
+
+    hub: dict[str, pl.DataFrame] = {}
+    for p in parts[len(recorded) :]:
+        rows = by_part[p]
+        marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
+        hub[p] = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
+    if hub or not recorded:
+        state.save(state_dir, extra={"partitions": [{"name": p, "digest": fingerprints[p]} for p in parts]})
+    return HubGrowth(hub, reused, rebuilt=not reused and bool(manifest), kept_total=len(state))
