@@ -31,7 +31,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import polars as pl
-from rensa import RMinHash, RMinHashLSH
+from rensa import RMinHash, RMinHashDeduplicator, RMinHashLSH
 
 from personahub_dagster.core.embedder import Embedder
 
@@ -67,13 +67,13 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 
 @dataclass
-class _Marks:
+class Marks:
     dup_of: list[str | None]
     reason: list[str | None]
     sim: list[float | None]
 
     @classmethod
-    def empty(cls, n: int) -> _Marks:
+    def empty(cls, n: int) -> Marks:
         return cls([None] * n, [None] * n, [None] * n)
 
     def set(self, i: int, of: str, reason: str, sim: float) -> None:
@@ -93,6 +93,7 @@ class HubIndex:
     _ann: faiss.Index | None = None
     _chunks: list[str] = field(default_factory=list)  # saved chunk names (see save)
     _persisted: int = 0  # kept personas already in saved chunks
+    _ann_trained_for: int = 0  # hub size when the ANN lists were trained
 
     def __post_init__(self) -> None:
         if self._lsh is None:
@@ -109,10 +110,17 @@ class HubIndex:
 
         Returns columns key, dup_of, dup_reason, similarity.
         """
-        marks = _Marks.empty(len(keys))
-        survivors = self._minhash_stage(keys, texts, marks)
+        marks = Marks.empty(len(keys))
+        survivors = self.mark_minhash(keys, texts, marks)
         for start in range(0, len(survivors), self.config.block_size):
             self._embedding_stage(survivors[start : start + self.config.block_size], keys, texts, marks)
+        # A MinHash duplicate of a batch member that the embedding stage then found to be a duplicate
+        # itself is re-pointed at that member's keeper: dup_of always names a kept persona.
+        position = {k: i for i, k in enumerate(keys)}
+        for i, of in enumerate(marks.dup_of):
+            while of in position and marks.dup_of[position[of]] is not None:
+                of = marks.dup_of[position[of]]
+            marks.dup_of[i] = of
         return pl.DataFrame(
             {"key": keys, "dup_of": marks.dup_of, "dup_reason": marks.reason, "similarity": marks.sim},
             schema={"key": pl.Utf8, "dup_of": pl.Utf8, "dup_reason": pl.Utf8, "similarity": pl.Float64},
@@ -121,43 +129,43 @@ class HubIndex:
     def _minhashes(self, token_sets: list[list[str]]) -> list[RMinHash]:
         return RMinHash.from_token_sets(token_sets, num_perm=self.config.num_perm, seed=self.config.seed)
 
-    def _minhash_stage(self, keys: list[str], texts: list[str], marks: _Marks) -> list[int]:
-        """Indices of ``keys`` that survive MinHash, in order. LSH finds candidates in the hub (one
-        ``query_all``) and in the batch (one ``insert_matrix``); each candidate is verified by Jaccard,
-        hub ones from their stored text (no signatures are kept: they are cheap to recompute)."""
+    def mark_minhash(self, keys: list[str], texts: list[str], marks: Marks) -> list[int]:
+        """Mark MinHash duplicates; returns the indices of ``keys`` that survive, in order.
+
+        First against the hub: one LSH ``query_all`` for the whole batch, candidates verified by
+        Jaccard (hub signatures are recomputed from the stored texts of just those candidates). Then
+        within the batch, among the rest: rensa's deduplicator runs the earliest-wins loop in Rust.
+        An item that repeats the hub is never kept, so checking the hub first is the same greedy order.
+        """
         c = self.config
         if not keys:
             return []
-        tokens = tokenize(texts)
-        mh = self._minhashes(tokens)
-        hub_cands = self._lsh.query_all(mh) if self.ids else [[] for _ in keys]
-        batch_lsh = RMinHashLSH(
-            threshold=c.minhash_threshold, num_perm=c.num_perm, num_bands=self._lsh.get_num_bands()
-        )
-        matrix = RMinHash.digest_matrix_from_token_sets(tokens, num_perm=c.num_perm, seed=c.seed)
-        batch_flags = batch_lsh.insert_matrix_and_query_duplicate_flags(matrix)
-        needed = sorted({j for js in hub_cands for j in js})
-        hub_mh = dict(zip(needed, self._minhashes(tokenize([self.texts[j] for j in needed])), strict=True))
-
-        kept_in_batch: set[int] = set()
+        mh = self._minhashes(tokenize(texts))
+        if self.ids:
+            hub_cands = self._lsh.query_all(mh)
+            needed = sorted({j for js in hub_cands for j in js})
+            hub_mh = dict(
+                zip(needed, self._minhashes(tokenize([self.texts[j] for j in needed])), strict=True)
+            )
+            for i, js in enumerate(hub_cands):
+                best, best_j = _best_match(mh[i], sorted(js), hub_mh)
+                if best >= c.minhash_threshold:
+                    marks.set(i, self.ids[best_j], "minhash", best)
+        rest = [i for i in range(len(keys)) if marks.dup_of[i] is None]
+        within = RMinHashDeduplicator(c.minhash_threshold, c.num_perm, True, self._lsh.get_num_bands())
+        added = within.add_pairs([(str(i), mh[i]) for i in rest])
         survivors = []
-        for i in range(len(keys)):
-            best, best_key = 0.0, None
-            for j in hub_cands[i]:
-                if (s := mh[i].jaccard(hub_mh[j])) > best:
-                    best, best_key = s, self.ids[j]
-            if batch_flags[i]:
-                for j in batch_lsh.query(mh[i]):
-                    if j < i and j in kept_in_batch and (s := mh[i].jaccard(mh[j])) > best:
-                        best, best_key = s, keys[j]
-            if best_key is not None and best >= c.minhash_threshold:
-                marks.set(i, best_key, "minhash", best)
-            else:
-                kept_in_batch.add(i)
-                survivors.append(i)
+        for i, ok in zip(rest, added, strict=True):
+            if not ok:
+                earlier = sorted(j for j in map(int, within.get_duplicates(mh[i])) if j < i)
+                best, best_j = _best_match(mh[i], earlier, mh)
+                if best >= c.minhash_threshold:
+                    marks.set(i, keys[best_j], "minhash", best)
+                    continue
+            survivors.append(i)
         return survivors
 
-    def _embedding_stage(self, block: list[int], keys, texts, marks: _Marks) -> None:
+    def _embedding_stage(self, block: list[int], keys, texts, marks: Marks) -> None:
         """Check a block against the hub's vectors, then against its own earlier members; index the kept."""
         vecs = self.embedder.encode([texts[i] for i in block])
         hub_sim, hub_idx = self._search(vecs)
@@ -187,10 +195,13 @@ class HubIndex:
         self.ids.extend(keys)
         self.texts.extend(texts)
         self._vectors.append(np.ascontiguousarray(vecs, dtype=np.float32))
-        if self._ann is not None:
+        if self._ann is not None and len(self.ids) <= 4 * self._ann_trained_for:
             self._ann.add(vecs)
         elif len(self.ids) > c.ann_min_size:
+            # first time over the size, or 4× past the size the lists were trained for: (re)train, so
+            # that each query still scans ~nprobe/√n of the hub
             self._ann = self._build_ann(self.vectors())
+            self._ann_trained_for = len(self.ids)
 
     def vectors(self) -> np.ndarray:
         """All kept embeddings as one matrix (consolidated once, then cached)."""
@@ -270,6 +281,7 @@ class HubIndex:
                 "config": asdict(self.config),
                 "embedder": self.embedder.model_name,
                 "kept": len(self.ids),
+                "ann_trained_for": self._ann_trained_for,
                 "chunks": chunks,
                 **(extra or {}),
             }
@@ -319,6 +331,7 @@ class HubIndex:
             config, embedder, kept["persona_id"].to_list(), kept["persona"].to_list(), lsh, vectors, ann
         )
         state._chunks, state._persisted = list(manifest["chunks"]), len(state.ids)
+        state._ann_trained_for = manifest.get("ann_trained_for", 0)
         return state
 
     @staticmethod
@@ -341,6 +354,15 @@ def _atomic(path: Path, write) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _best_match(m: RMinHash, candidates: list[int], pool) -> tuple[float, int]:
+    """Highest Jaccard among ``candidates`` (in order; ties go to the first): (similarity, index)."""
+    best, best_j = 0.0, -1
+    for j in candidates:
+        if (s := m.jaccard(pool[j])) > best:
+            best, best_j = s, j
+    return best, best_j
 
 
 def dedup_frame(

@@ -1,0 +1,103 @@
+"""Hub growth: the time to add a 10k-persona partition to hubs of 10k, 100k and 1M personas.
+
+Each measurement is what a nightly run pays: load the hub's dedup state from disk, mark the new
+partition against the hub and within itself, save the state. Personas are synthetic texts; their
+embeddings are synthetic unit vectors (embedding a 1M hub with the real model would take ~2 hours here,
+and the model's cost per new persona does not depend on the hub's size — see docs/performance.md).
+The 10k hub is the baseline the others are compared with.
+
+    .venv/bin/python benchmarks/dedup_growth.py [--sizes 10000 100000 1000000] [--batch 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synthetic_personas import many  # noqa: E402
+
+from personahub_dagster.core.dedup import DedupConfig, HubIndex  # noqa: E402
+
+
+class SyntheticEmbedder:
+    """Random unit vectors of the default model's width, for timing the index, not the model."""
+
+    model_name = "synthetic-384"
+    dimension = 384
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        v = self.rng.standard_normal((len(texts), self.dimension), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def build(directory: Path, size: int, config: DedupConfig) -> float:
+    """A hub of ``size`` kept personas, saved (setup, not measured as growth)."""
+    started = time.perf_counter()
+    emb = SyntheticEmbedder(seed=size)
+    hub = HubIndex(config, emb)
+    texts = many(size, seed=size)
+    for start in range(0, size, 200_000):
+        chunk = texts[start : start + 200_000]
+        hub._append([f"h{start + i}" for i in range(len(chunk))], chunk, emb.encode(chunk))
+    hub.save(directory)
+    return time.perf_counter() - started
+
+
+def grow(directory: Path, batch: int, config: DedupConfig) -> dict[str, float]:
+    emb = SyntheticEmbedder(seed=1)
+    texts = many(batch, seed=99)
+    t0 = time.perf_counter()
+    hub = HubIndex.load(directory, config, emb)
+    t1 = time.perf_counter()
+    hub.add([f"n{i}" for i in range(batch)], texts)
+    t2 = time.perf_counter()
+    hub.save(directory)
+    t3 = time.perf_counter()
+    return {
+        "load": t1 - t0,
+        "mark": t2 - t1,
+        "save": t3 - t2,
+        "total": t3 - t0,
+        "ann": "IVF-SQ8" if hub._ann is not None else "exact",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--batch", type=int, default=10_000)
+    args = ap.parse_args()
+    config = DedupConfig()
+    rows = []
+    for size in args.sizes:
+        folder = Path(tempfile.mkdtemp(prefix=f"hub{size}-"))
+        try:
+            setup = build(folder, size, config)
+            rows.append((size, setup, grow(folder, args.batch, config)))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"  hub {size:,}: built in {setup:.0f} s", file=sys.stderr)
+    base = rows[0][2]["total"]
+    print(f"\nAdding a {args.batch:,}-persona partition (load state → mark → save), synthetic vectors\n")
+    print("| hub personas | index | load s | mark s | save s | total s | vs smallest hub |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for size, _, r in rows:
+        print(
+            f"| {size:,} | {r['ann']} | {r['load']:.2f} | {r['mark']:.2f} | {r['save']:.2f} | "
+            f"{r['total']:.2f} | {r['total'] / base:.2f}× |"
+        )
+
+
+if __name__ == "__main__":
+    main()
