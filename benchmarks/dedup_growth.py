@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic_personas import many  # noqa: E402
+from synthetic_personas import many
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex  # noqa: E402
+from personahub_dagster.core.dedup import DedupConfig, HubIndex
 
 
 class SyntheticEmbedder:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from datasketch import MinHash, MinHashLSH  # noqa: E402
-from synthetic_personas import many, near_duplicate  # noqa: E402
+from datasketch import MinHash, MinHashLSH
+from synthetic_personas import many, near_duplicate
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex, Marks, lsh_rows_per_band, tokenize  # noqa: E402
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, Marks, lsh_rows_per_band, tokenize
 
 
 def personas(n: int) -> list[str]:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic_personas import corpus  # noqa: E402
+from synthetic_personas import corpus
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex, Marks  # noqa: E402
-from personahub_dagster.core.embedder import Embedder  # noqa: E402
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, Marks
+from personahub_dagster.core.embedder import Embedder
 
 
 def score(dup_of: list[str | None], origin: list[int | None]) -> tuple[float, float, int, int]:
