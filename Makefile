@@ -41,6 +41,9 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/local_llm_runtime.py
+	$(BIN)/python benchmarks/dedup_minhash.py
+	$(BIN)/python benchmarks/dedup_quality.py
+	$(BIN)/python benchmarks/dedup_growth.py
 
 clean:
 	rm -rf $(VENV) lake .dagster_home

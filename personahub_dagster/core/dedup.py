@@ -68,16 +68,20 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 @dataclass
 class Marks:
+    """Per-persona marks of one batch; ``ref`` is the batch index of the kept persona when it is in
+    the batch itself (None when it is in the hub), so references never depend on ids being unique."""
+
     dup_of: list[str | None]
     reason: list[str | None]
     sim: list[float | None]
+    ref: list[int | None]
 
     @classmethod
     def empty(cls, n: int) -> Marks:
-        return cls([None] * n, [None] * n, [None] * n)
+        return cls([None] * n, [None] * n, [None] * n, [None] * n)
 
-    def set(self, i: int, of: str, reason: str, sim: float) -> None:
-        self.dup_of[i], self.reason[i], self.sim[i] = of, reason, round(float(sim), 4)
+    def set(self, i: int, of: str, reason: str, sim: float, ref: int | None = None) -> None:
+        self.dup_of[i], self.reason[i], self.sim[i], self.ref[i] = of, reason, round(float(sim), 4), ref
 
 
 @dataclass
@@ -115,12 +119,11 @@ class HubIndex:
         for start in range(0, len(survivors), self.config.block_size):
             self._embedding_stage(survivors[start : start + self.config.block_size], keys, texts, marks)
         # A MinHash duplicate of a batch member that the embedding stage then found to be a duplicate
-        # itself is re-pointed at that member's keeper: dup_of always names a kept persona.
-        position = {k: i for i, k in enumerate(keys)}
-        for i, of in enumerate(marks.dup_of):
-            while of in position and marks.dup_of[position[of]] is not None:
-                of = marks.dup_of[position[of]]
-            marks.dup_of[i] = of
+        # itself is re-pointed at that member's keeper: dup_of always names a kept persona. References
+        # only go to earlier members, so one pass in order resolves every chain.
+        for i, j in enumerate(marks.ref):
+            if j is not None and marks.dup_of[j] is not None:
+                marks.dup_of[i], marks.ref[i] = marks.dup_of[j], marks.ref[j]
         return pl.DataFrame(
             {"key": keys, "dup_of": marks.dup_of, "dup_reason": marks.reason, "similarity": marks.sim},
             schema={"key": pl.Utf8, "dup_of": pl.Utf8, "dup_reason": pl.Utf8, "similarity": pl.Float64},
@@ -160,7 +163,7 @@ class HubIndex:
                 earlier = sorted(j for j in map(int, within.get_duplicates(mh[i])) if j < i)
                 best, best_j = _best_match(mh[i], earlier, mh)
                 if best >= c.minhash_threshold:
-                    marks.set(i, keys[best_j], "minhash", best)
+                    marks.set(i, keys[best_j], "minhash", best, ref=best_j)
                     continue
             survivors.append(i)
         return survivors

@@ -208,10 +208,17 @@ class Lake:
         Whole-slice replacement makes every materialization idempotent: re-running a stage for a
         partition rewrites the same rows instead of appending copies.
         """
-        path = self.table_path(table, producer, partition)
-        atomic_write_parquet(conform(table, df), path)
+        return self.write_many({table: df}, producer=producer, partition=partition)[table]
+
+    def write_many(
+        self, frames: Mapping[str, pl.DataFrame], *, producer: str, partition: str
+    ) -> dict[str, Path]:
+        """:meth:`write` for several tables of one stage (rows and rejects), publishing the catalog once."""
+        paths = {t: self.table_path(t, producer, partition) for t in frames}
+        for table, df in frames.items():
+            atomic_write_parquet(conform(table, df), paths[table])
         self.publish()
-        return path
+        return paths
 
     def publish(self) -> None:
         """Rebuild personahub.duckdb (views over every table) in a temp file and rename it into place.

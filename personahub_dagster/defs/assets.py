@@ -85,8 +85,7 @@ class MathProblemsConfig(dg.Config):
 
 
 def _write_stage(lake, table: str, out: StageOutput, producer: str) -> None:
-    lake.write(table, out.rows, producer=producer, partition=PARTITION)
-    lake.write("rejects", out.rejects, producer=producer, partition=PARTITION)
+    lake.write_many({table: out.rows, "rejects": out.rejects}, producer=producer, partition=PARTITION)
 
 
 @dg.asset(group_name="ingest", kinds={"parquet", "duckdb"})
@@ -98,8 +97,9 @@ def raw_texts(
     docs, skipped = read_documents(config.paths, config.text_field)
     texts, short = to_source_texts(docs, PARTITION, config.min_chars, config.max_texts)
     skipped = skipped + short
-    lk.write("source_texts", texts, producer="raw_texts", partition=PARTITION)
-    lk.write("rejects", _skips(skipped), producer="raw_texts", partition=PARTITION)
+    lk.write_many(
+        {"source_texts": texts, "rejects": _skips(skipped)}, producer="raw_texts", partition=PARTITION
+    )
     for s in skipped[:20]:
         context.log.warning(f"skipped {s.source_uri}: {s.reason}")
     return dg.MaterializeResult(
