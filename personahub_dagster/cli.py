@@ -179,7 +179,10 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         )
         return 2
     id_col = next((c for c in ("persona_id", "id") if c in df.columns), None)
-    keys = df[id_col].cast(pl.Utf8).to_list() if id_col else [str(i) for i in range(df.height)]
+    # without an id column, rows are named by number — prefixed with the file name when they join a
+    # hub, so that they cannot collide with the rows of another file
+    prefix = f"{src.name}#" if args.hub else ""
+    keys = df[id_col].cast(pl.Utf8).to_list() if id_col else [f"{prefix}{i}" for i in range(df.height)]
     config = DedupConfig(minhash_threshold=args.minhash_threshold, cosine_threshold=args.cosine_threshold)
     embedder = Embedder(args.embedder)
     hub = (HubIndex.load(args.hub, config, embedder) if args.hub else None) or HubIndex(config, embedder)

@@ -122,3 +122,19 @@ def test_lsh_banding_for_the_paper_threshold():
     r = lsh_rows_per_band(0.9, 128)
     assert r == 8  # 16 bands of 8 rows: a 0.9-Jaccard pair is a candidate with p > 0.999
     assert 1 - (1 - 0.9**r) ** (128 // r) > 0.995
+
+
+def test_dup_of_always_names_a_kept_persona(embedder):
+    hub = HubIndex(DedupConfig(), embedder)
+    hub.add(["h"], [TEXTS[3]])  # the reworded nurse is in the hub first
+    # x1 rewords the hub's nurse (an embedding duplicate); x2 copies x1 (a MinHash duplicate of x1)
+    out = hub.add(["x1", "x2"], [TEXTS[0], TEXTS[1]])
+    assert marks_of(out) == {"x1": ("h", "embedding"), "x2": ("h", "minhash")}
+    assert hub.ids == ["h"]
+
+
+def test_ids_may_repeat_between_hub_and_batch(embedder):
+    hub = HubIndex(DedupConfig(), embedder)
+    hub.add(["0", "1"], [TEXTS[0], TEXTS[2]])
+    out = hub.add(["0", "1"], [TEXTS[1], TEXTS[4]])  # same names, other personas: no confusion, no loop
+    assert marks_of(out) == {"0": ("0", "minhash")}

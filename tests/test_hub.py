@@ -92,10 +92,24 @@ def test_cli_dedup_marks_every_row_and_grows_a_hub(tmp_path):
         4: None,
         5: "embedding",
     }
-    # the second file is checked against the first one's kept personas
+    assert marked["dup_of"].to_list() == [
+        None,
+        None,
+        "released.jsonl#0",
+        "released.jsonl#1",
+        None,
+        "released.jsonl#0",
+    ]
+    # a second file is checked against the first one's kept personas
+    second = tmp_path / "second.jsonl"
+    second.write_text(src.read_text())
     again = tmp_path / "again.jsonl"
-    assert cli(["dedup", str(src), "--out", str(again), "--hub", str(tmp_path / "hub")]) == 0
-    assert pl.read_ndjson(again)["dup_of"].null_count() == 0
+    assert cli(["dedup", str(second), "--out", str(again), "--hub", str(tmp_path / "hub")]) == 0
+    assert set(pl.read_ndjson(again)["dup_of"]) == {
+        "released.jsonl#0",
+        "released.jsonl#1",
+        "released.jsonl#4",
+    }
 
 
 def test_cli_dedup_rejects_a_file_without_personas(tmp_path, capsys):

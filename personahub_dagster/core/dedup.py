@@ -176,14 +176,13 @@ class HubIndex:
         kept: list[int] = []
         t = self.config.cosine_threshold
         for b, i in enumerate(block):
-            best = float(hub_sim[b])
-            best_key = self.ids[hub_idx[b]] if hub_idx[b] >= 0 else None
+            best, best_key, ref = float(hub_sim[b]), (self.ids[hub_idx[b]] if hub_idx[b] >= 0 else None), None
             if kept:
-                k = int(np.argmax(within[b, kept]))
-                if within[b, kept[k]] > best:
-                    best, best_key = float(within[b, kept[k]]), keys[block[kept[k]]]
+                k = kept[int(np.argmax(within[b, kept]))]
+                if within[b, k] > best:
+                    best, best_key, ref = float(within[b, k]), keys[block[k]], block[k]
             if best_key is not None and best >= t:
-                marks.set(i, best_key, "embedding", best)
+                marks.set(i, best_key, "embedding", best, ref=ref)
             else:
                 kept.append(b)
         self._append([keys[block[b]] for b in kept], [texts[block[b]] for b in kept], vecs[kept])
