@@ -20,9 +20,9 @@ personas; growing partition by partition gives the same marks as one batch (exac
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import pickle
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -31,11 +31,11 @@ from pathlib import Path
 import faiss
 import numpy as np
 import polars as pl
-from rensa import RMinHash, RMinHashDeduplicator, RMinHashLSH
+from rensa import RMinHash, RMinHashDeduplicator
 
 from personahub_dagster.core.embedder import Embedder
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995) -> int:
@@ -86,24 +86,25 @@ class Marks:
 
 @dataclass
 class HubIndex:
-    """The dedup state of a hub: kept personas' ids and texts, their LSH index and their embeddings."""
+    """The dedup state of a hub: kept personas' ids, MinHash signatures and LSH band keys, embeddings."""
 
     config: DedupConfig
     embedder: Embedder
     ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    _lsh: RMinHashLSH | None = None
+    _sigs: list[np.ndarray] = field(default_factory=list)  # kept MinHash signatures (uint32 blocks)
+    _bands: list[np.ndarray] = field(default_factory=list)  # kept LSH band keys (uint64 blocks)
     _vectors: list[np.ndarray] = field(default_factory=list)  # kept embeddings, in id order (blocks)
     _ann: faiss.Index | None = None
     _chunks: list[str] = field(default_factory=list)  # saved chunk names (see save)
     _persisted: int = 0  # kept personas already in saved chunks
     _ann_trained_for: int = 0  # hub size when the ANN lists were trained
+    _new_texts: list[str] = field(default_factory=list)  # texts of personas kept since the last save
+    _batch_tokens: list[list[str]] = field(default_factory=list)  # the batch being added …
+    _batch_sigs: np.ndarray | None = None  # … and its signatures, when the hub check needed them
 
-    def __post_init__(self) -> None:
-        if self._lsh is None:
-            c = self.config
-            bands = c.num_perm // lsh_rows_per_band(c.minhash_threshold, c.num_perm)
-            self._lsh = RMinHashLSH(threshold=c.minhash_threshold, num_perm=c.num_perm, num_bands=bands)
+    @property
+    def rows_per_band(self) -> int:
+        return lsh_rows_per_band(self.config.minhash_threshold, self.config.num_perm)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -135,27 +136,26 @@ class HubIndex:
     def mark_minhash(self, keys: list[str], texts: list[str], marks: Marks) -> list[int]:
         """Mark MinHash duplicates; returns the indices of ``keys`` that survive, in order.
 
-        First against the hub: one LSH ``query_all`` for the whole batch, candidates verified by
-        Jaccard (hub signatures are recomputed from the stored texts of just those candidates). Then
-        within the batch, among the rest: rensa's deduplicator runs the earliest-wins loop in Rust.
-        An item that repeats the hub is never kept, so checking the hub first is the same greedy order.
+        First against the hub: the batch's LSH band keys are joined with the hub's (one polars hash
+        join, no index to load or rewrite), and all candidate pairs are verified at once by comparing
+        stored signatures (numpy). Then within the batch, among the rest:
+        rensa's deduplicator runs the earliest-wins loop in Rust. An item that repeats the hub is never
+        kept, so checking the hub first is the same greedy order.
         """
         c = self.config
         if not keys:
             return []
-        mh = self._minhashes(tokenize(texts))
+        tokens = tokenize(texts)
+        mh = self._minhashes(tokens)
+        self._batch_tokens, self._batch_sigs = tokens, None
         if self.ids:
-            hub_cands = self._lsh.query_all(mh)
-            needed = sorted({j for js in hub_cands for j in js})
-            hub_mh = dict(
-                zip(needed, self._minhashes(tokenize([self.texts[j] for j in needed])), strict=True)
-            )
-            for i, js in enumerate(hub_cands):
-                best, best_j = _best_match(mh[i], sorted(js), hub_mh)
-                if best >= c.minhash_threshold:
-                    marks.set(i, self.ids[best_j], "minhash", best)
+            self._batch_sigs = _signatures(tokens, c)
+            rows, hub = self._hub_candidates(_band_keys(self._batch_sigs, self.rows_per_band))
+            for i, j, sim in zip(*self._best_hub_matches(self._batch_sigs, rows, hub), strict=True):
+                if sim >= c.minhash_threshold:
+                    marks.set(int(i), self.ids[j], "minhash", sim)
         rest = [i for i in range(len(keys)) if marks.dup_of[i] is None]
-        within = RMinHashDeduplicator(c.minhash_threshold, c.num_perm, True, self._lsh.get_num_bands())
+        within = RMinHashDeduplicator(c.minhash_threshold, c.num_perm, True, c.num_perm // self.rows_per_band)
         added = within.add_pairs([(str(i), mh[i]) for i in rest])
         survivors = []
         for i, ok in zip(rest, added, strict=True):
@@ -167,6 +167,37 @@ class HubIndex:
                     continue
             survivors.append(i)
         return survivors
+
+    def _hub_candidates(self, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(batch row, hub index) pairs that share at least one LSH band key."""
+        width = bands.shape[1]
+        batch = pl.DataFrame({"key": bands.ravel(), "row": np.repeat(np.arange(len(bands)), width)})
+        hub = pl.DataFrame({"key": np.concatenate([np.asarray(b).ravel() for b in self._bands])})
+        pairs = (
+            hub.with_row_index("pos")
+            .join(batch, on="key", how="inner")
+            .select(pl.col("row"), (pl.col("pos") // width).cast(pl.Int64).alias("hub"))
+            .unique()
+        )
+        return pairs["row"].to_numpy(), pairs["hub"].to_numpy()
+
+    def _best_hub_matches(
+        self, sigs: np.ndarray, rows: np.ndarray, hub: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        """For each batch row with hub candidates: (row, best hub index, Jaccard estimate), ties to the
+        earliest hub persona. Vectorized over all candidate pairs."""
+        total = len(rows)
+        if not total:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        unique, inverse = np.unique(hub, return_inverse=True)
+        hub_sigs = _gather(self._sigs, unique)
+        sims = np.empty(total, np.float32)
+        for start in range(0, total, 1 << 18):
+            part = slice(start, start + (1 << 18))
+            sims[part] = (sigs[rows[part]] == hub_sigs[inverse[part]]).mean(axis=1)
+        order = np.lexsort((hub, -sims, rows))
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+        return rows[first], hub[first], sims[first]
 
     def _embedding_stage(self, block: list[int], keys, texts, marks: Marks) -> None:
         """Check a block against the hub's vectors, then against its own earlier members; index the kept."""
@@ -185,17 +216,26 @@ class HubIndex:
                 marks.set(i, best_key, "embedding", best, ref=ref)
             else:
                 kept.append(b)
-        self._append([keys[block[b]] for b in kept], [texts[block[b]] for b in kept], vecs[kept])
+        rows = [block[b] for b in kept]
+        sigs = (
+            self._batch_sigs[rows]
+            if self._batch_sigs is not None
+            else _signatures([self._batch_tokens[i] for i in rows], self.config)
+        )
+        self._append([keys[i] for i in rows], [texts[i] for i in rows], vecs[kept], sigs)
 
     # -- the kept set --------------------------------------------------------------------------
-    def _append(self, keys: list[str], texts: list[str], vecs: np.ndarray) -> None:
+    def _append(
+        self, keys: list[str], texts: list[str], vecs: np.ndarray, sigs: np.ndarray | None = None
+    ) -> None:
         if not keys:
             return
         c = self.config
-        matrix = RMinHash.digest_matrix_from_token_sets(tokenize(texts), num_perm=c.num_perm, seed=c.seed)
-        self._lsh.insert_matrix(matrix, len(self.ids))
+        sigs = sigs if sigs is not None else _signatures(tokenize(texts), c)
         self.ids.extend(keys)
-        self.texts.extend(texts)
+        self._new_texts.extend(texts)
+        self._sigs.append(sigs)
+        self._bands.append(_band_keys(sigs, self.rows_per_band))
         self._vectors.append(np.ascontiguousarray(vecs, dtype=np.float32))
         if self._ann is not None and len(self.ids) <= 4 * self._ann_trained_for:
             self._ann.add(vecs)
@@ -213,15 +253,6 @@ class HubIndex:
                 np.concatenate(self._vectors) if self._vectors else np.zeros((0, dim), np.float32)
             ]
         return self._vectors[0]
-
-    def _vectors_from(self, start: int) -> np.ndarray:
-        """Kept embeddings from index ``start`` on, without reading the (memory-mapped) ones before it."""
-        parts, offset = [], 0
-        for block in self._vectors:
-            if offset + len(block) > start:
-                parts.append(np.asarray(block[max(0, start - offset) :]))
-            offset += len(block)
-        return np.concatenate(parts) if parts else np.zeros((0, self.embedder.dimension), np.float32)
 
     def _search(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 kept neighbour of each vector: (similarity, index into ``ids``; -1 when the hub is empty)."""
@@ -251,9 +282,11 @@ class HubIndex:
         return index
 
     # -- persistence ---------------------------------------------------------------------------
-    # Layout: chunks/ holds immutable, append-only pieces (kept ids + texts, float32 embeddings), named by
-    # the range of kept personas they cover, so a save writes only what this run added; the LSH index and
-    # the ANN index are rewritten whole into a new version folder; CURRENT names the live version.
+    # chunks/ holds the source of truth in immutable, append-only pieces named by the range of kept
+    # personas they cover (ids + texts, MinHash signatures, float32 embeddings), so a save writes only
+    # what this run added, fsynced. The LSH and ANN indexes are derived from them and rewritten into a
+    # new version folder (renamed into place, not fsynced: if a power cut ever leaves one unreadable,
+    # :meth:`load` returns None and the hub is rebuilt). CURRENT names the live version.
     def save(self, directory: str | os.PathLike[str], extra: dict | None = None) -> None:
         """Write what changed since :meth:`load` (new chunks, then a new version folder, then ``CURRENT``)."""
         root = Path(directory)
@@ -261,21 +294,22 @@ class HubIndex:
         chunks = list(self._chunks)
         if len(self.ids) > self._persisted:
             name = f"{self._persisted:012d}-{len(self.ids):012d}"
-            new = slice(self._persisted, len(self.ids))
+            kept = pl.DataFrame({"persona_id": self.ids[self._persisted :], "persona": self._new_texts})
+            _atomic(root / "chunks" / f"kept-{name}.parquet", kept.write_parquet)
             _atomic(
-                root / "chunks" / f"kept-{name}.parquet",
-                lambda f: pl.DataFrame(
-                    {"persona_id": self.ids[new], "persona": self.texts[new]}
-                ).write_parquet(f),
+                root / "chunks" / f"sig-{name}.npy", lambda f: np.save(f, _tail(self._sigs, self._persisted))
             )
             _atomic(
-                root / "chunks" / f"emb-{name}.npy", lambda f: np.save(f, self._vectors_from(self._persisted))
+                root / "chunks" / f"band-{name}.npy",
+                lambda f: np.save(f, _tail(self._bands, self._persisted)),
+            )
+            _atomic(
+                root / "chunks" / f"emb-{name}.npy",
+                lambda f: np.save(f, _tail(self._vectors, self._persisted)),
             )
             chunks.append(name)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=".v-"))
         try:
-            with (tmp / "minhash_lsh.pkl").open("wb") as fh:
-                pickle.dump(self._lsh, fh, protocol=pickle.HIGHEST_PROTOCOL)
             if self._ann is not None:
                 faiss.write_index(self._ann, str(tmp / "ann.faiss"))
             manifest = {
@@ -287,10 +321,7 @@ class HubIndex:
                 "chunks": chunks,
                 **(extra or {}),
             }
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            for f in tmp.iterdir():
-                with f.open("rb") as fh:
-                    os.fsync(fh.fileno())
+            _atomic(tmp / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
             final = root / f"v-{os.urandom(6).hex()}"
             os.rename(tmp, final)
             _atomic(root / "CURRENT", lambda f: f.write(final.name.encode()))
@@ -299,15 +330,15 @@ class HubIndex:
         for old in root.glob("v-*"):
             if old.name != final.name:
                 shutil.rmtree(old, ignore_errors=True)
-        self._chunks, self._persisted = chunks, len(self.ids)
+        self._chunks, self._persisted, self._new_texts = chunks, len(self.ids), []
 
     @classmethod
     def load(
         cls, directory: str | os.PathLike[str], config: DedupConfig, embedder: Embedder
     ) -> HubIndex | None:
-        """The saved state, or None if there is none or it was made with another config or embedder
-        (a state is only valid for the thresholds, permutations and model that built it). Embeddings
-        are memory-mapped: with an ANN index they are never read."""
+        """The saved state, or None if there is none, it cannot be read, or it was made with another
+        config or embedder (a state is only valid for the thresholds, permutations and model that built
+        it). Signatures and embeddings are memory-mapped: only the rows a search touches are read."""
         manifest = cls.manifest(directory)
         if (
             manifest is None
@@ -317,21 +348,21 @@ class HubIndex:
         ):
             return None
         root = Path(directory)
-        folder = root / (root / "CURRENT").read_text().strip()
-        kept = (
-            pl.concat([pl.read_parquet(root / "chunks" / f"kept-{c}.parquet") for c in manifest["chunks"]])
-            if manifest["chunks"]
-            else pl.DataFrame(
-                {"persona_id": [], "persona": []}, schema=[("persona_id", pl.Utf8), ("persona", pl.Utf8)]
-            )
-        )
-        with (folder / "minhash_lsh.pkl").open("rb") as fh:
-            lsh = pickle.load(fh)
-        ann = faiss.read_index(str(folder / "ann.faiss")) if (folder / "ann.faiss").exists() else None
-        vectors = [np.load(root / "chunks" / f"emb-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
-        state = cls(
-            config, embedder, kept["persona_id"].to_list(), kept["persona"].to_list(), lsh, vectors, ann
-        )
+        chunk = root / "chunks"
+        try:
+            folder = root / (root / "CURRENT").read_text().strip()
+            ids = [
+                pid
+                for c in manifest["chunks"]
+                for pid in pl.read_parquet(chunk / f"kept-{c}.parquet", columns=["persona_id"])["persona_id"]
+            ]
+            ann = faiss.read_index(str(folder / "ann.faiss")) if (folder / "ann.faiss").exists() else None
+            sigs = [np.load(chunk / f"sig-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
+            bands = [np.load(chunk / f"band-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
+            vectors = [np.load(chunk / f"emb-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
+        except (OSError, RuntimeError, ValueError):
+            return None
+        state = cls(config, embedder, ids, sigs, bands, vectors, ann)
         state._chunks, state._persisted = list(manifest["chunks"]), len(state.ids)
         state._ann_trained_for = manifest.get("ann_trained_for", 0)
         return state
@@ -343,6 +374,51 @@ class HubIndex:
             return json.loads((root / (root / "CURRENT").read_text().strip() / "manifest.json").read_text())
         except FileNotFoundError:
             return None
+
+
+def _signatures(tokens: list[list[str]], config: DedupConfig) -> np.ndarray:
+    """MinHash signatures of token sets as a uint32 matrix (one rensa call, then one numpy copy)."""
+    rows = RMinHash.digest_matrix_from_token_sets(
+        tokens, num_perm=config.num_perm, seed=config.seed
+    ).to_rows()
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.uint32, count=len(rows) * config.num_perm)
+    return flat.reshape(len(rows), config.num_perm)
+
+
+def _band_keys(sigs: np.ndarray, rows_per_band: int) -> np.ndarray:
+    """One uint64 key per LSH band: a multiply-add hash of the band's signature rows, with the band
+    number mixed in so that all bands can share one join column. Collisions only add candidates,
+    and every candidate is verified."""
+    n, num_perm = sigs.shape
+    grouped = sigs.reshape(n, num_perm // rows_per_band, rows_per_band).astype(np.uint64)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=rows_per_band, dtype=np.uint64) | np.uint64(
+        1
+    )
+    with np.errstate(over="ignore"):
+        keys = (grouped * mult).sum(axis=2, dtype=np.uint64)
+        keys ^= np.arange(grouped.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return keys
+
+
+def _tail(blocks: list[np.ndarray], start: int) -> np.ndarray:
+    """Rows ``start:`` of the concatenation of ``blocks``, without reading the blocks before them."""
+    parts, offset = [], 0
+    for block in blocks:
+        if offset + len(block) > start:
+            parts.append(np.asarray(block[max(0, start - offset) :]))
+        offset += len(block)
+    return np.concatenate(parts)
+
+
+def _gather(blocks: list[np.ndarray], index: np.ndarray) -> np.ndarray:
+    """Rows at sorted global ``index`` from row ``blocks`` (memory-mapped: only those rows are read)."""
+    bounds = np.cumsum([0] + [len(b) for b in blocks])
+    out = []
+    for k, block in enumerate(blocks):
+        lo, hi = np.searchsorted(index, [bounds[k], bounds[k + 1]])
+        if hi > lo:
+            out.append(np.asarray(block[index[lo:hi] - bounds[k]]))
+    return np.concatenate(out)
 
 
 def _atomic(path: Path, write) -> None:
