@@ -1,10 +1,10 @@
 """Near-duplicate removal for personas (Persona Hub §3): MinHash first, then embedding similarity —
 incremental against everything already in the hub.
 
-* **MinHash** over word 1-grams, 128 permutations, Jaccard ≥ 0.9 (rensa, a Rust MinHash; ~60× faster
-  than datasketch here). Signatures of a whole batch come from one ``digest_matrix`` call and go into
-  rensa's LSH index in one ``insert_matrix``; the banding is chosen for the threshold
-  (:func:`lsh_rows_per_band`), and every LSH candidate is verified by estimated Jaccard before it counts.
+* **MinHash** over word 1-grams, 128 permutations, Jaccard ≥ 0.9 (rensa, a Rust MinHash). The LSH
+  banding is chosen for the threshold (:func:`lsh_rows_per_band`) and every candidate is verified by
+  estimated Jaccard before it counts. Within a batch rensa's deduplicator runs the loop in Rust; against
+  the hub, band keys are joined in polars and candidate signatures compared in numpy.
 * **Embeddings** (unit vectors, inner product = cosine) of the MinHash survivors, cosine ≥ 0.9 is a
   duplicate. Exact search (FAISS ``IndexFlatIP``) while the hub is small; above ``ann_min_size`` kept
   personas an IVF index with 8-bit scalar quantization (trained once, then appended to), so adding a
