@@ -17,20 +17,9 @@ import polars as pl
 from personahub_dagster.core.dedup import DedupConfig, HubIndex
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.ids import digest
+from personahub_dagster.core.lake import SCHEMAS
 
-HUB_COLUMNS = [
-    "persona_id",
-    "persona",
-    "method",
-    "hop",
-    "source_text_id",
-    "parent_persona_id",
-    "dup_of",
-    "dup_reason",
-    "similarity",
-    "partition",
-    "created_at",
-]
+HUB_COLUMNS = list(SCHEMAS["hub"])
 
 
 @dataclass

@@ -14,7 +14,7 @@ import polars as pl
 
 from personahub_dagster.core.ids import content_id, digest
 from personahub_dagster.core.lake import now_utc, rows_frame
-from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest
+from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.parsing import (
     DEFAULT_FILTERS,
     PersonaFields,
@@ -31,13 +31,26 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
     return rows_frame("personas", rows)
 
 
-def _persona_row(fields: PersonaFields, **columns: object) -> dict:
+def _persona_row(fields: PersonaFields, res: LLMResult, provenance: dict, **columns: object) -> dict:
+    """A ``personas`` row: the parsed fields, where they came from (model, prompt, request, run) and
+    the stage's own columns."""
     return {
         **columns,
+        **provenance,
+        "request_hash": res.request_hash,
         "persona": fields.persona,
         "occupation": fields.occupation,
         "domain": fields.domain,
         "expertise_level": fields.expertise_level,
+    }
+
+
+def _provenance(gateway: LLMGateway, template: PromptTemplate, partition: str) -> dict:
+    return {
+        "model": gateway.config.model,
+        "prompt_hash": template.template_hash,
+        "created_at": now_utc(),
+        "partition": partition,
     }
 
 
@@ -83,7 +96,7 @@ def text_to_persona(
 
     results, stats = gateway.generate(requests, stage, progress)
     rows, rejects = [], []
-    ts = now_utc()
+    provenance = _provenance(gateway, template, partition)
     for res in results:
         text_id, perspective, text, truncated = meta[res.key]
         fields, reason = parse_persona(res.content, text, filters) if res.ok else (None, None)
@@ -93,17 +106,14 @@ def text_to_persona(
         rows.append(
             _persona_row(
                 fields,
+                res,
+                provenance,
                 persona_id=content_id("persona", "text", text_id, perspective, fields.persona),
                 method="text",
                 perspective=perspective,
                 source_text_id=text_id,
                 hop=0,
                 text_truncated=truncated,
-                model=gateway.config.model,
-                prompt_hash=template.template_hash,
-                request_hash=res.request_hash,
-                created_at=ts,
-                partition=partition,
             )
         )
     return StageOutput(
@@ -163,7 +173,7 @@ def persona_to_persona(
                 meta[key] = (parent, relation)
         results, stats = gateway.generate(requests, stage, progress)
         total.merge(stats)
-        ts = now_utc()
+        provenance = _provenance(gateway, template, partition)
         accepted = []
         for res in results:
             parent, relation = meta[res.key]
@@ -182,6 +192,8 @@ def persona_to_persona(
             accepted.append(
                 _persona_row(
                     fields,
+                    res,
+                    provenance,
                     persona_id=content_id(
                         "persona", "relation", parent["persona_id"], relation, fields.persona
                     ),
@@ -191,11 +203,6 @@ def persona_to_persona(
                     relation=relation,
                     hop=hop,
                     text_truncated=False,
-                    model=gateway.config.model,
-                    prompt_hash=template.template_hash,
-                    request_hash=res.request_hash,
-                    created_at=ts,
-                    partition=partition,
                 )
             )
         all_rows.extend(accepted)
