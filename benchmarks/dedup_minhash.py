@@ -24,9 +24,9 @@ from personahub_dagster.core.dedup import (
     DedupConfig,
     HubIndex,
     Marks,
-    _band_keys,
-    _signatures,
+    band_keys,
     lsh_rows_per_band,
+    signatures,
     tokenize,
 )
 
@@ -48,7 +48,7 @@ def ours(texts: list[str]) -> tuple[float, float, set[int]]:
     marks = Marks.empty(len(texts))
     survivors = hub.mark_minhash(keys, texts, marks)
     marked = time.perf_counter() - started
-    _band_keys(_signatures([hub._batch_tokens[i] for i in survivors], config), hub.rows_per_band)
+    band_keys(signatures([hub._batch_tokens[i] for i in survivors], config), hub.rows_per_band)
     return marked, time.perf_counter() - started, {i for i, d in enumerate(marks.dup_of) if d is not None}
 
 

@@ -149,8 +149,8 @@ class HubIndex:
         mh = self._minhashes(tokens)
         self._batch_tokens, self._batch_sigs = tokens, None
         if self.ids:
-            self._batch_sigs = _signatures(tokens, c)
-            rows, hub = self._hub_candidates(_band_keys(self._batch_sigs, self.rows_per_band))
+            self._batch_sigs = signatures(tokens, c)
+            rows, hub = self._hub_candidates(band_keys(self._batch_sigs, self.rows_per_band))
             for i, j, sim in zip(*self._best_hub_matches(self._batch_sigs, rows, hub), strict=True):
                 if sim >= c.minhash_threshold:
                     marks.set(int(i), self.ids[j], "minhash", sim)
@@ -220,7 +220,7 @@ class HubIndex:
         sigs = (
             self._batch_sigs[rows]
             if self._batch_sigs is not None
-            else _signatures([self._batch_tokens[i] for i in rows], self.config)
+            else signatures([self._batch_tokens[i] for i in rows], self.config)
         )
         self._append([keys[i] for i in rows], [texts[i] for i in rows], vecs[kept], sigs)
 
@@ -231,11 +231,11 @@ class HubIndex:
         if not keys:
             return
         c = self.config
-        sigs = sigs if sigs is not None else _signatures(tokenize(texts), c)
+        sigs = sigs if sigs is not None else signatures(tokenize(texts), c)
         self.ids.extend(keys)
         self._new_texts.extend(texts)
         self._sigs.append(sigs)
-        self._bands.append(_band_keys(sigs, self.rows_per_band))
+        self._bands.append(band_keys(sigs, self.rows_per_band))
         self._vectors.append(np.ascontiguousarray(vecs, dtype=np.float32))
         if self._ann is not None and len(self.ids) <= 4 * self._ann_trained_for:
             self._ann.add(vecs)
@@ -376,7 +376,7 @@ class HubIndex:
             return None
 
 
-def _signatures(tokens: list[list[str]], config: DedupConfig) -> np.ndarray:
+def signatures(tokens: list[list[str]], config: DedupConfig) -> np.ndarray:
     """MinHash signatures of token sets as a uint32 matrix (one rensa call, then one numpy copy)."""
     rows = RMinHash.digest_matrix_from_token_sets(
         tokens, num_perm=config.num_perm, seed=config.seed
@@ -385,7 +385,7 @@ def _signatures(tokens: list[list[str]], config: DedupConfig) -> np.ndarray:
     return flat.reshape(len(rows), config.num_perm)
 
 
-def _band_keys(sigs: np.ndarray, rows_per_band: int) -> np.ndarray:
+def band_keys(sigs: np.ndarray, rows_per_band: int) -> np.ndarray:
     """One uint64 key per LSH band: a multiply-add hash of the band's signature rows, with the band
     number mixed in so that all bands can share one join column. Collisions only add candidates,
     and every candidate is verified."""
