@@ -27,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.parquet as pq
 
 from personahub_dagster.core.ids import kind_of
 from personahub_dagster.core.llm_cache import ResponseCache
@@ -228,9 +229,7 @@ class Lake:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         self._sweep_temp_files()
-        if self.cache_path.exists():
-            calls = ResponseCache(self.cache_path).calls_frame()
-            atomic_write_parquet(conform("llm_calls", calls), self.table_path("llm_calls", "gateway", "all"))
+        self._mirror_call_journal()
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".catalog-", suffix=".tmp")
         os.close(fd)
         os.unlink(tmp)  # duckdb wants to create the file itself
@@ -245,6 +244,17 @@ class Lake:
         finally:
             Path(tmp).unlink(missing_ok=True)
             Path(tmp + ".wal").unlink(missing_ok=True)
+
+    def _mirror_call_journal(self) -> None:
+        """Copy the SQLite call journal to ``tables/llm_calls`` — only when it grew since the last copy
+        (stages without LLM calls, and re-runs served from the cache, skip the O(journal) export)."""
+        if not self.cache_path.exists():
+            return
+        journal = ResponseCache(self.cache_path)
+        mirror = self.table_path("llm_calls", "gateway", "all")
+        if mirror.exists() and pq.ParquetFile(mirror).metadata.num_rows == journal.journal_size():
+            return
+        atomic_write_parquet(conform("llm_calls", journal.calls_frame()), mirror)
 
     def _sweep_temp_files(self, older_than_s: float = 3600.0) -> None:
         """Remove temp files that a killed writer left behind (never read: they do not match the globs).

@@ -179,17 +179,9 @@ class ResponseCache:
             (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
         ).cast(self.CALL_SCHEMA)
 
-    def count_calls(self, stage: str | None = None) -> int:
-        sql, args = "SELECT count(*) FROM llm_calls", ()
-        if stage:
-            sql, args = sql + " WHERE stage = ?", (stage,)
-        return self._conn().execute(sql, args).fetchone()[0]
-
-    def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+    def journal_size(self) -> int:
+        """Rows in the call journal (it is append-only, so an unchanged size means unchanged rows)."""
+        return self._conn().execute("SELECT count(*) FROM llm_calls").fetchone()[0]
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:
