@@ -1,7 +1,9 @@
 """``personahub``: run the pipeline, trace lineage, show lake statistics.
 
-    personahub demo [--corpus PATH…] [--texts N] [--hops H] [--problems N]
+    personahub demo [--corpus PATH…] [--texts N] [--hops H] [--personas N]
                                                             materialize every asset (the Dagster job)
+    personahub export --type TYPE [--format jsonl|parquet] OUT
+                                                            a data type in the PersonaHub release format
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
     personahub sql "SELECT …"                               DuckDB SQL over the lake
@@ -47,8 +49,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ops["raw_texts"] = {"config": raw}
     if args.hops is not None:
         ops["expanded_personas"] = {"config": {"hops": args.hops}}
-    if args.problems is not None:
-        ops["math_problems"] = {"config": {"n_personas": args.problems}}
+    if args.personas is not None:
+        from personahub_dagster.defs.synthesis import DATA_TYPES
+
+        for dt in DATA_TYPES.values():
+            ops[dt.asset] = {"config": {"n_personas": args.personas}}
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs().resolve_job_def("persona_hub_pipeline")
     started = time.monotonic()
@@ -207,6 +212,24 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.data_types import load_data_types
+    from personahub_dagster.core.export import export_frame, write_export
+
+    types = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+    by_any_name = {k: dt for dt in types.values() for k in (dt.name, dt.asset, dt.release)}
+    if args.type not in by_any_name:
+        print(f"export: unknown data type {args.type!r}; choose one of {', '.join(types)}", file=sys.stderr)
+        return 2
+    dt = by_any_name[args.type]
+    df = export_frame(_lake(args.lake), dt.name, args.mode, args.agreed_only)
+    if not args.all_columns:
+        df = df.drop("constraints", *([] if dt.name == "math_problem" else ["agreement", "answer"]))
+    path = write_export(df, args.out, args.format)
+    print(f"{df.height} {dt.description} rows → {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personahub", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--texts", type=int, help="texts to sample (default 12; 0 = all)")
     demo.add_argument("--hops", type=int, help="Persona-to-Persona hops (default 6)")
-    demo.add_argument("--problems", type=int, help="math problems to synthesize (default 24)")
+    demo.add_argument(
+        "--personas", type=int, help="personas per data type and prompting mode (default: the registry's, 3)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     lineage = sub.add_parser("lineage", help="trace a generated row (or persona) back to its source text")
@@ -242,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--embedder", default="all-MiniLM-L6-v2")
     dedup.add_argument("--hub", help="a hub state folder: check against it, then add the kept personas to it")
     dedup.set_defaults(func=cmd_dedup)
+
+    export = sub.add_parser("export", help="write a data type in the PersonaHub release format")
+    export.add_argument("--type", required=True, help="data type, asset or release name (math, tool, …)")
+    export.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file suffix")
+    export.add_argument("--mode", nargs="+", help="only these prompting modes")
+    export.add_argument("--agreed-only", action="store_true", help="math: agreed solutions only")
+    export.add_argument("--all-columns", action="store_true", help="also the constraints column")
+    export.add_argument("--lake")
+    export.add_argument("out", help="output file")
+    export.set_defaults(func=cmd_export)
 
     sql = sub.add_parser("sql", help="run DuckDB SQL over the lake's tables")
     sql.add_argument("query")

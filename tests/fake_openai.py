@@ -4,6 +4,7 @@
 and the parsed JSON body and returning one of
 
 * ``("ok", text)`` — a normal chat completion whose content is ``text``;
+* ``("length", text)`` — the same, cut off by the token limit (``finish_reason: length``);
 * ``("status", code)`` — an error response with that HTTP status (``429`` carries ``Retry-After: 0``);
 * ``("hang", seconds)`` — sleep before answering (to trip client timeouts);
 * ``("drop", None)`` — close the connection without a response.
@@ -65,7 +66,8 @@ class FakeOpenAI:
                     if arg == 429:
                         self.send_header("Retry-After", "0")
                 else:
-                    payload = json.dumps(_completion(body, arg)).encode()
+                    finish = "length" if kind == "length" else "stop"
+                    payload = json.dumps(_completion(body, arg, finish)).encode()
                     self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -91,14 +93,16 @@ class FakeOpenAI:
         self.httpd.server_close()
 
 
-def _completion(body: dict, text: str) -> dict:
+def _completion(body: dict, text: str, finish_reason: str = "stop") -> dict:
     prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake"),
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "choices": [
+            {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(text.split()),

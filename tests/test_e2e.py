@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
 from personahub_dagster.core.lake import Lake
+from personahub_dagster.defs.synthesis import DATA_TYPES
+from tests.test_ui import ASSETS
 
 pytestmark = pytest.mark.e2e
 
@@ -17,9 +20,9 @@ RUN_CONFIG = {
         "raw_texts": {"config": {"max_texts": 3}},
         "text_personas": {"config": {"perspectives": ["read", "write"]}},
         "expanded_personas": {"config": {"hops": 2}},
-        "math_problems": {"config": {"n_personas": 8}},
     }
 }
+SYNTHESIS = {t.asset: t for t in DATA_TYPES.values()}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def pipeline(tmp_path_factory):
 def test_definitions_hold_the_whole_pipeline(pipeline):
     _, definitions, *_ = pipeline
     keys = {k.to_user_string() for k in definitions.resolve_all_asset_keys()}
-    assert keys == {"raw_texts", "text_personas", "expanded_personas", "persona_hub", "math_problems"}
+    assert keys == ASSETS and set(SYNTHESIS) < keys
 
 
 def test_every_stage_produced_rows(pipeline):
@@ -124,3 +127,40 @@ def test_every_text_and_perspective_gives_a_persona_or_a_reason(pipeline):
         ).fetchall()
         reasons = con.execute("SELECT count(*) FROM rejects WHERE reason IS NULL").fetchone()[0]
     assert missing == [] and reasons == 0
+
+
+def test_every_data_type_is_synthesized_and_every_request_accounted_for(pipeline):
+    """With the real local model: each of the six types yields rows, every prompting mode yields rows,
+    and each (type, mode) request ends as a row or a reject with its reason."""
+    lake, _, _, _, first = pipeline
+    with lake.connect() as con:
+        produced = dict(con.execute("SELECT data_type, count(*) FROM generations GROUP BY 1").fetchall())
+        modes = {r[0] for r in con.execute("SELECT DISTINCT prompting_mode FROM generations").fetchall()}
+        for asset, dt in SYNTHESIS.items():
+            used = first.asset_materializations_for_node(asset)[0].metadata["personas_used"].value
+            rows, rejects = con.execute(
+                "SELECT (SELECT count(*) FROM generations WHERE data_type = ?), "
+                "(SELECT count(*) FROM rejects WHERE stage = ? AND reason IS NOT NULL)",
+                [dt.name, asset],
+            ).fetchone()
+            assert rows + rejects == used * len(dt.modes), asset
+    assert set(produced) == {dt.name for dt in SYNTHESIS.values()}, produced
+    assert modes == {"zero_shot", "few_shot", "persona_few_shot"}
+
+
+def test_math_problems_are_checked_and_datasets_exported(pipeline):
+    lake, *_ = pipeline
+    with lake.connect() as con:
+        problems = con.execute(
+            "SELECT count(*) FROM generations WHERE data_type = 'math_problem'"
+        ).fetchone()[0]
+        checks = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE n_solutions >= 1) FROM math_checks"
+        ).fetchone()
+    assert checks[0] == problems and checks[1] >= 1
+    for dt in DATA_TYPES.values():
+        df = pl.read_parquet(lake.root / "datasets" / f"{dt.release}.parquet")
+        assert df.columns[:3] == ["input persona", "synthesized text", "description"]
+        assert df["input persona"].null_count() == 0 and df["source_text_id"].str.starts_with("t-").all()
+        jsonl = (lake.root / "datasets" / f"{dt.release}.jsonl").read_text().splitlines()
+        assert len(jsonl) == df.height

@@ -13,7 +13,6 @@ import pytest
 from personahub_dagster.core.parsing import (
     PersonaFilters,
     is_english,
-    parse_math_problem,
     parse_persona,
     parse_relation,
 )
@@ -90,21 +89,6 @@ def test_relation_answers():
     assert parse_relation(same, "A pediatric nurse on night shifts.") == (None, "same_as_parent")
 
 
-def test_math_problems():
-    good = (
-        "Sure! Math problem: A bakery sells 120 loaves a day at $4 each. If costs are $310 a day, "
-        "what is the weekly profit?"
-    )
-    text, reason = parse_math_problem(good)
-    assert reason is None and text.startswith("Math problem: A bakery sells 120")
-    assert (
-        parse_math_problem("Math problem: think about cakes and how nice they are to eat together")[1]
-        == "no_numbers"
-    )
-    assert parse_math_problem("Math problem: 2+2?")[1] == "too_short"
-    assert parse_math_problem("I cannot create that problem for you.")[1] == "refusal"
-
-
 def test_structured_answers_are_validated():
     raw = (
         '```json\n{"persona": "An ICU nurse who mentors new graduates.", "occupation": "nurse", '
@@ -172,11 +156,3 @@ def test_real_smollm2_answers_parse_or_get_a_known_reason():
         assert not p.lower().startswith(("persona:", "**", "@")), p
         assert not re.match(r"the person [^.]*\b(is|would be|is likely to be) an? ", p.lower()), p
     assert accepted / len(answers) >= 0.8, f"only {accepted}/{len(answers)} real answers accepted"
-
-
-def test_real_smollm2_math_answers():
-    answers = [f["raw"] for f in FIXTURES if f["stage"] == "math_problems"]
-    results = [parse_math_problem(a) for a in answers]
-    kept = [t for t, _ in results if t]
-    assert kept and all(any(ch.isdigit() for ch in t) for t in kept)
-    assert {r for _, r in results if r} <= {"no_numbers", "too_short", "refusal", "empty"}

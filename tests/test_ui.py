@@ -20,7 +20,23 @@ from personahub_dagster.core.lake import Lake
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = {"raw_texts", "text_personas", "expanded_personas", "persona_hub", "math_problems"}
+SYNTHESIS = {
+    "math_problems",
+    "logical_reasoning_problems",
+    "instructions",
+    "knowledge_texts",
+    "game_npcs",
+    "tools",
+}
+ASSETS = {
+    "raw_texts",
+    "text_personas",
+    "expanded_personas",
+    "persona_hub",
+    "math_checks",
+    "datasets",
+    *SYNTHESIS,
+}
 
 
 def free_port() -> int:
@@ -81,7 +97,10 @@ def test_the_asset_graph_is_served(dagster_dev):
     data = graphql(url, "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }")
     nodes = {n["assetKey"]["path"][0]: n for n in data["assetNodes"]}
     assert set(nodes) == ASSETS
-    assert [k["path"][0] for k in nodes["math_problems"]["dependencyKeys"]] == ["persona_hub"]
+    for name in SYNTHESIS:
+        assert [k["path"][0] for k in nodes[name]["dependencyKeys"]] == ["persona_hub"]
+        assert nodes[name]["groupName"] == "synthesis"
+    assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == SYNTHESIS | {"math_checks"}
     assert [k["path"][0] for k in nodes["text_personas"]["dependencyKeys"]] == ["raw_texts"]
 
 

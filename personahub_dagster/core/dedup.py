@@ -34,6 +34,7 @@ import polars as pl
 from rensa import RMinHash, RMinHashDeduplicator
 
 from personahub_dagster.core.embedder import Embedder
+from personahub_dagster.core.lake import atomic_write
 
 STATE_VERSION = 2
 
@@ -295,15 +296,15 @@ class HubIndex:
         if len(self.ids) > self._persisted:
             name = f"{self._persisted:012d}-{len(self.ids):012d}"
             kept = pl.DataFrame({"persona_id": self.ids[self._persisted :], "persona": self._new_texts})
-            _atomic(root / "chunks" / f"kept-{name}.parquet", kept.write_parquet)
-            _atomic(
+            atomic_write(root / "chunks" / f"kept-{name}.parquet", kept.write_parquet)
+            atomic_write(
                 root / "chunks" / f"sig-{name}.npy", lambda f: np.save(f, _tail(self._sigs, self._persisted))
             )
-            _atomic(
+            atomic_write(
                 root / "chunks" / f"band-{name}.npy",
                 lambda f: np.save(f, _tail(self._bands, self._persisted)),
             )
-            _atomic(
+            atomic_write(
                 root / "chunks" / f"emb-{name}.npy",
                 lambda f: np.save(f, _tail(self._vectors, self._persisted)),
             )
@@ -321,10 +322,10 @@ class HubIndex:
                 "chunks": chunks,
                 **(extra or {}),
             }
-            _atomic(tmp / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
+            atomic_write(tmp / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
             final = root / f"v-{os.urandom(6).hex()}"
             os.rename(tmp, final)
-            _atomic(root / "CURRENT", lambda f: f.write(final.name.encode()))
+            atomic_write(root / "CURRENT", lambda f: f.write(final.name.encode()))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         for old in root.glob("v-*"):
@@ -419,19 +420,6 @@ def _gather(blocks: list[np.ndarray], index: np.ndarray) -> np.ndarray:
         if hi > lo:
             out.append(np.asarray(block[index[lo:hi] - bounds[k]]))
     return np.concatenate(out)
-
-
-def _atomic(path: Path, write) -> None:
-    """Write a file through a temp file + fsync + rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _best_match(m: RMinHash, candidates: list[int], pool) -> tuple[float, int]:

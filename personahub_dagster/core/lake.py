@@ -20,10 +20,11 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 import polars as pl
@@ -79,7 +80,9 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "generations": {
         "row_id": pl.Utf8,
         "data_type": pl.Utf8,
+        "description": pl.Utf8,
         "prompting_mode": pl.Utf8,
+        "constraints": pl.Utf8,
         "persona_id": pl.Utf8,
         "source_text_id": pl.Utf8,
         "prompt": pl.Utf8,
@@ -87,6 +90,18 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "model": pl.Utf8,
         "prompt_hash": pl.Utf8,
         "request_hash": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "math_checks": {
+        "row_id": pl.Utf8,
+        "persona_id": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "n_solutions": pl.Int32,
+        "agreeing": pl.Int32,
+        "agreement": pl.Boolean,
+        "answer": pl.Utf8,
+        "solutions": pl.Utf8,
         "created_at": TS,
         "partition": pl.Utf8,
     },
@@ -135,13 +150,14 @@ def rows_frame(table: str, rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=SCHEMAS[table])
 
 
-def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` so that readers see the old file or the complete new one, never a part."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file through a temp file + fsync + rename: readers see the old file or the complete new
+    one, never a part; a crash leaves at most a hidden temp file (swept later)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            df.write_parquet(fh, compression="zstd", statistics=True)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -149,6 +165,10 @@ def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda fh: df.write_parquet(fh, compression="zstd", statistics=True))
 
 
 def _fsync_dir(directory: Path) -> None:

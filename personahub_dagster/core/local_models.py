@@ -93,9 +93,26 @@ _SAMPLING_KEYS = (
 )
 
 
+def llama_response_format(response_format: Any) -> dict[str, Any] | None:
+    """OpenAI's ``response_format`` → llama.cpp's. A JSON schema becomes a grammar that constrains
+    sampling, so even the 135M model can only emit JSON of that shape (its content is still its own)."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+    elif kind == "json_object":
+        schema = response_format.get("schema")
+    else:
+        return None
+    return {"type": "json_object", **({"schema": schema} if schema else {})}
+
+
 def generate_local(name: str, messages: list[dict[str, str]], **params: Any) -> dict[str, Any]:
     """Run one chat completion on a local GGUF model; returns llama.cpp's OpenAI-shaped dict."""
     kwargs = {k: v for k, v in params.items() if k in _SAMPLING_KEYS and v is not None}
+    if (fmt := llama_response_format(params.get("response_format"))) is not None:
+        kwargs["response_format"] = fmt
     return _runner(name).chat(messages, kwargs)
 
 

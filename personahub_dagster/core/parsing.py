@@ -187,25 +187,3 @@ def parse_relation(
     if normalize_for_match(fields.persona) == normalize_for_match(parent):
         return None, "same_as_parent"
     return (relation[:80], fields), None
-
-
-MATH_PREFIX = re.compile(r"math problem\s*:", re.IGNORECASE)
-
-
-def parse_math_problem(
-    raw: str | None, min_words: int = 12, max_chars: int = 3000
-) -> tuple[str | None, str | None]:
-    """A persona-driven math problem; text before a ``Math problem:`` label is dropped."""
-    if raw is None or not raw.strip():
-        return None, "empty"
-    if REFUSAL.search(raw):
-        return None, "refusal"
-    text = raw.strip()
-    if m := MATH_PREFIX.search(text):
-        text = "Math problem:" + text[m.end() :]
-    text = text.replace("**", "").strip()
-    if len(words(text)) < min_words:
-        return None, "too_short"
-    if not re.search(r"\d", text):
-        return None, "no_numbers"
-    return text[:max_chars], None

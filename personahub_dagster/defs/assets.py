@@ -3,7 +3,7 @@ core function, write its rows (and rejects) back atomically, report metadata.
 
 Data flow (every arrow is a lake table read by the next asset)::
 
-    raw_texts → text_personas → expanded_personas → persona_hub → math_problems
+    raw_texts → text_personas → expanded_personas → persona_hub → (synthesis, see synthesis.py)
 """
 
 import dagster as dg
@@ -18,7 +18,6 @@ from personahub_dagster.core.parsing import PersonaFilters
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
 from personahub_dagster.core.prompts import bundled_assets_dir
 from personahub_dagster.core.stage import StageOutput
-from personahub_dagster.core.synthesis import MODES, select_personas, synthesize
 from personahub_dagster.defs.metadata import llm_metadata, md_table, progress_logger, reject_metadata
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
 
@@ -74,14 +73,6 @@ class PersonaHubConfig(dg.Config):
             cosine_threshold=self.cosine_threshold,
             ann_min_size=self.ann_min_size,
         )
-
-
-class MathProblemsConfig(dg.Config):
-    n_personas: int | None = Field(default=24, description="Personas sampled from the hub; null = all.")
-    mode: str = Field(default="zero_shot", description=" | ".join(MODES))
-    focus: str = Field(default="", description='Optional topic constraint, e.g. "geometry".')
-    difficulty: str = "challenging"
-    seed: int = 0
 
 
 def _write_stage(lake, table: str, out: StageOutput, producer: str) -> None:
@@ -253,45 +244,8 @@ def persona_hub(
     )
 
 
-@dg.asset(deps=[persona_hub], group_name="synthesis", kinds={"parquet"})
-def math_problems(
-    context: dg.AssetExecutionContext,
-    config: MathProblemsConfig,
-    lake: LakeResource,
-    llm: LLMResource,
-    prompts: PromptsResource,
-) -> dg.MaterializeResult:
-    """Persona-driven math problems (zero-shot, few-shot or persona-enhanced few-shot)."""
-    lk = lake.lake()
-    hub = lk.read("hub", "partition = ?", [PARTITION]).sort("persona_id")
-    chosen = select_personas(hub, config.n_personas, config.seed)
-    out = synthesize(
-        chosen,
-        llm.gateway(lk),
-        prompts.template("math_problem"),
-        data_type="math_problem",
-        mode=config.mode,
-        exemplars=prompts.exemplars("math_problem") if config.mode != "zero_shot" else (),
-        variables={"focus": config.focus, "difficulty": config.difficulty},
-        partition=PARTITION,
-        stage="math_problems",
-        progress=progress_logger(context, "math_problems"),
-    )
-    _write_stage(lk, "generations", out, "math_problems")
-    return dg.MaterializeResult(
-        metadata={
-            "personas_used": chosen.height,
-            "problems": out.rows.height,
-            "yield": round(out.rows.height / chosen.height, 4) if chosen.height else 0.0,
-            **reject_metadata(out.rejects),
-            **llm_metadata(out.stats),
-            "preview": md_table(out.rows, ["row_id", "output"]),
-        }
-    )
-
-
 pipeline_job = dg.define_asset_job(
     "persona_hub_pipeline",
     selection=dg.AssetSelection.all(),
-    description="Raw text to persona-driven math problems, end to end.",
+    description="Raw text to personas, the deduplicated hub, synthesized data and datasets, end to end.",
 )

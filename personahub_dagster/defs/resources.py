@@ -7,6 +7,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from personahub_dagster.core.data_types import DataType, load_data_types
 from personahub_dagster.core.embedder import DEFAULT_EMBEDDER, Embedder
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import LLMConfig, LLMGateway
@@ -40,9 +41,11 @@ class LLMResource(dg.ConfigurableResource):
     max_tokens: int = Field(default=256, ge=1)
     seed: int | None = 0
 
-    def gateway(self, lake: Lake) -> LLMGateway:
+    def gateway(self, lake: Lake, model: str | None = None) -> LLMGateway:
+        """The gateway over the lake's cache; ``model`` swaps in another model with the same settings
+        (the math agreement filter's independent solvers)."""
         config = LLMConfig(
-            model=self.model,
+            model=model or self.model,
             api_base=self.api_base,
             api_key=self.api_key,
             concurrency=self.concurrency,
@@ -75,6 +78,9 @@ class PromptsResource(dg.ConfigurableResource):
 
     def exemplars(self, name: str) -> tuple[dict[str, str], ...]:
         return load_exemplars(name, self.prompts_dir)
+
+    def data_type(self, name: str) -> DataType:
+        return load_data_types(self.prompts_dir)[name]
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -1,0 +1,68 @@
+"""Datasets in the public PersonaHub release format, with our lineage columns.
+
+The release files (``math.jsonl``, ``reasoning.jsonl``, …) have three columns: ``input persona``,
+``synthesized text`` and ``description``. Our rows add what makes each one traceable and filterable:
+``row_id`` → ``persona_id`` → ``parent_persona_id`` → ``source_text_id``, the model and the prompting
+mode, and for math the agreement filter's verdict — so an export can sit next to the public release
+and still be walked back to the text it came from (``personahub lineage ROW_ID``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from personahub_dagster.core.lake import Lake, atomic_write, atomic_write_parquet
+
+RELEASE_COLUMNS = ("input persona", "synthesized text", "description")
+
+_SQL = """
+WITH persona AS (
+    SELECT persona_id, any_value(persona) AS persona, any_value(parent_persona_id) AS parent_persona_id
+    FROM personas GROUP BY persona_id
+), checks AS (
+    SELECT row_id, any_value(agreement) AS agreement, any_value(answer) AS answer
+    FROM math_checks GROUP BY row_id
+)
+SELECT p.persona AS "input persona", g.output AS "synthesized text", g.description,
+       g.row_id, g.data_type, g.prompting_mode, g.constraints, g.persona_id, p.parent_persona_id,
+       g.source_text_id, g.model, g.partition, c.agreement, c.answer
+FROM generations g
+LEFT JOIN persona p USING (persona_id)
+LEFT JOIN checks c USING (row_id)
+WHERE g.data_type = ? {filters}
+ORDER BY g.partition, g.prompting_mode, g.row_id
+"""
+
+
+def export_frame(
+    lake: Lake,
+    data_type: str,
+    modes: Sequence[str] | None = None,
+    agreed_only: bool = False,
+) -> pl.DataFrame:
+    """Every generated row of ``data_type`` in release columns + ours (``agreed_only``: math problems
+    whose solutions agreed)."""
+    filters, params = "", [data_type]
+    if modes:
+        filters += f" AND g.prompting_mode IN ({', '.join('?' for _ in modes)})"
+        params += list(modes)
+    if agreed_only:
+        filters += " AND c.agreement"
+    with lake.connect() as con:
+        return con.sql(_SQL.format(filters=filters), params=params).pl()
+
+
+def write_export(df: pl.DataFrame, out: str | Path, fmt: str | None = None) -> Path:
+    """Write ``df`` as Parquet or JSONL (from ``fmt`` or the file suffix), atomically."""
+    out = Path(out)
+    fmt = fmt or ("parquet" if out.suffix == ".parquet" else "jsonl")
+    if fmt == "parquet":
+        atomic_write_parquet(df, out)
+    elif fmt == "jsonl":
+        atomic_write(out, df.write_ndjson)
+    else:
+        raise ValueError(f"unknown export format {fmt!r}: use jsonl or parquet")
+    return out

@@ -1,0 +1,224 @@
+"""Synthesis assets: one per data type in the registry (``assets/data_types.yaml``), the math
+agreement filter, and the exported datasets.
+
+    persona_hub → math_problems ─→ math_checks ─┐
+                → logical_reasoning_problems ───┤
+                → instructions, knowledge_texts,├→ datasets
+                  game_npcs, tools ─────────────┘
+
+The assets are made from the registry when the definitions load, so a data type added there (a prompt
+file + an entry; see README) appears in the asset graph with no code.
+"""
+
+import os
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from personahub_dagster.core.data_types import MODES, DataType, load_data_types
+from personahub_dagster.core.export import export_frame, write_export
+from personahub_dagster.core.math_check import Solver, check_problems
+from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
+from personahub_dagster.defs.assets import PARTITION, PersonaFilterConfig, persona_hub
+from personahub_dagster.defs.metadata import llm_metadata, md_table, progress_logger, reject_metadata
+from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
+
+DATA_TYPES = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+
+
+class SynthesisConfig(dg.Config):
+    """How many personas, which prompting modes, which constraints. Unset fields take the data type's
+    defaults from the registry."""
+
+    n_personas: int | None = Field(default=None, description="Personas per mode (registry default).")
+    all_personas: bool = Field(default=False, description="Use every kept persona (ignores n_personas).")
+    modes: list[str] | None = Field(default=None, description=f"Subset of {list(MODES)} (default: all).")
+    partitions: list[str] | None = Field(default=None, description="Hub partitions to sample (default: all).")
+    seed: int = Field(default=0, description="Persona sampling seed.")
+    focus: str | None = Field(default=None, description='Topic constraint, e.g. "geometry".')
+    difficulty: str | None = Field(default=None, description='e.g. "Olympiad-level" (if the template has it)')
+    variables: dict[str, str] = Field(default={}, description="Other template slots to set.")
+    exemplar_perspective: str = Field(
+        default="write", description="Text-to-Persona perspective that gives the exemplars their personas."
+    )
+    exemplar_filters: PersonaFilterConfig = PersonaFilterConfig()
+
+
+def _variables(config: SynthesisConfig) -> dict[str, str]:
+    given = {"focus": config.focus, "difficulty": config.difficulty, **config.variables}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
+    """The asset that synthesizes ``data_type`` for sampled hub personas in each prompting mode."""
+
+    @dg.asset(
+        name=data_type.asset,
+        deps=[persona_hub],
+        group_name="synthesis",
+        kinds={"parquet"},
+        description=f"Persona-driven {data_type.description}s ({', '.join(data_type.modes)}).",
+        metadata={"data_type": data_type.name, "release": data_type.release},
+    )
+    def _synthesize(
+        context: dg.AssetExecutionContext,
+        config: SynthesisConfig,
+        lake: LakeResource,
+        llm: LLMResource,
+        prompts: PromptsResource,
+    ) -> dg.MaterializeResult:
+        lk = lake.lake()
+        dt = prompts.data_type(data_type.name)
+        modes = config.modes or list(dt.modes)
+        gateway = llm.gateway(lk)
+        hub = lk.read("hub").sort("persona_id")
+        n = None if config.all_personas else (config.n_personas or dt.n_personas)
+        chosen = select_personas(hub, n, f"{config.seed}:{dt.name}", config.partitions)
+
+        exemplars, exemplar_rejects = {}, None
+        if any(m != "zero_shot" for m in modes):
+            plain = [{"output": ex["output"]} for ex in prompts.exemplars(dt.exemplars)]
+            exemplars["few_shot"] = plain
+        if "persona_few_shot" in modes:
+            with_persona, exemplar_rejects = exemplar_personas(
+                prompts.exemplars(dt.exemplars),
+                gateway,
+                prompts.template("text_to_persona"),
+                perspective=config.exemplar_perspective,
+                filters=config.exemplar_filters.filters(),
+                partition=PARTITION,
+                stage=f"{dt.asset}.exemplars",
+            )
+            if not with_persona:
+                raise dg.Failure(
+                    f"no exemplar of {dt.name} got a persona from Text-to-Persona; see rejects "
+                    f"(stage {dt.asset}.exemplars), or give the exemplars a 'persona:' key"
+                )
+            exemplars["persona_few_shot"] = with_persona
+            for ex in with_persona:
+                context.log.info(f"exemplar persona: {ex['persona']}")
+
+        out = synthesize(
+            chosen,
+            gateway,
+            dt,
+            prompts.template(dt.template),
+            modes=modes,
+            exemplars=exemplars,
+            variables=_variables(config),
+            partition=PARTITION,
+            stage=dt.asset,
+            progress=progress_logger(context, dt.asset),
+        )
+        rejects = out.rejects if exemplar_rejects is None else pl.concat([exemplar_rejects, out.rejects])
+        lk.write_many({"generations": out.rows, "rejects": rejects}, producer=dt.asset, partition=PARTITION)
+        per_mode = dict(out.rows.group_by("prompting_mode").len().iter_rows()) if out.rows.height else {}
+        requests = chosen.height * len(modes)
+        return dg.MaterializeResult(
+            metadata={
+                "personas_used": chosen.height,
+                "modes": dg.MetadataValue.json(modes),
+                "rows": out.rows.height,
+                "rows_by_mode": dg.MetadataValue.json(per_mode),
+                "yield": round(out.rows.height / requests, 4) if requests else 0.0,
+                "exemplar_personas": len(exemplars.get("persona_few_shot", [])),
+                **reject_metadata(out.rejects),
+                **llm_metadata(out.stats),
+                "preview": md_table(out.rows, ["prompting_mode", "output"]),
+            }
+        )
+
+    return _synthesize
+
+
+synthesis_assets = [synthesis_asset(dt) for dt in DATA_TYPES.values()]
+MATH = DATA_TYPES.get("math_problem")
+
+
+class SolverConfig(dg.Config):
+    name: str
+    style: str = Field(description="A style of the math_solution template: step_by_step | direct | program")
+    model: str | None = Field(default=None, description="litellm model string; default: the LLM resource's")
+
+
+class MathChecksConfig(dg.Config):
+    solvers: list[SolverConfig] = Field(
+        default=[
+            {"name": "step_by_step", "style": "step_by_step"},
+            {"name": "direct", "style": "direct"},
+        ],
+        description="Independent solvers: different models and/or prompting styles.",
+    )
+    min_agree: int = Field(default=2, ge=2, description="Agreeing answers to keep a problem.")
+    template: str = "math_solution"
+
+
+if MATH is not None:
+
+    @dg.asset(deps=[MATH.asset], group_name="synthesis", kinds={"parquet"})
+    def math_checks(
+        context: dg.AssetExecutionContext,
+        config: MathChecksConfig,
+        lake: LakeResource,
+        llm: LLMResource,
+        prompts: PromptsResource,
+    ) -> dg.MaterializeResult:
+        """The agreement filter: each math problem solved by independent solvers; kept for a test set
+        only when at least ``min_agree`` final answers are equivalent (math-verify)."""
+        lk = lake.lake()
+        problems = lk.read("generations", "data_type = ?", [MATH.name]).sort("row_id")
+        solvers = [Solver(s.name, s.style, llm.gateway(lk, s.model)) for s in config.solvers]
+        out = check_problems(
+            problems,
+            solvers,
+            prompts.template(config.template),
+            min_agree=config.min_agree,
+            partition=PARTITION,
+            stage="math_checks",
+            progress=progress_logger(context, "math_checks"),
+        )
+        lk.write_many(
+            {"math_checks": out.rows, "rejects": out.rejects}, producer="math_checks", partition=PARTITION
+        )
+        agreed = int(out.rows["agreement"].sum()) if out.rows.height else 0
+        return dg.MaterializeResult(
+            metadata={
+                "problems": out.rows.height,
+                "agreed": agreed,
+                "agreement_rate": round(agreed / out.rows.height, 4) if out.rows.height else 0.0,
+                "solvers": dg.MetadataValue.json([s.model_dump() for s in config.solvers]),
+                **reject_metadata(out.rejects),
+                **llm_metadata(out.stats),
+                "preview": md_table(out.rows, ["row_id", "agreeing", "answer"]),
+            }
+        )
+
+
+class DatasetsConfig(dg.Config):
+    formats: list[str] = Field(default=["parquet", "jsonl"], description="parquet and/or jsonl")
+
+
+@dg.asset(
+    deps=[*(a.key for a in synthesis_assets), *(["math_checks"] if MATH is not None else [])],
+    group_name="datasets",
+    kinds={"parquet"},
+)
+def datasets(config: DatasetsConfig, lake: LakeResource) -> dg.MaterializeResult:
+    """One file per data type in ``<lake>/datasets/``, in the public PersonaHub release's columns
+    (``input persona``, ``synthesized text``, ``description``) plus ids that walk back to the source text."""
+    lk = lake.lake()
+    counts, paths = {}, {}
+    for dt in DATA_TYPES.values():
+        df = export_frame(lk, dt.name)
+        counts[dt.release] = df.height
+        for fmt in config.formats:
+            path = write_export(df, lk.root / "datasets" / f"{dt.release}.{fmt}", fmt)
+            paths[path.name] = str(path)
+    return dg.MaterializeResult(
+        metadata={
+            "rows_by_release": dg.MetadataValue.json(counts),
+            "rows": sum(counts.values()),
+            "files": dg.MetadataValue.json(paths),
+        }
+    )
