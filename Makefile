@@ -1,6 +1,7 @@
 # personahub-dagster — one command to set up and run, one to test.
 #   make demo   create .venv, install, materialize every asset on the sample corpus with the local models
-#   make test   create .venv, install, run the test suite (unit + end-to-end with the real local models)
+#   make test   create .venv, install, run the test suite (unit + end-to-end with the real local models,
+#               and the UI in headless Chromium, installed from Debian's packages by `make browser`)
 #   make ui     start the Dagster UI on http://127.0.0.1:3000
 
 PYTHON ?= python3
@@ -9,10 +10,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PERSONAHUB_LAKE ?= $(CURDIR)/lake
+export PERSONAHUB_INBOX ?= $(CURDIR)/inbox
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test ui lint bench clean
+.PHONY: install browser demo test ui lint bench clean
 
 install: $(STAMP)
 
@@ -29,7 +31,13 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/personahub demo
 
-test: install
+# headless Chromium for the browser test of the UI (Debian packages; needs root or sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -46,4 +54,4 @@ bench: install
 	$(BIN)/python benchmarks/dedup_growth.py
 
 clean:
-	rm -rf $(VENV) lake .dagster_home
+	rm -rf $(VENV) lake inbox .dagster_home test-artifacts

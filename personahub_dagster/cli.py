@@ -1,9 +1,10 @@
 """``personahub``: run the pipeline, trace lineage, show lake statistics.
 
-    personahub demo [--corpus PATH…] [--texts N] [--hops H] [--personas N]
+    personahub demo [--date D] [--corpus PATH…] [--texts N] [--hops H] [--personas N]
                                                             materialize every asset (the Dagster job)
     personahub export --type TYPE [--format jsonl|parquet] OUT
                                                             a data type in the PersonaHub release format
+    personahub inbox add FILE… [--date YYYY-MM-DD] | list   register raw text as a day's partition
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
     personahub sql "SELECT …"                               DuckDB SQL over the lake
@@ -15,6 +16,7 @@ The lake is ``--lake`` or ``$PERSONAHUB_LAKE`` (default ``./lake``).
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import textwrap
@@ -24,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 DEFAULT_LAKE = "lake"
+DEFAULT_INBOX = "inbox"
 
 
 def _lake(path: str | None):
@@ -32,17 +35,34 @@ def _lake(path: str | None):
     return Lake(path or os.environ.get("PERSONAHUB_LAKE", DEFAULT_LAKE))
 
 
+def _inbox(path: str | None = None) -> str:
+    return path or os.environ.get("PERSONAHUB_INBOX", DEFAULT_INBOX)
+
+
+def _today() -> str:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(os.environ.get("PERSONAHUB_TIMEZONE", "UTC"))
+    return datetime.datetime.now(tz).strftime("%Y-%m-%d")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
+
+    from personahub_dagster.core.inbox import register
+    from personahub_dagster.core.prompts import bundled_assets_dir
 
     if args.lake:
         os.environ["PERSONAHUB_LAKE"] = args.lake
     from personahub_dagster.definitions import defs
 
+    day = args.date or _today()
     ops: dict[str, dict] = {}
     raw: dict[str, object] = {}
     if args.corpus:
         raw["paths"] = [str(Path(p).resolve()) for p in args.corpus]
+    else:  # the bundled sample arrives like any day's data: in the inbox
+        register(bundled_assets_dir() / "corpus" / "sample.jsonl", _inbox(), day)
     if args.texts is not None:
         raw["max_texts"] = args.texts if args.texts > 0 else None
     if raw:
@@ -57,7 +77,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     job = defs().resolve_job_def("persona_hub_pipeline")
     started = time.monotonic()
-    result = job.execute_in_process(run_config={"ops": ops}, instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        run_config={"ops": ops}, instance=instance, partition_key=day, raise_on_error=False
+    )
     elapsed = time.monotonic() - started
     lake = _lake(None)
     if not result.success:
@@ -66,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"\nPersona Hub demo finished in {elapsed:.0f} s.\n")
+    print(f"\nPersona Hub demo (partition {day}) finished in {elapsed:.0f} s.\n")
     _print_counts(lake)
     with lake.connect() as con:
         row = con.execute("SELECT row_id FROM generations ORDER BY row_id LIMIT 1").fetchone()
@@ -93,6 +115,9 @@ STATS_QUERIES = {
     ),
     "generations by type and mode": (
         "SELECT data_type, prompting_mode, count(*) FROM generations GROUP BY ALL ORDER BY ALL"
+    ),
+    "math agreement filter (problems, agreed)": (
+        "SELECT count(*), count(*) FILTER (WHERE agreement) FROM math_checks"
     ),
     "rejects by stage and reason": (
         "SELECT stage, reason, count(*) FROM rejects GROUP BY ALL ORDER BY 3 DESC LIMIT 20"
@@ -212,6 +237,30 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inbox(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.inbox import fingerprints, register
+
+    inbox = _inbox(args.inbox)
+    if args.action == "add":
+        day = args.date or _today()
+        for f in args.files:
+            try:
+                print(f"{f} → {register(f, inbox, day)}")
+            except (FileNotFoundError, ValueError) as exc:
+                print(f"inbox: {exc}", file=sys.stderr)
+                return 2
+        return 0
+    days = fingerprints(inbox)
+    for day in days:
+        files = sorted(
+            p for p in (Path(inbox) / day).rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+        print(f"{day}  {len(files)} file(s): {', '.join(p.name for p in files[:5])}")
+    if not days:
+        print(f"{inbox}: no day folders yet (personahub inbox add FILE --date YYYY-MM-DD)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from personahub_dagster.core.data_types import load_data_types
     from personahub_dagster.core.export import export_frame, write_export
@@ -222,7 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"export: unknown data type {args.type!r}; choose one of {', '.join(types)}", file=sys.stderr)
         return 2
     dt = by_any_name[args.type]
-    df = export_frame(_lake(args.lake), dt.name, args.mode, args.agreed_only)
+    df = export_frame(_lake(args.lake), dt.name, args.mode, args.agreed_only, args.dates)
     if not args.all_columns:
         df = df.drop("constraints", *([] if dt.name == "math_problem" else ["agreement", "answer"]))
     path = write_export(df, args.out, args.format)
@@ -242,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="your own JSONL / Parquet files or text folders (default: the bundled sample)",
     )
+    demo.add_argument("--date", help="the daily partition to run (default: today)")
     demo.add_argument("--texts", type=int, help="texts to sample (default 12; 0 = all)")
     demo.add_argument("--hops", type=int, help="Persona-to-Persona hops (default 6)")
     demo.add_argument(
@@ -268,12 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--hub", help="a hub state folder: check against it, then add the kept personas to it")
     dedup.set_defaults(func=cmd_dedup)
 
+    inbox = sub.add_parser("inbox", help="register files as a day's raw text, or list the days")
+    inbox.add_argument("action", choices=["add", "list"])
+    inbox.add_argument("files", nargs="*", help="JSONL / Parquet / text files (add)")
+    inbox.add_argument("--date", help="the day's partition, YYYY-MM-DD (default: today)")
+    inbox.add_argument("--inbox", help="inbox folder (default $PERSONAHUB_INBOX or ./inbox)")
+    inbox.set_defaults(func=cmd_inbox)
+
     export = sub.add_parser("export", help="write a data type in the PersonaHub release format")
     export.add_argument("--type", required=True, help="data type, asset or release name (math, tool, …)")
     export.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file suffix")
     export.add_argument("--mode", nargs="+", help="only these prompting modes")
     export.add_argument("--agreed-only", action="store_true", help="math: agreed solutions only")
     export.add_argument("--all-columns", action="store_true", help="also the constraints column")
+    export.add_argument("--date", nargs="+", dest="dates", help="only these daily partitions")
     export.add_argument("--lake")
     export.add_argument("out", help="output file")
     export.set_defaults(func=cmd_export)

@@ -1,7 +1,10 @@
 """End to end: the real Definitions, the real embedded LLM (SmolLM2 via llama.cpp) and embedder
-(all-MiniLM-L6-v2), a real lake on disk — then lineage, the cache on re-run, and the CLI."""
+(all-MiniLM-L6-v2), a real lake on disk, raw text arriving in the inbox as daily partitions — then
+lineage, asset checks, the cache on re-run, a second day growing the hub, and the CLI."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -9,6 +12,7 @@ import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
+from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.defs.synthesis import DATA_TYPES
 from tests.test_ui import ASSETS
@@ -23,20 +27,24 @@ RUN_CONFIG = {
     }
 }
 SYNTHESIS = {t.asset: t for t in DATA_TYPES.values()}
+DAY1, DAY2 = "2026-11-20", "2026-11-21"
+SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "corpus" / "sample.jsonl"
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    lake_dir = tmp_path_factory.mktemp("lake")
+    lake_dir, inbox = tmp_path_factory.mktemp("lake"), tmp_path_factory.mktemp("inbox")
+    register(SAMPLE, inbox, DAY1)
     mp = pytest.MonkeyPatch()
     mp.setenv("PERSONAHUB_LAKE", str(lake_dir))
+    mp.setenv("PERSONAHUB_INBOX", str(inbox))
     from personahub_dagster.definitions import defs
 
     definitions = defs()
     instance = dg.DagsterInstance.ephemeral()
     job = definitions.resolve_job_def("persona_hub_pipeline")
-    first = job.execute_in_process(run_config=RUN_CONFIG, instance=instance)
-    yield Lake(lake_dir), definitions, job, instance, first
+    first = job.execute_in_process(run_config=RUN_CONFIG, instance=instance, partition_key=DAY1)
+    yield Lake(lake_dir), definitions, job, instance, first, inbox
     mp.undo()
 
 
@@ -47,7 +55,7 @@ def test_definitions_hold_the_whole_pipeline(pipeline):
 
 
 def test_every_stage_produced_rows(pipeline):
-    lake, _, _, _, first = pipeline
+    lake, _, _, _, first, _ = pipeline
     assert first.success
     counts = lake.counts()
     assert counts["source_texts"] == 3
@@ -90,9 +98,9 @@ def test_every_relation_persona_walks_back_to_a_text(pipeline):
 
 
 def test_rematerializing_makes_no_new_llm_calls(pipeline):
-    lake, _, job, instance, _ = pipeline
+    lake, _, job, instance, _, _ = pipeline
     before = lake.counts()
-    again = job.execute_in_process(run_config=RUN_CONFIG, instance=instance)
+    again = job.execute_in_process(run_config=RUN_CONFIG, instance=instance, partition_key=DAY1)
     assert again.success
     after = lake.counts()
     assert after["llm_calls"] == before["llm_calls"]
@@ -132,7 +140,7 @@ def test_every_text_and_perspective_gives_a_persona_or_a_reason(pipeline):
 def test_every_data_type_is_synthesized_and_every_request_accounted_for(pipeline):
     """With the real local model: each of the six types yields rows, every prompting mode yields rows,
     and each (type, mode) request ends as a row or a reject with its reason."""
-    lake, _, _, _, first = pipeline
+    lake, _, _, _, first, _ = pipeline
     with lake.connect() as con:
         produced = dict(con.execute("SELECT data_type, count(*) FROM generations GROUP BY 1").fetchall())
         modes = {r[0] for r in con.execute("SELECT DISTINCT prompting_mode FROM generations").fetchall()}
@@ -164,3 +172,54 @@ def test_math_problems_are_checked_and_datasets_exported(pipeline):
         assert df["input persona"].null_count() == 0 and df["source_text_id"].str.starts_with("t-").all()
         jsonl = (lake.root / "datasets" / f"{dt.release}.jsonl").read_text().splitlines()
         assert len(jsonl) == df.height
+
+
+def test_asset_checks_pass_on_the_real_run(pipeline):
+    *_, first, _ = pipeline
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e for e in first.get_asset_check_evaluations()
+    }
+    for asset in SYNTHESIS:
+        assert evaluations[(asset, "lineage")].passed
+        assert {(asset, "reject_rate"), (asset, "not_empty")} <= set(evaluations)
+    assert evaluations[("datasets", "export_schema")].passed and evaluations[("datasets", "lineage")].passed
+    assert evaluations[("raw_texts", "not_empty")].passed
+    assert ("persona_hub", "dedup_ratio") in evaluations and ("text_personas", "reject_rate") in evaluations
+
+
+def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline, tmp_path):
+    lake, _, job, instance, _, inbox = pipeline
+    # day 2: three other texts of the corpus
+    day1_texts = set(lake.read("source_texts", "partition = ?", [DAY1])["text"])
+    other = pl.read_ndjson(SAMPLE).filter(~pl.col("text").is_in(list(day1_texts))).head(3)
+    other.write_ndjson(tmp_path / "day2.jsonl")
+    register(tmp_path / "day2.jsonl", inbox, DAY2)
+    day1_hub_file = lake.table_path("hub", "persona_hub", DAY1)
+    day1_mtime = day1_hub_file.stat().st_mtime_ns
+    with lake.connect() as con:
+        day1_calls = {r[0] for r in con.execute("SELECT request_hash FROM llm_calls").fetchall()}
+    upstream = [dg.AssetKey(a) for a in ("raw_texts", "text_personas", "expanded_personas", "persona_hub")]
+    second = job.execute_in_process(
+        run_config=RUN_CONFIG, instance=instance, partition_key=DAY2, asset_selection=upstream
+    )
+    assert second.success
+    hub_meta = second.asset_materializations_for_node("persona_hub")[0].metadata
+    assert hub_meta["partitions_marked"].value == [DAY2] and hub_meta["partitions_reused"].value == [DAY1]
+    assert hub_meta["state_rebuilt"].value is False
+    assert day1_hub_file.stat().st_mtime_ns == day1_mtime  # day 1's marks were not rewritten
+    with lake.connect() as con:
+        new_calls = {r[0] for r in con.execute("SELECT request_hash FROM llm_calls").fetchall()} - day1_calls
+        day2_hashes = {
+            r[0]
+            for r in con.execute(
+                "SELECT request_hash FROM personas WHERE partition = ? UNION "
+                "SELECT request_hash FROM rejects WHERE partition = ? AND request_hash IS NOT NULL",
+                [DAY2, DAY2],
+            ).fetchall()
+        }
+        sources = {r[0] for r in con.execute("SELECT DISTINCT partition FROM source_texts").fetchall()}
+    assert new_calls and new_calls == day2_hashes  # every new call is day 2's work, none repeats day 1
+    assert sources == {DAY1, DAY2}
+    day2 = lake.read("hub", "partition = ?", [DAY2])
+    kept = set(lake.read("hub", "dup_of IS NULL")["persona_id"])
+    assert day2.height > 0 and set(day2["dup_of"].drop_nulls()) <= kept  # marks point at kept personas

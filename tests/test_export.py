@@ -80,3 +80,20 @@ def test_cli_export_jsonl_and_parquet(tmp_path, capsys):
     assert tools["synthesized text"].to_list() == ['{"name": "Tax"}'] and "answer" not in tools.columns
     assert cli(["export", "--type", "poems", "--lake", str(lake.root), str(pq)]) == 2
     assert "unknown data type 'poems'" in capsys.readouterr().err
+
+
+def test_broken_lineage_finds_rows_that_do_not_walk_back(tmp_path):
+    lake = lake_with_rows(tmp_path)
+    assert lake.broken_lineage("d1") == ["g-1", "g-2", "g-3"]  # no source text t-1 yet
+    text = {"text_id": "t-1", "text": "Bees.", "source_uri": "x", "n_chars": 5}
+    lake.write_many({"source_texts": stamped("source_texts", [text])}, producer="raw", partition="d1")
+    assert lake.broken_lineage("d1") == [] and lake.broken_lineage() == []
+    orphan = {
+        "row_id": "g-9",
+        "data_type": "tool",
+        "persona_id": "p-gone",
+        "source_text_id": "t-1",
+        "output": "{}",
+    }
+    lake.write_many({"generations": stamped("generations", [orphan])}, producer="other", partition="d1")
+    assert lake.broken_lineage("d1") == ["g-9"] and lake.broken_lineage("d2") == []

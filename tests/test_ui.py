@@ -1,8 +1,11 @@
-"""`make ui`'s server for real: `dagster dev` on 127.0.0.1 with workspace.yaml shows every asset, and a
-materialization launched through its GraphQL API (what the UI's buttons call) succeeds."""
+"""`make ui`'s server for real: `dagster dev` on 127.0.0.1 with workspace.yaml serves every asset, the
+schedule and the sensor; a headless Chromium (Debian's chromium + chromium-driver, driven by Selenium)
+opens the asset graph, launches the pipeline for the day's partition with the UI's own buttons and
+waits for it to succeed, on the real local models. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import Lake
 
 pytestmark = pytest.mark.e2e
@@ -59,8 +63,21 @@ def dagster_dev(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     (home / "dagster.yaml").write_text("")
     lake = tmp_path_factory.mktemp("ui_lake")
+    inbox = tmp_path_factory.mktemp("inbox")
+    # today's partition holds two texts of the sample corpus: the launched run is the real pipeline,
+    # sized to finish in minutes on the embedded model
+    corpus = tmp_path_factory.mktemp("corpus") / "two_texts.jsonl"
+    corpus.write_text("".join((ROOT / "assets/corpus/sample.jsonl").read_text().splitlines(True)[:2]))
+    day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    register(corpus, inbox, day)
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PERSONAHUB_LAKE": str(lake)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PERSONAHUB_LAKE": str(lake),
+        "PERSONAHUB_INBOX": str(inbox),
+        "PERSONAHUB_TIMEZONE": "UTC",
+    }
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     proc = subprocess.Popen(
         [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
@@ -83,7 +100,7 @@ def dagster_dev(tmp_path_factory):
             assert proc.poll() is None, "dagster dev exited early"
             assert time.monotonic() < deadline, "dagster dev did not come up in 120 s"
             time.sleep(1)
-        yield url, Lake(lake)
+        yield url, Lake(lake), day
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -92,8 +109,8 @@ def dagster_dev(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_the_asset_graph_is_served(dagster_dev):
-    url, _ = dagster_dev
+def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev):
+    url, *_ = dagster_dev
     data = graphql(url, "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }")
     nodes = {n["assetKey"]["path"][0]: n for n in data["assetNodes"]}
     assert set(nodes) == ASSETS
@@ -102,6 +119,19 @@ def test_the_asset_graph_is_served(dagster_dev):
         assert nodes[name]["groupName"] == "synthesis"
     assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == SYNTHESIS | {"math_checks"}
     assert [k["path"][0] for k in nodes["text_personas"]["dependencyKeys"]] == ["raw_texts"]
+    repo = '{repositoryLocationName: "personahub_dagster", repositoryName: "__repository__"}'
+    automation = graphql(
+        url,
+        f"{{ schedulesOrError(repositorySelector: {repo}) {{ ... on Schedules {{ results {{ name "
+        "cronSchedule executionTimezone scheduleState { status } } } }"
+        f" sensorsOrError(repositorySelector: {repo}) {{ ... on Sensors {{ results {{ name "
+        "sensorState { status } } } } }",
+    )
+    [schedule] = automation["schedulesOrError"]["results"]
+    [sensor] = automation["sensorsOrError"]["results"]
+    assert (schedule["name"], schedule["cronSchedule"]) == ("nightly_hub_growth", "0 2 * * *")
+    assert schedule["executionTimezone"] == "UTC" and schedule["scheduleState"]["status"] == "STOPPED"
+    assert sensor["name"] == "inbox_sensor" and sensor["sensorState"]["status"] == "STOPPED"
 
 
 LAUNCH = """
@@ -117,8 +147,19 @@ mutation Launch($params: ExecutionParams!) {
 """
 
 
-def test_a_materialization_launched_through_the_server_succeeds(dagster_dev):
-    url, lake = dagster_dev
+def wait_for_run(url: str, run_id: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        query = '{ runOrError(runId: "' + run_id + '") { ... on Run { status } } }'
+        status = graphql(url, query)["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(2)
+    return "TIMEOUT"
+
+
+def test_a_materialization_launched_through_the_api_succeeds(dagster_dev):
+    url, lake, day = dagster_dev
     params = {
         "selector": {
             "repositoryLocationName": "personahub_dagster",
@@ -126,17 +167,119 @@ def test_a_materialization_launched_through_the_server_succeeds(dagster_dev):
             "jobName": "persona_hub_pipeline",
             "assetSelection": [{"path": ["raw_texts"]}],
         },
-        "runConfigData": {"ops": {"raw_texts": {"config": {"max_texts": 5}}}},
+        "runConfigData": {"ops": {"raw_texts": {"config": {"max_texts": 1}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day}]},
     }
     launched = graphql(url, LAUNCH, {"params": params})["launchPipelineExecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["run"]["runId"]
-    deadline, status = time.monotonic() + 180, None
+    assert wait_for_run(url, launched["run"]["runId"], 180) == "SUCCESS"
+    assert lake.read("source_texts", "partition = ?", [day]).height == 1
+
+
+GROUPS = ("ingest", "personas", "hub", "synthesis", "datasets")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail(
+            "headless Chromium is missing: run `make browser` (apt-get install chromium chromium-driver)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        options.add_argument(arg)
+    options.binary_location = chromium
+    drv = webdriver.Chrome(service=Service(driver), options=options)
+    drv.implicitly_wait(0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield drv
+    drv.quit()
+
+
+def _wait_for(drv, condition, timeout_s: float = 60, what: str = "the page"):
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        query = '{ runOrError(runId: "' + run_id + '") { ... on Run { status } } }'
-        status = graphql(url, query)["runOrError"]
-        if status["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(1)
-    assert status == {"status": "SUCCESS"}
-    assert lake.counts()["source_texts"] == 5
+        if value := condition():
+            return value
+        time.sleep(0.5)
+    drv.save_screenshot(str(ARTIFACTS / "browser-timeout.png"))
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _click_button(drv, label: str, exact: bool = False):
+    from selenium.webdriver.common.by import By
+
+    def find():
+        for b in drv.find_elements(By.TAG_NAME, "button"):
+            text = b.text.strip()
+            if (text == label if exact else text.startswith(label)) and b.is_enabled():
+                return b
+        return None
+
+    button = _wait_for(drv, find, what=f"the {label!r} button")
+    button.click()
+
+
+def _body(drv) -> str:
+    from selenium.webdriver.common.by import By
+
+    return drv.find_element(By.TAG_NAME, "body").text
+
+
+def _dismiss_welcome(drv):
+    from selenium.webdriver.common.by import By
+
+    for b in drv.find_elements(By.TAG_NAME, "button"):
+        if b.text.strip() == "Skip":
+            b.click()
+
+
+def test_the_ui_in_a_browser_shows_the_graph_and_runs_the_demo(dagster_dev, browser):
+    """What a person does in `make ui`: open the asset graph, see every asset, materialize them all for
+    the day with the UI's own buttons, and watch the run succeed."""
+
+    url, lake, day = dagster_dev
+    seen = set()
+    for group in GROUPS:
+        browser.get(f"{url}/locations/__repository__@personahub_dagster/asset-groups/{group}")
+        _wait_for(browser, lambda: "Partitions" in _body(browser), what=f"the {group} graph")
+        _dismiss_welcome(browser)
+        seen |= {a for a in ASSETS if a in _body(browser)}
+        browser.save_screenshot(str(ARTIFACTS / f"graph-{group}.png"))
+    assert seen == ASSETS
+
+    browser.get(f"{url}/asset-groups")
+    _wait_for(browser, lambda: "Materialize all" in _body(browser))
+    _dismiss_welcome(browser)
+    _click_button(browser, "Materialize all")
+    _click_button(browser, "Latest", exact=True)  # the newest partition: today, where the texts are
+    browser.save_screenshot(str(ARTIFACTS / "launch-dialog.png"))
+    _click_button(browser, "Launch 1 run")
+
+    runs = lambda: graphql(url, "{ runsOrError { ... on Runs { results { runId tags { key value } } } } }")  # noqa: E731
+    run_id = _wait_for(
+        browser,
+        lambda: next(
+            (
+                r["runId"]
+                for r in runs()["runsOrError"]["results"]
+                if {"key": "dagster/partition", "value": day} in r["tags"]
+                and not any(t["key"] == ".dagster/asset_selection" for t in r["tags"])
+            ),
+            None,
+        ),
+        what="the launched run",
+    )
+    browser.get(f"{url}/runs/{run_id}")
+    status = wait_for_run(url, run_id, 20 * 60)
+    browser.save_screenshot(str(ARTIFACTS / "run.png"))
+    assert status == "SUCCESS"
+    counts = {t: lake.read(t, "partition = ?", [day]).height for t in ("source_texts", "hub", "generations")}
+    assert counts["source_texts"] == 2 and counts["hub"] > 0 and counts["generations"] > 0
+    assert (lake.root / "datasets" / "math" / f"{day}.parquet").exists()

@@ -76,10 +76,11 @@ class Marks:
     reason: list[str | None]
     sim: list[float | None]
     ref: list[int | None]
+    nearest: list[float | None]  # cosine to the nearest kept persona when the embedding stage saw it
 
     @classmethod
     def empty(cls, n: int) -> Marks:
-        return cls([None] * n, [None] * n, [None] * n, [None] * n)
+        return cls([None] * n, [None] * n, [None] * n, [None] * n, [None] * n)
 
     def set(self, i: int, of: str, reason: str, sim: float, ref: int | None = None) -> None:
         self.dup_of[i], self.reason[i], self.sim[i], self.ref[i] = of, reason, round(float(sim), 4), ref
@@ -114,7 +115,9 @@ class HubIndex:
     def add(self, keys: list[str], texts: list[str]) -> pl.DataFrame:
         """Mark ``keys`` (in order) against the hub and each other; the kept ones join the hub.
 
-        Returns columns key, dup_of, dup_reason, similarity.
+        Returns columns key, dup_of, dup_reason, similarity and nearest_similarity (the cosine to the
+        nearest persona kept before it, for every persona that reached the embedding stage: the hub's
+        diversity, one number per persona).
         """
         marks = Marks.empty(len(keys))
         survivors = self.mark_minhash(keys, texts, marks)
@@ -127,8 +130,20 @@ class HubIndex:
             if j is not None and marks.dup_of[j] is not None:
                 marks.dup_of[i], marks.ref[i] = marks.dup_of[j], marks.ref[j]
         return pl.DataFrame(
-            {"key": keys, "dup_of": marks.dup_of, "dup_reason": marks.reason, "similarity": marks.sim},
-            schema={"key": pl.Utf8, "dup_of": pl.Utf8, "dup_reason": pl.Utf8, "similarity": pl.Float64},
+            {
+                "key": keys,
+                "dup_of": marks.dup_of,
+                "dup_reason": marks.reason,
+                "similarity": marks.sim,
+                "nearest_similarity": marks.nearest,
+            },
+            schema={
+                "key": pl.Utf8,
+                "dup_of": pl.Utf8,
+                "dup_reason": pl.Utf8,
+                "similarity": pl.Float64,
+                "nearest_similarity": pl.Float64,
+            },
         )
 
     def _minhashes(self, token_sets: list[list[str]]) -> list[RMinHash]:
@@ -213,6 +228,7 @@ class HubIndex:
                 k = kept[int(np.argmax(within[b, kept]))]
                 if within[b, k] > best:
                     best, best_key, ref = float(within[b, k]), keys[block[k]], block[k]
+            marks.nearest[i] = round(best, 4) if best_key is not None else None
             if best_key is not None and best >= t:
                 marks.set(i, best_key, "embedding", best, ref=ref)
             else:

@@ -42,10 +42,14 @@ def export_frame(
     data_type: str,
     modes: Sequence[str] | None = None,
     agreed_only: bool = False,
+    partitions: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """Every generated row of ``data_type`` in release columns + ours (``agreed_only``: math problems
-    whose solutions agreed)."""
+    whose solutions agreed; ``partitions``: only those days)."""
     filters, params = "", [data_type]
+    if partitions:
+        filters += f" AND g.partition IN ({', '.join('?' for _ in partitions)})"
+        params += list(partitions)
     if modes:
         filters += f" AND g.prompting_mode IN ({', '.join('?' for _ in modes)})"
         params += list(modes)

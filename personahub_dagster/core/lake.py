@@ -74,6 +74,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "dup_of": pl.Utf8,
         "dup_reason": pl.Utf8,
         "similarity": pl.Float64,
+        "nearest_similarity": pl.Float64,
         "partition": pl.Utf8,
         "created_at": TS,
     },
@@ -374,6 +375,38 @@ class Lake:
                 raise KeyError(f"persona chain of {entity_id} is broken at {root[0]}")
             steps.extend(self._text_step(con, root[6]))
         return steps
+
+    def broken_lineage(self, partition: str | None = None) -> list[str]:
+        """Generated rows (of ``partition``, or all) whose chain does not reach a source text: a persona
+        or parent persona missing from the lake, a chain whose root is not a Text-to-Persona persona,
+        or a source text that is not there. Empty when every row walks back — the asset check."""
+        where = "WHERE g.partition = ?" if partition is not None else ""
+        sql = f"""
+            WITH RECURSIVE chain(row_id, persona_id, depth) AS (
+                SELECT g.row_id, g.persona_id, 0 FROM generations g {where}
+                UNION ALL
+                SELECT c.row_id, p.parent_persona_id, c.depth + 1
+                FROM chain c JOIN personas p ON p.persona_id = c.persona_id
+                WHERE p.parent_persona_id IS NOT NULL AND c.depth < 64
+            ),
+            steps AS (
+                SELECT c.row_id, c.depth, p.persona_id IS NOT NULL AS found, p.method, p.source_text_id
+                FROM chain c LEFT JOIN (SELECT DISTINCT persona_id, method, source_text_id FROM personas) p
+                  USING (persona_id)
+            ),
+            roots AS (
+                SELECT row_id, arg_max(method, depth) AS method, arg_max(source_text_id, depth) AS text_id,
+                       bool_and(found) AS all_found
+                FROM steps GROUP BY row_id
+            )
+            SELECT r.row_id FROM roots r JOIN generations g USING (row_id)
+            WHERE NOT r.all_found OR r.method IS DISTINCT FROM 'text'
+               OR r.text_id IS DISTINCT FROM g.source_text_id
+               OR NOT EXISTS (SELECT 1 FROM source_texts t WHERE t.text_id = r.text_id)
+            ORDER BY 1
+        """
+        with self.connect() as con:
+            return [r[0] for r in con.execute(sql, [partition] if partition is not None else []).fetchall()]
 
     @staticmethod
     def _text_step(con: duckdb.DuckDBPyConnection, text_id: str) -> list[LineageStep]:

@@ -4,6 +4,10 @@ core function, write its rows (and rejects) back atomically, report metadata.
 Data flow (every arrow is a lake table read by the next asset)::
 
     raw_texts → text_personas → expanded_personas → persona_hub → (synthesis, see synthesis.py)
+
+Every asset is partitioned by day (:mod:`.partitions`): a run reads and writes only its day, and
+``persona_hub`` adds the day to the hub incrementally. Each asset reports its checks (:mod:`.checks`)
+with its materialization.
 """
 
 import dagster as dg
@@ -12,24 +16,34 @@ from pydantic import Field
 
 from personahub_dagster.core.dedup import DedupConfig
 from personahub_dagster.core.hub import grow_hub
+from personahub_dagster.core.inbox import partition_paths
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
 from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.parsing import PersonaFilters
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
-from personahub_dagster.core.prompts import bundled_assets_dir
 from personahub_dagster.core.stage import StageOutput
-from personahub_dagster.defs.metadata import llm_metadata, md_table, progress_logger, reject_metadata
+from personahub_dagster.defs import checks
+from personahub_dagster.defs.checks import CheckThresholds
+from personahub_dagster.defs.metadata import (
+    bar_chart,
+    histogram,
+    llm_metadata,
+    md_table,
+    progress_logger,
+    reject_metadata,
+)
+from personahub_dagster.defs.partitions import daily_partitions
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
-
-PARTITION = "all"  # the whole lake is one partition until raw text arrives in daily partitions
-SAMPLE_CORPUS = str(bundled_assets_dir() / "corpus" / "sample.jsonl")
 
 
 class RawTextsConfig(dg.Config):
-    paths: list[str] = Field(default=[SAMPLE_CORPUS], description="JSONL / Parquet files or text folders.")
+    paths: list[str] = Field(
+        default=[], description="JSONL / Parquet files or text folders; empty: the day's inbox folder."
+    )
     text_field: str = "text"
     max_texts: int | None = Field(default=12, description="Deterministic sample size; null = every text.")
     min_chars: int = 20
+    checks: CheckThresholds = CheckThresholds()
 
 
 class PersonaFilterConfig(dg.Config):
@@ -51,6 +65,7 @@ class TextPersonasConfig(dg.Config):
     max_text_tokens: int = Field(default=1024, description="Longer texts are cut (and flagged).")
     template: str = Field(default="text_to_persona", description="Prompt file name (…_json: structured)")
     filters: PersonaFilterConfig = PersonaFilterConfig()
+    checks: CheckThresholds = CheckThresholds()
 
 
 class ExpandedPersonasConfig(dg.Config):
@@ -58,6 +73,7 @@ class ExpandedPersonasConfig(dg.Config):
     fanout: int = Field(default=1, ge=1, description="Relations asked per persona per hop.")
     template: str = Field(default="persona_to_persona", description="…_free: the model names the relation")
     filters: PersonaFilterConfig = PersonaFilterConfig()
+    checks: CheckThresholds = CheckThresholds()
 
 
 class PersonaHubConfig(dg.Config):
@@ -65,6 +81,7 @@ class PersonaHubConfig(dg.Config):
     num_perm: int = 128
     cosine_threshold: float = Field(default=0.9, description="Embedding cosine (0.5 for a very diverse hub)")
     ann_min_size: int = Field(default=50_000, description="Kept personas above which search is approximate")
+    checks: CheckThresholds = CheckThresholds()
 
     def dedup(self) -> DedupConfig:
         return DedupConfig(
@@ -75,36 +92,52 @@ class PersonaHubConfig(dg.Config):
         )
 
 
-def _write_stage(lake, table: str, out: StageOutput, producer: str) -> None:
-    lake.write_many({table: out.rows, "rejects": out.rejects}, producer=producer, partition=PARTITION)
+def _write_stage(lake, table: str, out: StageOutput, producer: str, partition: str) -> None:
+    lake.write_many({table: out.rows, "rejects": out.rejects}, producer=producer, partition=partition)
 
 
-@dg.asset(group_name="ingest", kinds={"parquet", "duckdb"})
+def _llm_stage_checks(out: StageOutput, t: CheckThresholds) -> list[dg.AssetCheckResult]:
+    return [checks.reject_rate(out.rows.height, out.rejects.height, t), checks.not_empty(out.rows.height, t)]
+
+
+@dg.asset(
+    group_name="ingest",
+    kinds={"parquet", "duckdb"},
+    partitions_def=daily_partitions,
+    check_specs=checks.specs("raw_texts", "not_empty"),
+)
 def raw_texts(
     context: dg.AssetExecutionContext, config: RawTextsConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
-    """Web-like documents from files into ``source_texts`` (ids are hashes of the text)."""
-    lk = lake.lake()
-    docs, skipped = read_documents(config.paths, config.text_field)
-    texts, short = to_source_texts(docs, PARTITION, config.min_chars, config.max_texts)
+    """The day's web-like documents (``inbox/<day>/``, or the files in ``paths``) into
+    ``source_texts``; ids are hashes of the text."""
+    lk, day = lake.lake(), context.partition_key
+    try:
+        paths = config.paths or partition_paths(lake.inbox, day)
+    except (FileNotFoundError, ValueError) as exc:
+        raise dg.Failure(str(exc)) from exc
+    docs, skipped = read_documents(paths, config.text_field)
+    texts, short = to_source_texts(docs, day, config.min_chars, config.max_texts)
     skipped = skipped + short
     lk.write_many(
-        {"source_texts": texts, "rejects": _skips(skipped)}, producer="raw_texts", partition=PARTITION
+        {"source_texts": texts, "rejects": _skips(skipped, day)}, producer="raw_texts", partition=day
     )
     for s in skipped[:20]:
         context.log.warning(f"skipped {s.source_uri}: {s.reason}")
     return dg.MaterializeResult(
         metadata={
+            "inputs": dg.MetadataValue.json(paths),
             "documents_read": len(docs),
             "texts": texts.height,
             "skipped": len(skipped),
             "lake": str(lk.root),
             "preview": md_table(texts, ["text_id", "doc_id", "text"]),
-        }
+        },
+        check_results=[checks.not_empty(texts.height, config.checks)],
     )
 
 
-def _skips(skipped: list[Skipped]) -> pl.DataFrame:
+def _skips(skipped: list[Skipped], partition: str) -> pl.DataFrame:
     ts = now_utc()
     return rows_frame(
         "rejects",
@@ -115,14 +148,20 @@ def _skips(skipped: list[Skipped]) -> pl.DataFrame:
                 "raw_output": s.raw or None,
                 "reason": s.reason,
                 "created_at": ts,
-                "partition": PARTITION,
+                "partition": partition,
             }
             for s in skipped
         ],
     )
 
 
-@dg.asset(deps=[raw_texts], group_name="personas", kinds={"parquet"})
+@dg.asset(
+    deps=[raw_texts],
+    group_name="personas",
+    kinds={"parquet"},
+    partitions_def=daily_partitions,
+    check_specs=checks.specs("text_personas", "reject_rate", "not_empty"),
+)
 def text_personas(
     context: dg.AssetExecutionContext,
     config: TextPersonasConfig,
@@ -131,8 +170,8 @@ def text_personas(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """Text-to-Persona: who would read / write / like / dislike each text."""
-    lk = lake.lake()
-    texts = lk.read("source_texts", "partition = ?", [PARTITION])
+    lk, day = lake.lake(), context.partition_key
+    texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
         texts,
         llm.gateway(lk),
@@ -141,10 +180,10 @@ def text_personas(
         granularity=config.granularity,
         max_text_tokens=config.max_text_tokens,
         filters=config.filters.filters(),
-        partition=PARTITION,
+        partition=day,
         progress=progress_logger(context, "text_personas"),
     )
-    _write_stage(lk, "personas", out, "text_personas")
+    _write_stage(lk, "personas", out, "text_personas", day)
     per_perspective = dict(out.rows.group_by("perspective").len().iter_rows()) if out.rows.height else {}
     return dg.MaterializeResult(
         metadata={
@@ -155,11 +194,18 @@ def text_personas(
             **reject_metadata(out.rejects),
             **llm_metadata(out.stats),
             "preview": md_table(out.rows, ["persona_id", "perspective", "persona"]),
-        }
+        },
+        check_results=_llm_stage_checks(out, config.checks),
     )
 
 
-@dg.asset(deps=[text_personas], group_name="personas", kinds={"parquet"})
+@dg.asset(
+    deps=[text_personas],
+    group_name="personas",
+    kinds={"parquet"},
+    partitions_def=daily_partitions,
+    check_specs=checks.specs("expanded_personas", "reject_rate", "not_empty"),
+)
 def expanded_personas(
     context: dg.AssetExecutionContext,
     config: ExpandedPersonasConfig,
@@ -168,8 +214,8 @@ def expanded_personas(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """Persona-to-Persona: expand every Text-to-Persona persona through close relationships, hop by hop."""
-    lk = lake.lake()
-    seeds = lk.read("personas", "method = 'text' AND partition = ?", [PARTITION])
+    lk, day = lake.lake(), context.partition_key
+    seeds = lk.read("personas", "method = 'text' AND partition = ?", [day])
 
     def on_hop(hop: int, accepted: int, rejected: int) -> None:
         context.log.info(f"hop {hop}: {accepted} new personas, {rejected} rejected")
@@ -181,11 +227,11 @@ def expanded_personas(
         hops=config.hops,
         fanout=config.fanout,
         filters=config.filters.filters(),
-        partition=PARTITION,
+        partition=day,
         progress=progress_logger(context, "expanded_personas"),
         on_hop=on_hop,
     )
-    _write_stage(lk, "personas", out, "expanded_personas")
+    _write_stage(lk, "personas", out, "expanded_personas", day)
     per_hop = (
         {str(h): n for h, n in out.rows.group_by("hop").len().sort("hop").iter_rows()}
         if out.rows.height
@@ -197,14 +243,22 @@ def expanded_personas(
             "personas": out.rows.height,
             "max_hop": int(out.rows["hop"].max()) if out.rows.height else 0,
             "personas_by_hop": dg.MetadataValue.json(per_hop),
+            "hop_distribution": bar_chart(per_hop, "new personas per hop", "hop"),
             **reject_metadata(out.rejects),
             **llm_metadata(out.stats),
             "preview": md_table(out.rows, ["persona_id", "hop", "relation", "persona"]),
-        }
+        },
+        check_results=_llm_stage_checks(out, config.checks),
     )
 
 
-@dg.asset(deps=[expanded_personas], group_name="hub", kinds={"parquet", "faiss"})
+@dg.asset(
+    deps=[expanded_personas],
+    group_name="hub",
+    kinds={"parquet", "faiss"},
+    partitions_def=daily_partitions,
+    check_specs=checks.specs("persona_hub", "dedup_ratio", "not_empty"),
+)
 def persona_hub(
     context: dg.AssetExecutionContext,
     config: PersonaHubConfig,
@@ -212,40 +266,51 @@ def persona_hub(
     embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS), grown
-    incrementally: partitions already in the hub keep their marks, new ones are checked against it all."""
-    lk = lake.lake()
+    incrementally: the day's personas are checked against every earlier day's kept personas (kept in
+    ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks."""
+    lk, day = lake.lake(), context.partition_key
     with lk.connect() as con:
         marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
-    growth = grow_hub(lk.read("personas"), lk.root / "hub_state", embedder.embedder(), config.dedup(), marked)
+    personas = lk.read("personas", "partition <= ?", [day])
+    growth = grow_hub(personas, lk.root / "hub_state", embedder.embedder(), config.dedup(), marked)
     for partition, rows in growth.hub.items():
         lk.write("hub", rows, producer="persona_hub", partition=partition)
         context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
+    mine = lk.read("hub", "partition = ?", [day])
+    dups = mine.filter(pl.col("dup_of").is_not_null())
+    ratio = dups.height / mine.height if mine.height else 0.0
     with lk.connect() as con:
-        totals = dict(
-            con.execute("SELECT coalesce(dup_reason, 'kept'), count(*) FROM hub GROUP BY 1").fetchall()
-        )
-    new = pl.concat(list(growth.hub.values())) if growth.hub else pl.DataFrame(schema={"persona": pl.Utf8})
-    total = sum(totals.values())
+        total, kept = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE dup_of IS NULL) FROM hub"
+        ).fetchone()
     return dg.MaterializeResult(
         metadata={
             "partitions_marked": dg.MetadataValue.json(sorted(growth.hub)),
             "partitions_reused": dg.MetadataValue.json(growth.reused),
             "state_rebuilt": growth.rebuilt,
-            "personas_marked": new.height,
-            "hub_personas": total,
-            "kept": totals.get("kept", 0),
-            "duplicates_by_reason": dg.MetadataValue.json({k: v for k, v in totals.items() if k != "kept"}),
-            "dedup_ratio": round(1 - totals.get("kept", 0) / total, 4) if total else 0.0,
-            "preview": md_table(
-                new.filter(pl.col("dup_of").is_not_null()) if new.height else new,
-                ["persona", "dup_reason", "similarity"],
+            "personas": mine.height,
+            "duplicates": dups.height,
+            "duplicates_by_reason": dg.MetadataValue.json(
+                dict(dups.group_by("dup_reason").len().iter_rows())
             ),
-        }
+            "dedup_ratio": round(ratio, 4),
+            "hub_personas": total,
+            "hub_kept": kept,
+            "nearest_similarity": histogram(
+                mine["nearest_similarity"].to_list(), "cosine to the nearest kept persona", "cosine"
+            ),
+            "preview": md_table(dups if dups.height else mine, ["persona", "dup_reason", "similarity"]),
+        },
+        check_results=[
+            checks.dedup_ratio(ratio, mine.height, config.checks),
+            checks.not_empty(mine.height, config.checks),
+        ],
     )
 
 
 pipeline_job = dg.define_asset_job(
     "persona_hub_pipeline",
     selection=dg.AssetSelection.all(),
-    description="Raw text to personas, the deduplicated hub, synthesized data and datasets, end to end.",
+    partitions_def=daily_partitions,
+    description="One day: raw text to personas, the hub grown by the day, synthesized data and datasets.",
 )

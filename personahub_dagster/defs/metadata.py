@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
 
+from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import GatewayStats
 
 
@@ -23,6 +26,23 @@ def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in df.head(n).iter_rows(named=True)]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def lineage_markdown(lake: Lake, row_ids: list[str], width: int = 140) -> dg.MetadataValue:
+    """The lineage of a few generated rows as markdown: row → persona → parent personas → source text,
+    so the chain is one click away in the UI (``personahub lineage ROW_ID`` prints the same)."""
+    if not row_ids:
+        return dg.MetadataValue.md("_no rows_")
+    blocks = []
+    for row_id in row_ids:
+        lines = []
+        for depth, step in enumerate(lake.lineage(row_id)):
+            text = step.text.replace("\n", " ")
+            text = text if len(text) <= width else text[: width - 1] + "…"
+            label = {"persona": f"persona (hop {step.detail.get('hop')})"}.get(step.kind, step.kind)
+            lines.append(f"{'  ' * depth}- **{label}** `{step.id}`: {text}")
+        blocks.append("\n".join(lines))
+    return dg.MetadataValue.md("\n\n".join(blocks))
 
 
 def llm_metadata(stats: GatewayStats) -> dict[str, object]:
@@ -66,3 +86,39 @@ def progress_logger(
             context.log.info(f"{stage}: {done}/{total} LLM calls done ({rate:.2f}/s)")
 
     return report
+
+
+def _figure(title: str, xlabel: str, draw: Callable[[object], None]) -> dg.MetadataValue:
+    """A small PNG chart embedded in markdown metadata: the UI shows it with the materialization, for
+    what a person would rather look at than read (hub similarity, personas per hop)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
+    try:
+        draw(ax)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel("personas", fontsize=9)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{png})")
+
+
+def histogram(values: list[float | None], title: str, xlabel: str, bins: int = 20) -> dg.MetadataValue:
+    values = [v for v in values if v is not None]
+    if not values:
+        return dg.MetadataValue.md("_no values_")
+    return _figure(title, xlabel, lambda ax: ax.hist(values, bins=bins, color="#4f6d8f"))
+
+
+def bar_chart(counts: dict[str, int], title: str, xlabel: str) -> dg.MetadataValue:
+    if not counts:
+        return dg.MetadataValue.md("_no values_")
+    return _figure(title, xlabel, lambda ax: ax.bar(list(counts), list(counts.values()), color="#4f6d8f"))

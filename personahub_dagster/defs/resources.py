@@ -16,12 +16,15 @@ from personahub_dagster.core.local_models import DEFAULT_MODEL
 from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load_prompt
 
 DEFAULT_LAKE = "lake"
+DEFAULT_INBOX = "inbox"
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The lake directory (``PERSONAHUB_LAKE``, default ``./lake``)."""
+    """The lake directory (``PERSONAHUB_LAKE``, default ``./lake``) and the inbox raw text arrives in
+    (``PERSONAHUB_INBOX``, default ``./inbox``: one ``YYYY-MM-DD`` folder per daily partition)."""
 
     path: str = Field(default=DEFAULT_LAKE, description="Lake root: Parquet tables + DuckDB catalog.")
+    inbox: str = Field(default=DEFAULT_INBOX, description="Drop folder: inbox/YYYY-MM-DD/ per partition.")
 
     def lake(self) -> Lake:
         return Lake(self.path)
@@ -87,7 +90,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the environment, so the same code runs the demo and a real provider."""
     env = os.environ
     return {
-        "lake": LakeResource(path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE)),
+        "lake": LakeResource(
+            path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE), inbox=env.get("PERSONAHUB_INBOX", DEFAULT_INBOX)
+        ),
         "llm": LLMResource(
             model=env.get("PERSONAHUB_MODEL", DEFAULT_MODEL),
             api_base=env.get("PERSONAHUB_API_BASE") or None,

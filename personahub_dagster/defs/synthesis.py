@@ -17,11 +17,20 @@ import polars as pl
 from pydantic import Field
 
 from personahub_dagster.core.data_types import MODES, DataType, load_data_types
-from personahub_dagster.core.export import export_frame, write_export
+from personahub_dagster.core.export import RELEASE_COLUMNS, export_frame, write_export
 from personahub_dagster.core.math_check import Solver, check_problems
 from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
-from personahub_dagster.defs.assets import PARTITION, PersonaFilterConfig, persona_hub
-from personahub_dagster.defs.metadata import llm_metadata, md_table, progress_logger, reject_metadata
+from personahub_dagster.defs import checks
+from personahub_dagster.defs.assets import PersonaFilterConfig, persona_hub
+from personahub_dagster.defs.checks import CheckThresholds
+from personahub_dagster.defs.metadata import (
+    lineage_markdown,
+    llm_metadata,
+    md_table,
+    progress_logger,
+    reject_metadata,
+)
+from personahub_dagster.defs.partitions import daily_partitions
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
 
 DATA_TYPES = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
@@ -34,7 +43,9 @@ class SynthesisConfig(dg.Config):
     n_personas: int | None = Field(default=None, description="Personas per mode (registry default).")
     all_personas: bool = Field(default=False, description="Use every kept persona (ignores n_personas).")
     modes: list[str] | None = Field(default=None, description=f"Subset of {list(MODES)} (default: all).")
-    partitions: list[str] | None = Field(default=None, description="Hub partitions to sample (default: all).")
+    partitions: list[str] | None = Field(
+        default=None, description="Hub partitions to sample (default: the run's own day)."
+    )
     seed: int = Field(default=0, description="Persona sampling seed.")
     focus: str | None = Field(default=None, description='Topic constraint, e.g. "geometry".')
     difficulty: str | None = Field(default=None, description='e.g. "Olympiad-level" (if the template has it)')
@@ -43,6 +54,7 @@ class SynthesisConfig(dg.Config):
         default="write", description="Text-to-Persona perspective that gives the exemplars their personas."
     )
     exemplar_filters: PersonaFilterConfig = PersonaFilterConfig()
+    checks: CheckThresholds = CheckThresholds()
 
 
 def _variables(config: SynthesisConfig) -> dict[str, str]:
@@ -60,6 +72,8 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         kinds={"parquet"},
         description=f"Persona-driven {data_type.description}s ({', '.join(data_type.modes)}).",
         metadata={"data_type": data_type.name, "release": data_type.release},
+        partitions_def=daily_partitions,
+        check_specs=checks.specs(data_type.asset, "reject_rate", "not_empty", "lineage"),
     )
     def _synthesize(
         context: dg.AssetExecutionContext,
@@ -68,13 +82,13 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         llm: LLMResource,
         prompts: PromptsResource,
     ) -> dg.MaterializeResult:
-        lk = lake.lake()
+        lk, day = lake.lake(), context.partition_key
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk)
         hub = lk.read("hub").sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
-        chosen = select_personas(hub, n, f"{config.seed}:{dt.name}", config.partitions)
+        chosen = select_personas(hub, n, f"{config.seed}:{dt.name}", config.partitions or [day])
 
         exemplars, exemplar_rejects = {}, None
         if any(m != "zero_shot" for m in modes):
@@ -87,7 +101,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
                 prompts.template("text_to_persona"),
                 perspective=config.exemplar_perspective,
                 filters=config.exemplar_filters.filters(),
-                partition=PARTITION,
+                partition=day,
                 stage=f"{dt.asset}.exemplars",
             )
             if not with_persona:
@@ -107,12 +121,13 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
             modes=modes,
             exemplars=exemplars,
             variables=_variables(config),
-            partition=PARTITION,
+            partition=day,
             stage=dt.asset,
             progress=progress_logger(context, dt.asset),
         )
         rejects = out.rejects if exemplar_rejects is None else pl.concat([exemplar_rejects, out.rejects])
-        lk.write_many({"generations": out.rows, "rejects": rejects}, producer=dt.asset, partition=PARTITION)
+        lk.write_many({"generations": out.rows, "rejects": rejects}, producer=dt.asset, partition=day)
+        broken = lk.broken_lineage(day)
         per_mode = dict(out.rows.group_by("prompting_mode").len().iter_rows()) if out.rows.height else {}
         requests = chosen.height * len(modes)
         return dg.MaterializeResult(
@@ -126,7 +141,13 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
                 **reject_metadata(out.rejects),
                 **llm_metadata(out.stats),
                 "preview": md_table(out.rows, ["prompting_mode", "output"]),
-            }
+                "lineage_sample": lineage_markdown(lk, out.rows["row_id"].head(2).to_list()),
+            },
+            check_results=[
+                checks.reject_rate(out.rows.height, out.rejects.height, config.checks),
+                checks.not_empty(out.rows.height, config.checks, dg.AssetCheckSeverity.WARN),
+                checks.lineage([b for b in broken if b in set(out.rows["row_id"])], out.rows.height),
+            ],
         )
 
     return _synthesize
@@ -156,7 +177,7 @@ class MathChecksConfig(dg.Config):
 
 if MATH is not None:
 
-    @dg.asset(deps=[MATH.asset], group_name="synthesis", kinds={"parquet"})
+    @dg.asset(deps=[MATH.asset], group_name="synthesis", kinds={"parquet"}, partitions_def=daily_partitions)
     def math_checks(
         context: dg.AssetExecutionContext,
         config: MathChecksConfig,
@@ -166,20 +187,20 @@ if MATH is not None:
     ) -> dg.MaterializeResult:
         """The agreement filter: each math problem solved by independent solvers; kept for a test set
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
-        lk = lake.lake()
-        problems = lk.read("generations", "data_type = ?", [MATH.name]).sort("row_id")
+        lk, day = lake.lake(), context.partition_key
+        problems = lk.read("generations", "data_type = ? AND partition = ?", [MATH.name, day]).sort("row_id")
         solvers = [Solver(s.name, s.style, llm.gateway(lk, s.model)) for s in config.solvers]
         out = check_problems(
             problems,
             solvers,
             prompts.template(config.template),
             min_agree=config.min_agree,
-            partition=PARTITION,
+            partition=day,
             stage="math_checks",
             progress=progress_logger(context, "math_checks"),
         )
         lk.write_many(
-            {"math_checks": out.rows, "rejects": out.rejects}, producer="math_checks", partition=PARTITION
+            {"math_checks": out.rows, "rejects": out.rejects}, producer="math_checks", partition=day
         )
         agreed = int(out.rows["agreement"].sum()) if out.rows.height else 0
         return dg.MaterializeResult(
@@ -199,26 +220,41 @@ class DatasetsConfig(dg.Config):
     formats: list[str] = Field(default=["parquet", "jsonl"], description="parquet and/or jsonl")
 
 
+EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "persona_id": pl.Utf8}
+EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8}
+
+
 @dg.asset(
     deps=[*(a.key for a in synthesis_assets), *(["math_checks"] if MATH is not None else [])],
     group_name="datasets",
     kinds={"parquet"},
+    partitions_def=daily_partitions,
+    check_specs=checks.specs("datasets", "export_schema", "lineage"),
 )
-def datasets(config: DatasetsConfig, lake: LakeResource) -> dg.MaterializeResult:
-    """One file per data type in ``<lake>/datasets/``, in the public PersonaHub release's columns
-    (``input persona``, ``synthesized text``, ``description``) plus ids that walk back to the source text."""
-    lk = lake.lake()
-    counts, paths = {}, {}
+def datasets(
+    context: dg.AssetExecutionContext, config: DatasetsConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
+    in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
+    ``description``) plus ids that walk back to the source text."""
+    lk, day = lake.lake(), context.partition_key
+    counts, paths, frames = {}, {}, {}
     for dt in DATA_TYPES.values():
-        df = export_frame(lk, dt.name)
+        df = export_frame(lk, dt.name, partitions=[day])
         counts[dt.release] = df.height
+        frames[dt.release] = df
         for fmt in config.formats:
-            path = write_export(df, lk.root / "datasets" / f"{dt.release}.{fmt}", fmt)
-            paths[path.name] = str(path)
+            path = write_export(df, lk.root / "datasets" / dt.release / f"{day}.{fmt}", fmt)
+            paths[f"{dt.release}/{path.name}"] = str(path)
+    broken = lk.broken_lineage(day)
     return dg.MaterializeResult(
         metadata={
             "rows_by_release": dg.MetadataValue.json(counts),
             "rows": sum(counts.values()),
             "files": dg.MetadataValue.json(paths),
-        }
+        },
+        check_results=[
+            checks.export_schema(frames, EXPORT_TYPES),
+            checks.lineage(broken, sum(counts.values())),
+        ],
     )

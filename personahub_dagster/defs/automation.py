@@ -1,0 +1,66 @@
+"""Running it every day: a nightly schedule that grows the hub by the newest day, and a sensor that
+runs a day as soon as its files land in the inbox. Both start stopped: turn them on in the UI
+(Automation) or with ``dagster schedule start`` / ``dagster sensor start``.
+
+* ``nightly_hub_growth`` — at ``PERSONAHUB_NIGHTLY_CRON`` (default ``0 2 * * *``, 02:00) in
+  ``PERSONAHUB_TIMEZONE``: the whole pipeline for the newest inbox day not after the tick's date.
+  The run key is the day, so a day already run by the schedule is not run again.
+* ``inbox_sensor`` — every 30 s: a run for each day folder that is new or changed since the sensor
+  last looked (the cursor keeps each day's fingerprint: file names, sizes, modification times).
+"""
+
+import json
+import os
+
+import dagster as dg
+
+from personahub_dagster.core.inbox import fingerprints
+from personahub_dagster.defs.assets import pipeline_job
+from personahub_dagster.defs.partitions import TIMEZONE, daily_partitions
+from personahub_dagster.defs.resources import LakeResource
+
+NIGHTLY_CRON = os.environ.get("PERSONAHUB_NIGHTLY_CRON", "0 2 * * *")
+
+
+def _valid(day: str) -> bool:
+    return daily_partitions.has_partition_key(day)
+
+
+@dg.schedule(
+    job=pipeline_job,
+    cron_schedule=NIGHTLY_CRON,
+    execution_timezone=TIMEZONE,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Grow the hub by the newest inbox day, through to the exported datasets.",
+)
+def nightly_hub_growth(context: dg.ScheduleEvaluationContext, lake: LakeResource):
+    today = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    days = [d for d in fingerprints(lake.inbox) if d <= today and _valid(d)]
+    if not days:
+        return dg.SkipReason(f"no input in {lake.inbox} up to {today}")
+    newest = days[-1]
+    return dg.RunRequest(run_key=f"nightly-{newest}", partition_key=newest, tags={"trigger": "nightly"})
+
+
+@dg.sensor(
+    job=pipeline_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Run a day's partition when files for it land in (or change in) the inbox.",
+)
+def inbox_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    current = fingerprints(lake.inbox)
+    changed = [d for d, fp in current.items() if seen.get(d) != fp]
+    for day in changed:
+        if not _valid(day):
+            context.log.warning(
+                f"inbox/{day} is outside the partitions ({daily_partitions.start:%Y-%m-%d} on)"
+            )
+            continue
+        yield dg.RunRequest(
+            run_key=f"inbox-{day}-{current[day]}", partition_key=day, tags={"trigger": "inbox"}
+        )
+    context.update_cursor(json.dumps(current, sort_keys=True))
+    if not changed:
+        yield dg.SkipReason("no new or changed day folders in the inbox")

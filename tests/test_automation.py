@@ -1,0 +1,97 @@
+"""The inbox, the inbox sensor and the nightly schedule, evaluated the way the Dagster daemon does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+
+import dagster as dg
+import pytest
+
+from personahub_dagster.core.inbox import day_files, fingerprints, partition_paths, register
+from personahub_dagster.defs.automation import inbox_sensor, nightly_hub_growth
+from personahub_dagster.defs.resources import LakeResource
+
+
+def drop(inbox, day: str, name: str = "a.jsonl", text: str = "x") -> None:
+    src = inbox.parent / "src" / name
+    src.parent.mkdir(exist_ok=True)
+    src.write_text(json.dumps({"text": text}) + "\n")
+    register(src, inbox, day)
+
+
+def test_register_is_atomic_and_days_are_fingerprinted(tmp_path):
+    inbox = tmp_path / "inbox"
+    assert fingerprints(inbox) == {}
+    drop(inbox, "2026-11-20")
+    (inbox / "2026-11-20" / ".b.jsonl-123.tmp").write_text("half a file")  # a copy in progress
+    (inbox / "not-a-day").mkdir()
+    first = fingerprints(inbox)
+    assert list(first) == ["2026-11-20"] and [p.name for p in day_files(inbox, "2026-11-20")] == ["a.jsonl"]
+    drop(inbox, "2026-11-20", "b.jsonl")
+    assert fingerprints(inbox)["2026-11-20"] != first["2026-11-20"]
+    assert partition_paths(inbox, "2026-11-20") == [str(inbox / "2026-11-20")]
+    with pytest.raises(FileNotFoundError, match="personahub inbox add"):
+        partition_paths(inbox, "2026-11-21")
+    with pytest.raises(ValueError, match="not a date"):
+        register(inbox / "2026-11-20" / "a.jsonl", inbox, "yesterday")
+
+
+def sensor_context(inbox, cursor=None):
+    return dg.build_sensor_context(
+        cursor=cursor,
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"lake": LakeResource(path=str(inbox.parent / "lake"), inbox=str(inbox))},
+    )
+
+
+def run_requests(result) -> list[dg.RunRequest]:
+    return [r for r in result if isinstance(r, dg.RunRequest)]
+
+
+def test_the_sensor_runs_new_and_changed_days_once(tmp_path):
+    inbox = tmp_path / "inbox"
+    drop(inbox, "2026-11-20")
+    drop(inbox, "2026-11-21")
+    ctx = sensor_context(inbox)
+    first = run_requests(inbox_sensor(ctx))
+    assert [(r.partition_key, r.tags["trigger"]) for r in first] == [
+        ("2026-11-20", "inbox"),
+        ("2026-11-21", "inbox"),
+    ]
+    cursor = ctx.cursor
+    ctx = sensor_context(inbox, cursor)
+    assert run_requests(inbox_sensor(ctx)) == []  # nothing new: nothing to run
+    time.sleep(0.01)
+    drop(inbox, "2026-11-21", "more.jsonl")
+    ctx = sensor_context(inbox, cursor)
+    again = run_requests(inbox_sensor(ctx))
+    assert [r.partition_key for r in again] == ["2026-11-21"] and again[0].run_key != first[1].run_key
+
+
+def test_the_sensor_skips_days_outside_the_partitions(tmp_path):
+    inbox = tmp_path / "inbox"
+    drop(inbox, "1999-01-01")
+    assert run_requests(inbox_sensor(sensor_context(inbox))) == []
+
+
+def test_the_nightly_schedule_runs_the_newest_day_with_input(tmp_path):
+    inbox = tmp_path / "inbox"
+    lake = LakeResource(path=str(tmp_path / "lake"), inbox=str(inbox))
+    tick = dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.UTC)
+
+    def evaluate():
+        ctx = dg.build_schedule_context(
+            scheduled_execution_time=tick, instance=dg.DagsterInstance.ephemeral(), resources={"lake": lake}
+        )
+        return nightly_hub_growth(ctx)
+
+    assert evaluate().skip_message.startswith("no input")
+    drop(inbox, "2026-11-20")
+    drop(inbox, "2026-11-21")
+    drop(inbox, "2026-11-23")  # after the tick's date: not yet
+    request = evaluate()
+    assert request.partition_key == "2026-11-21" and request.run_key == "nightly-2026-11-21"
+    assert nightly_hub_growth.cron_schedule == os.environ.get("PERSONAHUB_NIGHTLY_CRON", "0 2 * * *")
