@@ -167,10 +167,10 @@ def test_math_problems_are_checked_and_datasets_exported(pipeline):
         ).fetchone()
     assert checks[0] == problems and checks[1] >= 1
     for dt in DATA_TYPES.values():
-        df = pl.read_parquet(lake.root / "datasets" / f"{dt.release}.parquet")
+        df = pl.read_parquet(lake.root / "datasets" / dt.release / f"{DAY1}.parquet")
         assert df.columns[:3] == ["input persona", "synthesized text", "description"]
         assert df["input persona"].null_count() == 0 and df["source_text_id"].str.starts_with("t-").all()
-        jsonl = (lake.root / "datasets" / f"{dt.release}.jsonl").read_text().splitlines()
+        jsonl = (lake.root / "datasets" / dt.release / f"{DAY1}.jsonl").read_text().splitlines()
         assert len(jsonl) == df.height
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from personahub_dagster.core.ingest import read_documents, to_source_texts
+from personahub_dagster.core.ingest import Document, read_documents, to_source_texts
 from personahub_dagster.core.prompts import bundled_assets_dir
 
 
@@ -53,3 +53,12 @@ def test_max_texts_is_a_stable_sample(tmp_path):
     a, _ = to_source_texts(docs, "p", max_texts=10)
     b, _ = to_source_texts(list(reversed(docs)), "p", max_texts=10)
     assert a["text_id"].to_list() == b["text_id"].to_list()
+
+
+def test_a_text_already_ingested_on_an_earlier_day_is_skipped():
+    docs = [Document("a.jsonl:1", "1", "A long enough text about beekeeping in winter.")]
+    first, _ = to_source_texts(docs, "2026-11-20")
+    again, skipped = to_source_texts(docs, "2026-11-21", known={first["text_id"][0]: "2026-11-20"})
+    assert again.height == 0 and skipped[0].reason == "already ingested in partition 2026-11-20"
+    same_day, skipped = to_source_texts(docs, "2026-11-20", known={first["text_id"][0]: "2026-11-20"})
+    assert same_day.height == 1 and not skipped  # re-running a day keeps its own texts

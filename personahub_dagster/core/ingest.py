@@ -107,14 +107,18 @@ def to_source_texts(
     partition: str,
     min_chars: int = 20,
     max_texts: int | None = None,
+    known: dict[str, str] | None = None,
 ) -> tuple[pl.DataFrame, list[Skipped]]:
     """Normalise, filter and identify documents; returns the ``source_texts`` rows and the skips.
 
     ``max_texts`` keeps a deterministic, well-spread sample: the texts whose ids sort first (ids are
-    hashes, so this is a stable pseudo-random choice, independent of file order).
+    hashes, so this is a stable pseudo-random choice, independent of file order). ``known`` maps text
+    ids already in the lake to their partition: a document re-crawled on a later day is skipped (its
+    personas exist already) instead of entering the hub twice.
     """
     skipped: list[Skipped] = []
     seen: set[str] = set()
+    known = known or {}
     rows = []
     for d in docs:
         text = d.text.strip()
@@ -124,6 +128,9 @@ def to_source_texts(
         tid = content_id("text", text)
         if tid in seen:
             continue  # the same document twice is one row
+        if tid in known and known[tid] != partition:
+            skipped.append(Skipped(d.source_uri, f"already ingested in partition {known[tid]}", text[:200]))
+            continue
         seen.add(tid)
         rows.append(
             {

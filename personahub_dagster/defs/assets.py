@@ -117,7 +117,9 @@ def raw_texts(
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
     docs, skipped = read_documents(paths, config.text_field)
-    texts, short = to_source_texts(docs, day, config.min_chars, config.max_texts)
+    with lk.connect() as con:
+        known = dict(con.execute("SELECT text_id, min(partition) FROM source_texts GROUP BY 1").fetchall())
+    texts, short = to_source_texts(docs, day, config.min_chars, config.max_texts, known)
     skipped = skipped + short
     lk.write_many(
         {"source_texts": texts, "rejects": _skips(skipped, day)}, producer="raw_texts", partition=day
