@@ -16,8 +16,9 @@ import datetime as dt
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from personahub_dagster.core.lake import atomic_write
 
 DATE_FORMAT = "%Y-%m-%d"
 
@@ -81,18 +82,14 @@ def fingerprints(inbox: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def register(source: str | os.PathLike[str], inbox: str | os.PathLike[str], partition: str) -> Path:
-    """Copy a file into the day's folder (temp name + rename, so readers never see a partial file)."""
+    """Copy a file into the day's folder atomically (hidden temp file, fsync, rename), so a sensor or a
+    run never reads part of it."""
     src = Path(source)
     if not src.is_file():
         raise FileNotFoundError(f"{src} is not a file")
     folder = day_folder(inbox, partition)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / src.name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{src.name}-", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with src.open("rb") as fh:
+        atomic_write(target, lambda out: shutil.copyfileobj(fh, out))
     return target

@@ -89,7 +89,8 @@ def load_prompt(name: str, prompts_dir: str | None = None) -> PromptTemplate:
 
 @lru_cache(maxsize=64)
 def load_exemplars(name: str, prompts_dir: str | None = None) -> tuple[dict[str, str], ...]:
-    """Few-shot exemplars: a YAML list of ``{persona, output}`` mappings."""
+    """Few-shot exemplars: a YAML list of ``{output}`` mappings (an optional ``persona`` is used as is
+    by the persona-enhanced mode; otherwise Text-to-Persona supplies one)."""
     path = _find(name, prompts_dir and str(Path(prompts_dir).parent / "exemplars"), "exemplars")
     items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     if not isinstance(items, list) or not all(isinstance(i, dict) and "output" in i for i in items):

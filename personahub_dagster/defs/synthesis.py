@@ -86,9 +86,10 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk)
-        hub = lk.read("hub").sort("persona_id")
+        days = config.partitions or [day]
+        hub = lk.read("hub", f"partition IN ({', '.join('?' for _ in days)})", days).sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
-        chosen = select_personas(hub, n, f"{config.seed}:{dt.name}", config.partitions or [day])
+        chosen = select_personas(hub, n, f"{config.seed}:{dt.name}")
 
         exemplars, exemplar_rejects = {}, None
         if any(m != "zero_shot" for m in modes):
