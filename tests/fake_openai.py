@@ -6,10 +6,16 @@ and the parsed JSON body and returning one of
 * ``("ok", text)`` — a normal chat completion whose content is ``text``;
 * ``("length", text)`` — the same, cut off by the token limit (``finish_reason: length``);
 * ``("status", code)`` — an error response with that HTTP status (``429`` carries ``Retry-After: 0``);
+* ``("retry_after", seconds)`` — a 429 whose ``Retry-After`` asks for ``seconds``;
 * ``("hang", seconds)`` — sleep before answering (to trip client timeouts);
-* ``("drop", None)`` — close the connection without a response.
+* ``("drop", None)`` — close the connection without a response;
+* ``("cut", None)`` — send headers and half a body, then close (a truncated response);
+* ``("malformed", None)`` — a 200 whose body is not JSON;
+* ``("echo_key", None)`` — a 401 whose message quotes the Authorization header back, as some
+  providers do ("Incorrect API key provided: sk-…"): the secrets tests check it never gets stored.
 
-Every request body is recorded in ``requests`` so tests can count what reached the "provider".
+Every request body is recorded in ``requests`` (and its arrival time in ``times``) so tests can count
+what reached the "provider" and when.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class FakeOpenAI:
         self.script = script
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []
         self._lock = threading.Lock()
         server = self
 
@@ -51,6 +58,7 @@ class FakeOpenAI:
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.times.append(time.monotonic())
                     n = len(server.requests)
                 kind, arg = server.script(n, body)
                 if kind == "hang":
@@ -60,11 +68,34 @@ class FakeOpenAI:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.connection.close()
                     return
-                if kind == "status":
-                    payload = json.dumps({"error": {"message": f"injected {arg}", "type": "fake"}}).encode()
+                if kind == "echo_key":
+                    kind, arg = "status", 401
+                    message = f"Incorrect API key provided: {self.headers.get('Authorization', '')}"
+                else:
+                    message = f"injected {arg}"
+                if kind == "retry_after":
+                    payload = json.dumps({"error": {"message": "rate limited", "type": "fake"}}).encode()
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(arg))
+                elif kind == "status":
+                    payload = json.dumps({"error": {"message": message, "type": "fake"}}).encode()
                     self.send_response(arg)
                     if arg == 429:
                         self.send_header("Retry-After", "0")
+                elif kind == "malformed":
+                    payload = b'{"id": "chatcmpl-fake", "choices": [{"message": {"content": "unterminated'
+                    self.send_response(200)
+                elif kind == "cut":
+                    payload = json.dumps(_completion(body, "a response cut in half")).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.connection.close()
+                    return
                 else:
                     finish = "length" if kind == "length" else "stop"
                     payload = json.dumps(_completion(body, arg, finish)).encode()

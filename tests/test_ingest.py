@@ -37,10 +37,10 @@ def test_mixed_sources_and_their_problems(tmp_path):
     docs, skipped = read_documents([tmp_path])
     reasons = sorted(s.reason.split(":")[0] for s in skipped)
     assert reasons == [
+        "binary file (NUL bytes), not text",
         "invalid JSON",
         "no column 'text' (columns",
         "no string field 'text'",
-        "unreadable file",
     ]
     texts, short = to_source_texts(docs, "day1", min_chars=20)
     assert texts.height == 3  # the duplicate JSONL line is one text

@@ -54,6 +54,11 @@ def grow_hub(
 
     manifest = HubIndex.manifest(state_dir) or {}
     recorded = [(r["name"], r["digest"]) for r in manifest.get("partitions", [])]
+    wanted = [(p, fingerprints[p]) for p in parts]
+    if wanted and recorded[: len(wanted)] == wanted and set(parts) <= marked_partitions:
+        # A re-run of an earlier day: the state already holds it (and later days); nothing to do,
+        # and the later days' state is left as it is.
+        return HubGrowth({}, parts, rebuilt=False, kept_total=int(manifest.get("kept", 0)))
     prefix_ok = recorded == [(p, fingerprints[p]) for p in parts[: len(recorded)]]
     state = HubIndex.load(state_dir, config, embedder) if prefix_ok and recorded else None
     if state is None or not {p for p, _ in recorded} <= marked_partitions:

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from pyarrow.lib import ArrowException
 
 from personahub_dagster.core.ids import content_id
 from personahub_dagster.core.lake import now_utc
+from personahub_dagster.core.sanitize import html_to_text, injection, looks_like_html, strip_control
 
 TEXT_SUFFIXES = {".txt", ".md"}
+HTML_SUFFIXES = {".html", ".htm"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 PARQUET_SUFFIXES = {".parquet"}
-SUPPORTED = TEXT_SUFFIXES | JSONL_SUFFIXES | PARQUET_SUFFIXES
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES | PARQUET_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,15 @@ class Skipped:
 
 
 def _files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """The files under ``paths``. Hidden files are passed over (temp files of a write in progress,
+    editor and OS droppings); every other file is read or reported."""
     for p in map(Path, paths):
         if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED)
+            yield from sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.parts[-1:])
+            )
         elif p.is_file():
             yield p
         else:
@@ -50,31 +59,73 @@ def _files(paths: Iterable[str | Path]) -> Iterator[Path]:
 def read_documents(
     paths: Iterable[str | Path], text_field: str = "text"
 ) -> tuple[list[Document], list[Skipped]]:
-    """Every document in ``paths`` (files or folders), plus what had to be skipped and why."""
+    """Every document in ``paths`` (files or folders), plus what had to be skipped and why.
+
+    A bad file never stops the others: empty, binary, undecodable or unreadable files and unknown
+    types each become one :class:`Skipped`; in JSONL a bad line skips that line only."""
     docs: list[Document] = []
     skipped: list[Skipped] = []
     for f in _files(paths):
         suffix = f.suffix.lower()
         try:
-            if suffix in JSONL_SUFFIXES:
-                _read_jsonl(f, text_field, docs, skipped)
+            if suffix not in SUPPORTED:
+                skipped.append(Skipped(str(f), f"unsupported file type {suffix or '(none)'}"))
+            elif f.stat().st_size == 0:
+                skipped.append(Skipped(str(f), "empty file"))
             elif suffix in PARQUET_SUFFIXES:
                 _read_parquet(f, text_field, docs, skipped)
-            elif suffix in TEXT_SUFFIXES:
-                docs.append(Document(str(f), f.stem, f.read_text(encoding="utf-8")))
+            elif _is_binary(f):
+                skipped.append(Skipped(str(f), "binary file (NUL bytes), not text"))
+            elif suffix in JSONL_SUFFIXES:
+                _read_jsonl(f, text_field, docs, skipped)
             else:
-                skipped.append(Skipped(str(f), f"unsupported file type {suffix or '(none)'}"))
-        except (UnicodeDecodeError, OSError, pl.exceptions.PolarsError) as exc:
+                text = _decode(f.read_bytes())
+                if suffix in HTML_SUFFIXES:
+                    text = _visible_text(str(f), text, skipped)
+                docs.append(Document(str(f), f.stem, text))
+        except UnicodeDecodeError as exc:
+            skipped.append(Skipped(str(f), f"invalid UTF-8 at byte {exc.start}"))
+        except (OSError, pl.exceptions.PolarsError, ArrowException) as exc:
             skipped.append(Skipped(str(f), f"unreadable file: {type(exc).__name__}: {exc}"[:500]))
     return docs, skipped
 
 
+def _is_binary(f: Path) -> bool:
+    with f.open("rb") as fh:
+        return b"\x00" in fh.read(8192)
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8-sig")  # strict: a wrong encoding is reported, not turned into mojibake
+
+
+def _visible_text(uri: str, html: str, skipped: list[Skipped]) -> str:
+    """HTML to the text a reader sees; the scripts, styles … dropped on the way are recorded."""
+    page = html_to_text(html)
+    if page.dropped:
+        dropped = ", ".join(f"{n} {tag}" for tag, n in sorted(page.dropped.items()))
+        skipped.append(Skipped(uri, f"html: dropped non-text blocks ({dropped})"))
+    return page.text
+
+
 def _read_jsonl(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
-    with f.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    before = (len(docs), len(skipped))
+    _read_jsonl_lines(f, text_field, docs, skipped)
+    if (len(docs), len(skipped)) == before:
+        skipped.append(Skipped(str(f), "no documents in the file (blank lines only)"))
+
+
+def _read_jsonl_lines(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
+    with f.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            uri = f"{f}#L{lineno}"
+            try:
+                line = _decode(raw)
+            except UnicodeDecodeError as exc:
+                skipped.append(Skipped(uri, f"invalid UTF-8 at byte {exc.start} of the line"))
+                continue
             if not line.strip():
                 continue
-            uri = f"{f}#L{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -84,6 +135,8 @@ def _read_jsonl(f: Path, text_field: str, docs: list[Document], skipped: list[Sk
             if not isinstance(text, str):
                 skipped.append(Skipped(uri, f"no string field {text_field!r}", line[:1000]))
                 continue
+            if looks_like_html(text):
+                text = _visible_text(uri, text, skipped)
             docs.append(Document(uri, str(obj.get("doc_id") or obj.get("id") or lineno), text))
 
 
@@ -108,22 +161,39 @@ def to_source_texts(
     min_chars: int = 20,
     max_texts: int | None = None,
     known: dict[str, str] | None = None,
+    max_chars: int | None = 1_000_000,
+    skip_injections: bool = True,
 ) -> tuple[pl.DataFrame, list[Skipped]]:
     """Normalise, filter and identify documents; returns the ``source_texts`` rows and the skips.
 
     ``max_texts`` keeps a deterministic, well-spread sample: the texts whose ids sort first (ids are
     hashes, so this is a stable pseudo-random choice, independent of file order). ``known`` maps text
     ids already in the lake to their partition: a document re-crawled on a later day is skipped (its
-    personas exist already) instead of entering the hub twice.
+    personas exist already) instead of entering the hub twice. Texts over ``max_chars`` (dumps, logs,
+    whole books: Text-to-Persona reads only the first ~1k tokens anyway) and texts that give a language
+    model orders (:func:`sanitize.injection`) are skipped with the reason.
     """
     skipped: list[Skipped] = []
     seen: set[str] = set()
     known = known or {}
     rows = []
     for d in docs:
-        text = d.text.strip()
+        text = strip_control(d.text).strip()
         if len(text) < min_chars:
             skipped.append(Skipped(d.source_uri, f"text shorter than {min_chars} characters", text[:1000]))
+            continue
+        if max_chars is not None and len(text) > max_chars:
+            skipped.append(
+                Skipped(
+                    d.source_uri,
+                    f"text of {len(text):,} characters is over max_chars {max_chars:,}",
+                    text[:1000],
+                )
+            )
+            continue
+        attack = injection(text) if skip_injections else None
+        if attack:
+            skipped.append(Skipped(d.source_uri, f"prompt injection suspected: {attack!r}", text[:1000]))
             continue
         tid = content_id("text", text)
         if tid in seen:

@@ -20,7 +20,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -208,6 +208,31 @@ class Lake:
     @property
     def cache_path(self) -> Path:
         return self.root / "llm_cache.sqlite"
+
+    @contextlib.contextmanager
+    def lock(
+        self, name: str, timeout_s: float = 6 * 3600, on_wait: Callable[[], None] | None = None
+    ) -> Iterator[None]:
+        """Hold an exclusive, cross-process lock on one part of the lake (a file lock under ``locks/``).
+
+        Slice writes need none (each is one atomic rename); what needs one is a read-modify-write
+        over shared state — the hub's dedup state, grown by whichever run comes next. ``on_wait`` is
+        called once if another run holds the lock, so the waiting run can say why it is idle."""
+        from filelock import FileLock, Timeout
+
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait:
+                on_wait()
+            lock.acquire(timeout=timeout_s)
+        try:
+            yield
+        finally:
+            lock.release()
 
     def table_path(self, table: str, producer: str, partition: str) -> Path:
         if table not in SCHEMAS:

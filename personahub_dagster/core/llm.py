@@ -7,12 +7,18 @@ What it adds on top of litellm, and why:
 * **Bounded async fan-out**: ``concurrency`` requests in flight, so a provider is kept busy without
   being flooded.
 * **Retries with exponential backoff and jitter** (tenacity) on transient failures only — rate limits,
-  timeouts, connection drops, 5xx — never on a bad request or a bad key. litellm's own retries are
-  switched off so that attempts are counted once, here.
+  timeouts, connection drops, 5xx — never on a bad request or a bad key. A ``Retry-After`` from the
+  provider is honoured (up to ``retry_after_max_s``), and attempts stop at ``max_retries``. litellm's
+  own retries are switched off so that attempts are counted once, here.
 * **A per-attempt timeout**, enforced both by litellm and by ``asyncio.wait_for`` (a hung provider
   cannot stall a stage).
 * **Accounting**: one ``llm_calls`` row per attempt — tokens, latency, cost where litellm knows the
   price, status and error text — committed as it happens.
+* **A budget per run** (``max_run_tokens``, ``max_run_cost_usd``), counted from the journal over every
+  stage and process of the run: a request that could pass the cap is not sent, and comes back
+  ``skipped`` with the reason, so the stage keeps what it has and says why it stopped.
+* **Personal data scrubbing** (:mod:`pii`) of user turns before they reach a remote provider; on by
+  default for every model that is not local. The cache key covers what was actually sent.
 * **Secrets**: the API key is passed to litellm per call, never enters a cache key, a log line or an
   error message (errors are redacted before they are stored).
 """
@@ -20,11 +26,13 @@ What it adds on top of litellm, and why:
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
@@ -49,8 +57,10 @@ from personahub_dagster.core.local_models import (
     count_local_tokens,
     ensure_registered,
 )
+from personahub_dagster.core.pii import scrub_messages
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+_CONFIG_ERRORS = ("Missing credentials", "api_key client option must be set", "LLM Provider NOT provided")
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,11 @@ class LLMConfig:
     max_retries: int = 4
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 30.0
+    retry_after_max_s: float = 60.0
+    max_run_tokens: int | None = None
+    max_run_cost_usd: float | None = None
+    run_id: str | None = None
+    scrub_pii: bool | None = None  # None: on for remote models, off for the local one
     temperature: float = 0.7
     max_tokens: int = 256
     seed: int | None = 0
@@ -89,6 +104,8 @@ class LLMResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    skipped: bool = False  # not sent: the run's budget was spent
+    cost_usd: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -107,6 +124,9 @@ class GatewayStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    skipped: int = 0
+    scrubbed: int = 0
+    budget_exhausted: str | None = None
     latencies_s: list[float] = field(default_factory=list)
 
     @property
@@ -129,15 +149,75 @@ class GatewayStats:
             "prompt_tokens",
             "completion_tokens",
             "cost_usd",
+            "skipped",
+            "scrubbed",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
         self.latencies_s.extend(other.latencies_s)
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, message: str, transient: bool):
+    def __init__(self, message: str, transient: bool, retry_after: float | None = None):
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds the provider asked us to wait (``Retry-After``: seconds or an HTTP date;
+    ``retry-after-ms``), from the error's HTTP response; None when it did not say."""
+    headers = (
+        getattr(exc, "litellm_response_headers", None)  # litellm keeps the provider's headers here
+        or getattr(getattr(exc, "response", None), "headers", None)
+        or getattr(exc, "headers", None)
+    )
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if not value:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Budget:
+    """Tokens and dollars a run may still spend. A request reserves its worst case (prompt + max_tokens)
+    while in flight, so concurrent requests cannot together pass the cap."""
+
+    max_tokens: int | None
+    max_cost: float | None
+    spent_tokens: int
+    spent_cost: float
+    reserved: int = 0
+    exhausted: str | None = None
+
+    def admit(self, reserve: int) -> bool:
+        if self.exhausted is None:
+            if self.max_tokens is not None and self.spent_tokens + self.reserved + reserve > self.max_tokens:
+                self.exhausted = (
+                    f"run token budget {self.max_tokens} reached ({self.spent_tokens} spent, "
+                    f"{self.reserved} in flight, next request needs up to {reserve})"
+                )
+            elif self.max_cost is not None and self.spent_cost >= self.max_cost:
+                self.exhausted = f"run cost budget ${self.max_cost:g} reached (${self.spent_cost:.4f} spent)"
+        if self.exhausted is not None:
+            return False
+        self.reserved += reserve
+        return True
+
+    def settle(self, reserve: int, tokens: int, cost: float) -> None:
+        self.reserved -= reserve
+        self.spent_tokens += tokens
+        self.spent_cost += cost
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -150,6 +230,10 @@ def classify(exc: BaseException) -> bool:
 
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | ConnectionError):
         return True
+    if any(m in str(exc) for m in _CONFIG_ERRORS):
+        return (
+            False  # raised by the client before sending (litellm files them under 500): a retry cannot help
+        )
     transient_types = (
         litellm.exceptions.RateLimitError,
         litellm.exceptions.Timeout,
@@ -169,14 +253,27 @@ class LLMGateway:
     def __init__(self, config: LLMConfig, cache: ResponseCache):
         self.config = config
         self.cache = cache
+        self.run_id = config.run_id or uuid.uuid4().hex  # journal rows always name their run
+        import litellm
+
+        litellm.suppress_debug_info = True  # its "Give Feedback" banner on every error is noise in run logs
         if config.model.startswith(f"{LOCAL_PROVIDER}/"):
             ensure_registered()
+
+    @property
+    def is_local(self) -> bool:
+        return self.config.model.startswith(f"{LOCAL_PROVIDER}/")
+
+    @property
+    def scrubs_pii(self) -> bool:
+        """Personal data is scrubbed before it leaves the machine: by default for every remote model."""
+        return self.config.scrub_pii if self.config.scrub_pii is not None else not self.is_local
 
     @property
     def concurrency(self) -> int:
         """Requests in flight. A local llama.cpp model runs one request at a time per process, so more
         would only queue behind its lock and turn measured latency into waiting time."""
-        return 1 if self.config.model.startswith(f"{LOCAL_PROVIDER}/") else max(1, self.config.concurrency)
+        return 1 if self.is_local else max(1, self.config.concurrency)
 
     # -- public API ----------------------------------------------------------------------------
     def request_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -192,7 +289,7 @@ class LLMGateway:
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` for this model: llama.cpp's tokenizer for local models, litellm's
         (bundled, offline) tokenizers otherwise, ~4 characters a token when neither knows the model."""
-        if self.config.model.startswith(f"{LOCAL_PROVIDER}/"):
+        if self.is_local:
             return count_local_tokens(self.config.model.split("/", 1)[1], text)
         import litellm
 
@@ -234,6 +331,10 @@ class LLMGateway:
     ) -> tuple[list[LLMResult], GatewayStats]:
         """Answer every request, from the cache when possible; results come back in request order."""
         stats = GatewayStats(requests=len(requests))
+        if self.scrubs_pii:
+            scrubbed = [replace(r, messages=scrub_messages(r.messages)) for r in requests]
+            stats.scrubbed = sum(a.messages != b.messages for a, b in zip(scrubbed, requests, strict=True))
+            requests = scrubbed
         hashes = [self.fingerprint(r) for r in requests]
         cached = self.cache.get_many(list(dict.fromkeys(hashes)))
         stats.cache_hits = sum(1 for h in hashes if h in cached)
@@ -245,12 +346,23 @@ class LLMGateway:
                 todo.setdefault(h, r)
         fresh: dict[str, LLMResult] = {}
         semaphore = asyncio.Semaphore(self.concurrency)
+        budget = self._budget() if todo else None
         done = 0
 
         async def one(h: str, r: LLMRequest) -> None:
             nonlocal done
             async with semaphore:
-                fresh[h] = await self._call_with_retries(h, r, stage, stats)
+                reserve = self._reserve(r)
+                if budget is not None and not budget.admit(reserve):
+                    stats.skipped += 1
+                    stats.budget_exhausted = budget.exhausted
+                    reason = f"budget_exhausted: {budget.exhausted}"
+                    fresh[h] = LLMResult(r.key, h, None, reason, skipped=True)
+                else:
+                    res = fresh[h] = await self._call_with_retries(h, r, stage, stats)
+                    if budget is not None:
+                        used = (res.prompt_tokens or 0) + (res.completion_tokens or 0)
+                        budget.settle(reserve, used, res.cost_usd or 0.0)
             done += 1
             if progress:
                 progress(done, len(todo))
@@ -267,28 +379,35 @@ class LLMGateway:
                     )
                 )
             else:
-                f = fresh[h]
-                results.append(
-                    LLMResult(
-                        r.key,
-                        h,
-                        f.content,
-                        f.error,
-                        f.cached,
-                        f.prompt_tokens,
-                        f.completion_tokens,
-                        f.finish_reason,
-                    )
-                )
+                results.append(replace(fresh[h], key=r.key))
         return results, stats
+
+    def _budget(self) -> _Budget | None:
+        cfg = self.config
+        if cfg.max_run_tokens is None and cfg.max_run_cost_usd is None:
+            return None
+        tokens, cost = self.cache.run_spend(self.run_id)
+        return _Budget(cfg.max_run_tokens, cfg.max_run_cost_usd, tokens, cost)
+
+    def _reserve(self, r: LLMRequest) -> int:
+        """Worst-case tokens of a request: its prompt (about 4 characters a token) plus max_tokens."""
+        prompt = sum(len(m.get("content") or "") for m in r.messages) // 4 + 8 * len(r.messages)
+        return prompt + int(self.request_params(r.params).get("max_tokens", self.config.max_tokens))
 
     # -- internals -----------------------------------------------------------------------------
     async def _call_with_retries(self, h: str, r: LLMRequest, stage: str, stats: GatewayStats) -> LLMResult:
         cfg = self.config
         attempt = 0
+        backoff = wait_exponential_jitter(initial=cfg.backoff_initial_s, max=cfg.backoff_max_s)
+
+        def wait(state: Any) -> float:
+            # The provider's Retry-After, when it gave one (capped), else exponential backoff.
+            asked = getattr(state.outcome.exception(), "retry_after", None)
+            return max(backoff(state), min(asked, cfg.retry_after_max_s)) if asked else backoff(state)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(cfg.max_retries + 1),
-            wait=wait_exponential_jitter(initial=cfg.backoff_initial_s, max=cfg.backoff_max_s),
+            wait=wait,
             retry=retry_if_exception(_is_transient),
             reraise=False,
         )
@@ -339,9 +458,11 @@ class LLMGateway:
                 "timeout" if isinstance(exc, asyncio.TimeoutError | litellm.exceptions.Timeout) else "error"
             )
             self.cache.record_call(
-                CallRecord(h, stage, cfg.model, attempt, None, None, None, latency, status, message)
+                CallRecord(
+                    h, stage, cfg.model, attempt, None, None, None, latency, status, message, self.run_id
+                )
             )
-            raise _AttemptFailed(message, transient) from None
+            raise _AttemptFailed(message, transient, retry_after_s(exc)) from None
         latency = time.perf_counter() - started
         stats.latencies_s.append(latency)
         choice = resp.choices[0]
@@ -355,12 +476,15 @@ class LLMGateway:
         stats.cost_usd += cost or 0.0
         cached = CachedResponse(content, choice.finish_reason, pt, ct)
         self.cache.put(
-            h, cfg.model, cached, CallRecord(h, stage, cfg.model, attempt, pt, ct, cost, latency, "ok", None)
+            h,
+            cfg.model,
+            cached,
+            CallRecord(h, stage, cfg.model, attempt, pt, ct, cost, latency, "ok", None, self.run_id),
         )
-        return LLMResult(r.key, h, content, None, False, pt, ct, choice.finish_reason)
+        return LLMResult(r.key, h, content, None, False, pt, ct, choice.finish_reason, cost_usd=cost)
 
     def _cost(self, resp: Any) -> float | None:
-        if self.config.model.startswith(f"{LOCAL_PROVIDER}/"):
+        if self.is_local:
             return 0.0
         import litellm
 

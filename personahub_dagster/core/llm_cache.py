@@ -39,8 +39,10 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     latency_s REAL,
     status TEXT,
     error TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    run_id TEXT
 );
+CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
 
 
@@ -66,6 +68,7 @@ class CallRecord:
     latency_s: float
     status: str
     error: str | None
+    run_id: str | None = None
 
 
 class ResponseCache:
@@ -83,6 +86,7 @@ class ResponseCache:
         "status": pl.Utf8,
         "error": pl.Utf8,
         "created_at": pl.Datetime("us", "UTC"),
+        "run_id": pl.Utf8,
     }
 
     def __init__(self, path: str | Path):
@@ -90,6 +94,9 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._conn() as con:
+            columns = {r[1] for r in con.execute("PRAGMA table_info(llm_calls)")}
+            if columns and "run_id" not in columns:  # a cache written before runs were journaled
+                con.execute("ALTER TABLE llm_calls ADD COLUMN run_id TEXT")
             con.executescript(_DDL)
 
     def _conn(self) -> sqlite3.Connection:
@@ -154,7 +161,7 @@ class ResponseCache:
     @staticmethod
     def _insert_call(con: sqlite3.Connection, c: CallRecord) -> None:
         con.execute(
-            "INSERT INTO llm_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 c.request_hash,
                 c.stage,
@@ -167,21 +174,38 @@ class ResponseCache:
                 c.status,
                 c.error,
                 time.time(),
+                c.run_id,
             ),
         )
 
     def calls_frame(self) -> pl.DataFrame:
         """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
-        rows = self._conn().execute("SELECT * FROM llm_calls ORDER BY rowid").fetchall()
+        rows = self._conn().execute(f"SELECT {_CALL_COLUMNS} FROM llm_calls ORDER BY rowid").fetchall()
         cols = list(self.CALL_SCHEMA)
         df = pl.DataFrame(rows, schema=cols, orient="row") if rows else pl.DataFrame(schema=cols)
         return df.with_columns(
             (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
         ).cast(self.CALL_SCHEMA)
 
+    def run_spend(self, run_id: str) -> tuple[int, float]:
+        """Tokens and dollars the journal records for one run, over every stage and process of it."""
+        tokens, cost = (
+            self._conn()
+            .execute(
+                "SELECT coalesce(sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)), 0), "
+                "coalesce(sum(cost_usd), 0.0) FROM llm_calls WHERE run_id = ?",
+                (run_id,),
+            )
+            .fetchone()
+        )
+        return int(tokens), float(cost)
+
     def journal_size(self) -> int:
         """Rows in the call journal (it is append-only, so an unchanged size means unchanged rows)."""
         return self._conn().execute("SELECT count(*) FROM llm_calls").fetchone()[0]
+
+
+_CALL_COLUMNS = ", ".join(ResponseCache.CALL_SCHEMA)
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:

@@ -21,13 +21,14 @@ class StageOutput:
 
 
 def reject(res: LLMResult, reason: str | None) -> dict:
-    """A rejects entry for one LLM result: a transport failure, or an answer that failed to parse."""
+    """A rejects entry for one LLM result: a request the run's budget did not allow, a transport
+    failure, or an answer that failed to parse."""
     if not res.ok:
         return {
             "input_id": res.key,
             "request_hash": res.request_hash,
             "raw_output": None,
-            "reason": f"llm_error: {res.error}",
+            "reason": res.error if res.skipped else f"llm_error: {res.error}",
         }
     return {
         "input_id": res.key,

@@ -31,6 +31,7 @@ from personahub_dagster.defs.metadata import (
     md_table,
     progress_logger,
     reject_metadata,
+    warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import daily_partitions
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
@@ -43,6 +44,10 @@ class RawTextsConfig(dg.Config):
     text_field: str = "text"
     max_texts: int | None = Field(default=12, description="Deterministic sample size; null = every text.")
     min_chars: int = 20
+    max_chars: int | None = Field(default=1_000_000, description="Longer documents are skipped (null: keep).")
+    skip_injections: bool = Field(
+        default=True, description="Skip texts that give the model orders ('ignore previous instructions')."
+    )
     checks: CheckThresholds = CheckThresholds()
 
 
@@ -119,7 +124,9 @@ def raw_texts(
     docs, skipped = read_documents(paths, config.text_field)
     with lk.connect() as con:
         known = dict(con.execute("SELECT text_id, min(partition) FROM source_texts GROUP BY 1").fetchall())
-    texts, short = to_source_texts(docs, day, config.min_chars, config.max_texts, known)
+    texts, short = to_source_texts(
+        docs, day, config.min_chars, config.max_texts, known, config.max_chars, config.skip_injections
+    )
     skipped = skipped + short
     lk.write_many(
         {"source_texts": texts, "rejects": _skips(skipped, day)}, producer="raw_texts", partition=day
@@ -176,7 +183,7 @@ def text_personas(
     texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
         texts,
-        llm.gateway(lk),
+        llm.gateway(lk, run_id=context.run_id),
         prompts.template(config.template),
         perspectives=config.perspectives,
         granularity=config.granularity,
@@ -187,6 +194,7 @@ def text_personas(
     )
     _write_stage(lk, "personas", out, "text_personas", day)
     per_perspective = dict(out.rows.group_by("perspective").len().iter_rows()) if out.rows.height else {}
+    warn_if_over_budget(context, out.stats)
     return dg.MaterializeResult(
         metadata={
             "texts": texts.height,
@@ -224,7 +232,7 @@ def expanded_personas(
 
     out = persona_to_persona(
         seeds,
-        llm.gateway(lk),
+        llm.gateway(lk, run_id=context.run_id),
         prompts.template(config.template),
         hops=config.hops,
         fanout=config.fanout,
@@ -239,6 +247,7 @@ def expanded_personas(
         if out.rows.height
         else {}
     )
+    warn_if_over_budget(context, out.stats)
     return dg.MaterializeResult(
         metadata={
             "seed_personas": seeds.height,
@@ -259,6 +268,7 @@ def expanded_personas(
     group_name="hub",
     kinds={"parquet", "faiss"},
     partitions_def=daily_partitions,
+    pool="persona_hub",
     check_specs=checks.specs("persona_hub", "dedup_ratio", "not_empty"),
 )
 def persona_hub(
@@ -271,13 +281,15 @@ def persona_hub(
     incrementally: the day's personas are checked against every earlier day's kept personas (kept in
     ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks."""
     lk, day = lake.lake(), context.partition_key
-    with lk.connect() as con:
-        marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
-    personas = lk.read("personas", "partition <= ?", [day])
-    growth = grow_hub(personas, lk.root / "hub_state", embedder.embedder(), config.dedup(), marked)
-    for partition, rows in growth.hub.items():
-        lk.write("hub", rows, producer="persona_hub", partition=partition)
-        context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
+    # One run at a time grows the hub: its state is read, extended and saved as a whole.
+    with lk.lock("hub", on_wait=lambda: context.log.info("another run is growing the hub; waiting")):
+        with lk.connect() as con:
+            marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
+        personas = lk.read("personas", "partition <= ?", [day])
+        growth = grow_hub(personas, lk.root / "hub_state", embedder.embedder(), config.dedup(), marked)
+        for partition, rows in growth.hub.items():
+            lk.write("hub", rows, producer="persona_hub", partition=partition)
+            context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
     mine = lk.read("hub", "partition = ?", [day])
     dups = mine.filter(pl.col("dup_of").is_not_null())
     ratio = dups.height / mine.height if mine.height else 0.0

@@ -59,7 +59,20 @@ def llm_metadata(stats: GatewayStats) -> dict[str, object]:
         "cost_usd": round(stats.cost_usd, 6),
         "latency_p50_s": round(p50, 3) if p50 is not None else None,
         "latency_p95_s": round(p95, 3) if p95 is not None else None,
+        "llm_skipped_over_budget": stats.skipped,
+        "budget_exhausted": stats.budget_exhausted or "",
+        "pii_scrubbed_requests": stats.scrubbed,
     }
+
+
+def warn_if_over_budget(context: dg.AssetExecutionContext, stats: GatewayStats) -> None:
+    """Say loudly that the run's LLM budget stopped this stage early (what was done is kept)."""
+    if stats.budget_exhausted:
+        context.log.warning(
+            f"LLM budget reached: {stats.skipped} requests not sent ({stats.budget_exhausted}); "
+            "the rows made so far are kept, the rest are in rejects as budget_exhausted. "
+            "Raise max_run_tokens / max_run_cost_usd and re-run: paid answers come from the cache."
+        )
 
 
 def reject_metadata(rejects: pl.DataFrame) -> dict[str, object]:

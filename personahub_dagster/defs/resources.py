@@ -43,10 +43,20 @@ class LLMResource(dg.ConfigurableResource):
     temperature: float = 0.7
     max_tokens: int = Field(default=256, ge=1)
     seed: int | None = 0
+    max_run_tokens: int | None = Field(
+        default=None, description="Stop sending requests once a run has used this many tokens."
+    )
+    max_run_cost_usd: float | None = Field(
+        default=None, description="Stop sending requests once a run has spent this much (priced models)."
+    )
+    scrub_pii: bool | None = Field(
+        default=None,
+        description="Scrub e-mails, phones, cards, addresses, names before sending; null: on for remote.",
+    )
 
-    def gateway(self, lake: Lake, model: str | None = None) -> LLMGateway:
+    def gateway(self, lake: Lake, model: str | None = None, run_id: str | None = None) -> LLMGateway:
         """The gateway over the lake's cache; ``model`` swaps in another model with the same settings
-        (the math agreement filter's independent solvers)."""
+        (the math agreement filter's independent solvers); ``run_id`` ties the budget to the run."""
         config = LLMConfig(
             model=model or self.model,
             api_base=self.api_base,
@@ -57,6 +67,10 @@ class LLMResource(dg.ConfigurableResource):
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             seed=self.seed,
+            max_run_tokens=self.max_run_tokens,
+            max_run_cost_usd=self.max_run_cost_usd,
+            run_id=run_id,
+            scrub_pii=self.scrub_pii,
         )
         return LLMGateway(config, ResponseCache(lake.cache_path))
 
@@ -98,10 +112,16 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             api_base=env.get("PERSONAHUB_API_BASE") or None,
             api_key=dg.EnvVar("PERSONAHUB_API_KEY") if env.get("PERSONAHUB_API_KEY") else None,
             concurrency=int(env.get("PERSONAHUB_CONCURRENCY", "8")),
+            max_run_tokens=_optional(env.get("PERSONAHUB_MAX_RUN_TOKENS"), int),
+            max_run_cost_usd=_optional(env.get("PERSONAHUB_MAX_RUN_COST_USD"), float),
         ),
         "embedder": EmbedderResource(model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER)),
         "prompts": PromptsResource(prompts_dir=env.get("PERSONAHUB_PROMPTS_DIR") or None),
     }
+
+
+def _optional(value: str | None, kind: type) -> object:
+    return kind(value) if value else None
 
 
 @dg.definitions

@@ -29,6 +29,7 @@ from personahub_dagster.defs.metadata import (
     md_table,
     progress_logger,
     reject_metadata,
+    warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import daily_partitions
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
@@ -85,7 +86,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         lk, day = lake.lake(), context.partition_key
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
-        gateway = llm.gateway(lk)
+        gateway = llm.gateway(lk, run_id=context.run_id)
         days = config.partitions or [day]
         hub = lk.read("hub", f"partition IN ({', '.join('?' for _ in days)})", days).sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
@@ -131,6 +132,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         broken = lk.broken_lineage(day)
         per_mode = dict(out.rows.group_by("prompting_mode").len().iter_rows()) if out.rows.height else {}
         requests = chosen.height * len(modes)
+        warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
                 "personas_used": chosen.height,
@@ -190,7 +192,9 @@ if MATH is not None:
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
         lk, day = lake.lake(), context.partition_key
         problems = lk.read("generations", "data_type = ? AND partition = ?", [MATH.name, day]).sort("row_id")
-        solvers = [Solver(s.name, s.style, llm.gateway(lk, s.model)) for s in config.solvers]
+        solvers = [
+            Solver(s.name, s.style, llm.gateway(lk, s.model, run_id=context.run_id)) for s in config.solvers
+        ]
         out = check_problems(
             problems,
             solvers,
@@ -204,6 +208,7 @@ if MATH is not None:
             {"math_checks": out.rows, "rejects": out.rejects}, producer="math_checks", partition=day
         )
         agreed = int(out.rows["agreement"].sum()) if out.rows.height else 0
+        warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
                 "problems": out.rows.height,
