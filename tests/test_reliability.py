@@ -157,10 +157,14 @@ def test_a_planted_api_key_appears_in_no_log_metadata_lake_or_export(tmp_path):
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
     runs = instance.get_runs()
     assert runs
+    events = 0
     for run in runs:
         assert KEY not in json.dumps(run.run_config, default=str)
         for event in instance.all_logs(run.run_id):
             assert KEY not in dg.serialize_value(event)
+            events += 1
+    n_parquet = sum(p.suffix == ".parquet" for p in files)
+    print(f"\nkey absent from {len(files)} files ({n_parquet} Parquet read cell by cell), {events} events")
 
 
 def _writer(root: str, k: int, rounds: int) -> None:
@@ -175,9 +179,8 @@ def _writer(root: str, k: int, rounds: int) -> None:
         ]
         lake.write("rejects", rows_frame("rejects", rows), producer=f"w{k}", partition=f"p{r % 3}")
         h = f"{k}-{r}"
-        cache.put(
-            h, "m", CachedResponse("x", "stop", 1, 1), CallRecord(h, "s", "m", 1, 1, 1, 0.0, 0.1, "ok", None)
-        )
+        call = CallRecord(h, "s", "m", 1, 1, 1, 0.0, 0.1, "ok", None)
+        cache.put_many([(h, "m", CachedResponse("x", "stop", 1, 1))], [call])
 
 
 def test_concurrent_writers_and_readers_never_see_a_broken_lake(tmp_path):
@@ -198,6 +201,7 @@ def test_concurrent_writers_and_readers_never_see_a_broken_lake(tmp_path):
     for p in procs:
         p.join()
         assert p.exitcode == 0
+    print(f"\n{reads} whole-lake reads during 4 x 12 concurrent slice writes")
     lake = Lake(root)
     df = lake.read("rejects")
     # Each writer's last round per partition survives whole: 4 writers x 3 partitions x 50 rows.

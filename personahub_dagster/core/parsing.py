@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -151,12 +152,18 @@ def parse_persona(
 
 def is_echo(candidate: str, source: str, threshold: float = 0.8) -> bool:
     """True when most of the candidate's word 3-grams appear verbatim in the source."""
-    cw, sw = words(candidate), words(source)
+    cw = words(candidate)
     if len(cw) < 3:
         return normalize_for_match(candidate) in normalize_for_match(source)
     grams = {tuple(cw[i : i + 3]) for i in range(len(cw) - 2)}
-    src = {tuple(sw[i : i + 3]) for i in range(len(sw) - 2)}
-    return len(grams & src) / len(grams) >= threshold
+    return len(grams & _trigrams(source)) / len(grams) >= threshold
+
+
+@lru_cache(maxsize=256)
+def _trigrams(source: str) -> frozenset[tuple[str, ...]]:
+    """A source text's word 3-grams, once per text (each text is checked against several answers)."""
+    sw = words(source)
+    return frozenset(tuple(sw[i : i + 3]) for i in range(len(sw) - 2))
 
 
 _RELATION = re.compile(r"^\s*(?:\*\*)?\s*relation(?:ship)?\s*(?:\*\*)?\s*[:\-]\s*(.+)$", re.IGNORECASE)

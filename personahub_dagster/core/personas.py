@@ -8,7 +8,7 @@ SQL to reach the source, and ``parent_persona_id`` + ``relation`` + ``hop`` for 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import polars as pl
 
@@ -80,21 +80,23 @@ def text_to_persona(
     if granularity not in grains:
         raise ValueError(f"unknown granularity {granularity!r}; the template defines {sorted(grains)}")
 
-    requests, meta = [], {}
-    for row in texts.select("text_id", "text").iter_rows(named=True):
-        text, truncated = gateway.truncate(row["text"], max_text_tokens)
-        for perspective in perspectives:
-            key = f"{row['text_id']}|{perspective}"
-            messages = template.render(
-                text=text,
-                perspective=perspective,
-                perspective_phrase=phrases[perspective],
-                granularity_instruction=grains[granularity],
-            )
-            requests.append(LLMRequest(key, messages, dict(template.params)))
-            meta[key] = (row["text_id"], perspective, row["text"], truncated)
+    meta = {}
 
-    results, stats = gateway.generate(requests, stage, progress)
+    def requests() -> Iterator[LLMRequest]:  # built as the gateway asks: calls start with the first
+        for row in texts.select("text_id", "text").iter_rows(named=True):
+            text, truncated = gateway.truncate(row["text"], max_text_tokens)
+            for perspective in perspectives:
+                key = f"{row['text_id']}|{perspective}"
+                messages = template.render(
+                    text=text,
+                    perspective=perspective,
+                    perspective_phrase=phrases[perspective],
+                    granularity_instruction=grains[granularity],
+                )
+                meta[key] = (row["text_id"], perspective, row["text"], truncated)
+                yield LLMRequest(key, messages, dict(template.params))
+
+    results, stats = gateway.generate(requests(), stage, progress)
     rows, rejects = [], []
     provenance = _provenance(gateway, template, partition)
     for res in results:

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 import phonenumbers
 
 KINDS = ("EMAIL", "PHONE", "CARD", "SSN", "IBAN", "ADDRESS", "NAME")
+PII_VERSION = "1"  # part of the LLM cache key of scrubbed requests: bump when what is found changes
 
 # Where a phone number could be: a run of 7+ digits with the usual separators. libphonenumber's matcher
 # is exact but slow on long texts, so it only reads these spans (scrubbing a 2,000-character web text
 # went from 2.6 ms to well under a millisecond).
 _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?")
+_DIGIT_RUN = re.compile(r"\d[\d\s().+-]{5,}\d")  # 7+ digits and separators: phones, cards, SSNs
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 _SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")
@@ -69,17 +71,22 @@ def _luhn(digits: str) -> bool:
 
 def find_pii(text: str, region: str = "US") -> list[Finding]:
     """Every finding, non-overlapping (the longer one wins), in text order."""
-    found: list[Finding] = [Finding("EMAIL", m.start(), m.end(), m.group()) for m in _EMAIL.finditer(text)]
-    for m in _CARD.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 13 <= len(digits) <= 19 and _luhn(digits):
-            found.append(Finding("CARD", m.start(), m.end(), m.group()))
-    found += [Finding("SSN", m.start(), m.end(), m.group()) for m in _SSN.finditer(text)]
+    # Cheap gates first (a web text usually has no '@' and no long digit runs): the full patterns run
+    # only where they can match, which keeps scrubbing under ~0.1 ms for a typical 2 kB request.
+    found: list[Finding] = []
+    if "@" in text:
+        found += [Finding("EMAIL", m.start(), m.end(), m.group()) for m in _EMAIL.finditer(text)]
+    if _DIGIT_RUN.search(text):
+        for m in _CARD.finditer(text):
+            digits = re.sub(r"\D", "", m.group())
+            if 13 <= len(digits) <= 19 and _luhn(digits):
+                found.append(Finding("CARD", m.start(), m.end(), m.group()))
+        found += [Finding("SSN", m.start(), m.end(), m.group()) for m in _SSN.finditer(text)]
+        for c in _PHONE_CANDIDATE.finditer(text):
+            for m in phonenumbers.PhoneNumberMatcher(c.group(), region, leniency=phonenumbers.Leniency.VALID):
+                found.append(Finding("PHONE", c.start() + m.start, c.start() + m.end, m.raw_string))
     found += [Finding("IBAN", m.start(), m.end(), m.group()) for m in _IBAN.finditer(text)]
     found += [Finding("ADDRESS", m.start(), m.end(), m.group()) for m in _ADDRESS.finditer(text)]
-    for c in _PHONE_CANDIDATE.finditer(text):
-        for m in phonenumbers.PhoneNumberMatcher(c.group(), region, leniency=phonenumbers.Leniency.VALID):
-            found.append(Finding("PHONE", c.start() + m.start, c.start() + m.end, m.raw_string))
     for m in _NAME.finditer(text):
         g = next(i for i in (1, 2, 3) if m.group(i))
         found.append(Finding("NAME", m.start(g), m.end(g), m.group(g)))
