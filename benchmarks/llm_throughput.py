@@ -62,7 +62,9 @@ def _serve(port: int, latency: float) -> None:
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                ],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": 24,
@@ -81,7 +83,9 @@ class FakeServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(self.port, latency), daemon=True)
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(self.port, latency), daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -130,7 +134,11 @@ async def _litellm(base_url: str, n: int, conc: int) -> float:
     async def one(i: int) -> None:
         async with sem:
             await litellm.acompletion(
-                model="openai/fake", api_base=base_url, api_key="sk-bench", messages=messages(i), max_tokens=64
+                model="openai/fake",
+                api_base=base_url,
+                api_key="sk-bench",
+                messages=messages(i),
+                max_tokens=64,
             )
 
     start = time.perf_counter()
@@ -187,7 +195,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     args = ap.parse_args()
-    per = 4 if args.quick else 10  # requests per concurrency slot
+    per = 4 if args.quick else 20  # requests per concurrency slot: 20 waves, ramp-up and tail amortised
     tmp = Path(tempfile.mkdtemp(prefix="llm-throughput-"))
 
     rows: list[tuple[str, int, float]] = []
@@ -227,7 +235,8 @@ def main() -> None:
     print("\n| one request at a time, server at 0 ms | ms per request | overhead over the wire |")
     print("|---|---:|---:|")
     print(f"| plain aiohttp POST (the wire) | {wire * 1e3:.2f} | – |")
-    print(f"| our stage through the gateway (render, cache, journal, parse) | {ours * 1e3:.2f} | {(ours - wire) * 1e3:.2f} ms |")
+    name = "our stage through the gateway (render, cache, journal, parse)"
+    print(f"| {name} | {ours * 1e3:.2f} | {(ours - wire) * 1e3:.2f} ms |")
     print(f"| plain litellm.acompletion | {lite * 1e3:.2f} | {(lite - wire) * 1e3:.2f} ms |")
 
     # Memory over 10k requests at concurrency 128: the stage's resident set after 2k, 6k and 10k.

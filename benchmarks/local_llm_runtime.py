@@ -5,7 +5,7 @@ greedy decoding) through
 
 1. transformers + gguf (the GGUF de-quantized to fp32 and run by PyTorch) — the baseline;
 2. llama.cpp directly (``llama_cpp.Llama.create_chat_completion``);
-3. our LLMGateway → litellm → the ``local`` provider → llama.cpp (cache empty, so every request runs).
+3. our LLMGateway → its local transport → llama.cpp (cache empty, so every request runs).
 
 and prints load time, tokens generated, tokens/s, the speed-up over transformers, and the gateway's
 overhead over raw llama.cpp.
@@ -101,7 +101,7 @@ def main() -> None:
     if not args.skip_transformers:
         rows.append(("transformers + gguf (fp32, PyTorch)", *bench_transformers(msgs, args.max_tokens)))
     rows.append(("llama.cpp (llama-cpp-python)", *bench_llama_cpp(msgs, args.max_tokens)))
-    rows.append(("LLMGateway → litellm → llama.cpp", *bench_gateway(msgs, args.max_tokens)))
+    rows.append(("LLMGateway → llama.cpp", *bench_gateway(msgs, args.max_tokens)))
 
     base = rows[0][2] / rows[0][3]
     setup = f"{args.n} Text-to-Persona prompts, greedy, max {args.max_tokens} new tokens"

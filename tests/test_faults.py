@@ -13,6 +13,7 @@ import threading
 import time
 
 import polars as pl
+import pytest
 
 from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
@@ -104,12 +105,14 @@ def fake_gateway(tmp_path, server: FakeOpenAI, **config: object) -> LLMGateway:
     return LLMGateway(cfg, ResponseCache(tmp_path / "cache.sqlite"))
 
 
-def test_a_stage_survives_a_30_percent_fault_mix_and_loses_nothing(tmp_path):
+@pytest.mark.parametrize("fast_path", [None, False], ids=["direct-http", "litellm"])
+def test_a_stage_survives_a_30_percent_fault_mix_and_loses_nothing(tmp_path, fast_path):
     provider = FaultyProvider()
     with FakeOpenAI(provider) as server:
         gw = fake_gateway(
             tmp_path,
             server,
+            fast_path=fast_path,
             concurrency=32,
             timeout_s=1.0,
             max_retries=MAX_RETRIES,
@@ -151,8 +154,10 @@ def test_a_stage_survives_a_30_percent_fault_mix_and_loses_nothing(tmp_path):
         arrivals.setdefault(str(body["messages"]), []).append(t)
     gaps = [arrivals[k][1] - arrivals[k][0] for k, f in fates.items() if f == "retry_after"]
     assert gaps and min(gaps) >= RETRY_AFTER_S - 0.01
+    assert gw.transport.name == ("openai-http" if fast_path is None else "litellm")
     print(
-        f"\n{len(server.requests)} requests for {N_TEXTS} inputs; faulty inputs {len(faulty)} "
+        f"\n{gw.transport.name}: {len(server.requests)} requests for {N_TEXTS} inputs; "
+        f"faulty inputs {len(faulty)} "
         f"({len(faulty) / N_TEXTS:.0%}): {dict(sorted(by_fate.items()))}; rows {out.rows.height}, "
         f"rejects {out.rejects.height}, lost 0; retries {out.stats.retries}; "
         f"shortest Retry-After wait {min(gaps):.3f} s"

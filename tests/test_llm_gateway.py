@@ -154,3 +154,32 @@ def test_empty_batch(tmp_path, bad):
     with FakeOpenAI() as server:
         results, stats = gateway(tmp_path, server).generate(bad or [], "empty")
     assert results == [] and stats.requests == 0
+
+
+def test_each_model_gets_the_cheapest_correct_transport(tmp_path):
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+
+    def transport(**cfg: object) -> str:
+        return LLMGateway(LLMConfig(**cfg), cache).transport.name
+
+    assert transport() == "local"  # the embedded model: llama.cpp called directly
+    assert transport(model="openai/fake", api_base="http://127.0.0.1:1/v1") == "openai-http"
+    assert transport(model="hosted_vllm/qwen", api_base="http://127.0.0.1:1/v1") == "openai-http"
+    assert transport(model="openai/gpt-4o-mini") == "litellm"  # no base URL: litellm maps its params
+    assert transport(model="openai/gpt-4o-mini", fast_path=True) == "openai-http"
+    assert transport(model="anthropic/claude-3-5-haiku-20241022") == "litellm"
+    assert transport(model="openai/fake", api_base="http://127.0.0.1:1/v1", fast_path=False) == "litellm"
+
+
+def test_a_provider_that_is_not_openai_compatible_goes_through_litellm(tmp_path):
+    """Anthropic's API is not OpenAI's: litellm translates it. Its mock facility answers offline."""
+    cfg = LLMConfig(model="anthropic/claude-3-5-haiku-20241022", api_key="sk-ant-fake", scrub_pii=False)
+    gw = LLMGateway(cfg, ResponseCache(tmp_path / "cache.sqlite"))
+    request = LLMRequest(
+        "k", [{"role": "user", "content": "Who reads this?"}], {"mock_response": "A beekeeper."}
+    )
+    (res,), stats = gw.generate([request], "s")
+    assert gw.transport.name == "litellm" and res.content == "A beekeeper." and stats.calls == 1
+    assert stats.prompt_tokens > 0 and stats.completion_tokens > 0  # usage as litellm reports it
+    (again,), stats = gw.generate([request], "s")
+    assert again.cached and stats.calls == 0

@@ -128,9 +128,10 @@ def test_resume_after_an_interruption_at_hop_3_repeats_no_call(tmp_path):
         resumed = persona_to_persona(
             seeds(), gateway(tmp_path, server), template, hops=3, fanout=2, partition="x"
         )
-        bodies = [str(b["messages"]) for b in server.requests]
-    assert len(bodies) == 28 and len(set(bodies)) == 28  # every call paid for exactly once
+    # Every answer received before the kill is reused; the resumed run asks only for the rest. (The
+    # one call in flight at the kill, concurrency 1, may reach the provider and is asked again.)
     assert resumed.stats.cache_hits == 4 + 8 + 5 and resumed.rows.height == 28
+    assert resumed.stats.calls == 28 - 17 and len(server.requests) <= 28 + 1
 
 
 def test_long_texts_are_truncated_and_flagged(tmp_path):

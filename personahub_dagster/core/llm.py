@@ -489,10 +489,8 @@ class LLMGateway:
         started = time.perf_counter()
         stats.calls += 1
         try:
-            out = await asyncio.wait_for(
-                self.transport.complete(messages, self.request_params(r.params), cfg.timeout_s),
-                timeout=cfg.timeout_s + 5,
-            )
+            async with asyncio.timeout(cfg.timeout_s + 5):  # no extra task per call, unlike wait_for
+                out = await self.transport.complete(messages, self.request_params(r.params), cfg.timeout_s)
         except Exception as exc:
             import litellm
 

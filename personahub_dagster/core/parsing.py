@@ -153,17 +153,19 @@ def parse_persona(
 def is_echo(candidate: str, source: str, threshold: float = 0.8) -> bool:
     """True when most of the candidate's word 3-grams appear verbatim in the source."""
     cw = words(candidate)
+    src = _spaced_words(source)
     if len(cw) < 3:
-        return normalize_for_match(candidate) in normalize_for_match(source)
-    grams = {tuple(cw[i : i + 3]) for i in range(len(cw) - 2)}
-    return len(grams & _trigrams(source)) / len(grams) >= threshold
+        return f" {' '.join(cw)} " in src
+    grams = {" ".join(cw[i : i + 3]) for i in range(len(cw) - 2)}
+    return sum(f" {g} " in src for g in grams) / len(grams) >= threshold
 
 
 @lru_cache(maxsize=256)
-def _trigrams(source: str) -> frozenset[tuple[str, ...]]:
-    """A source text's word 3-grams, once per text (each text is checked against several answers)."""
-    sw = words(source)
-    return frozenset(tuple(sw[i : i + 3]) for i in range(len(sw) - 2))
+def _spaced_words(source: str) -> str:
+    """The source's words, space-separated and space-padded, once per text: a word n-gram occurs in
+    the source exactly when `` n-gram `` is a substring of this (a few substring searches per
+    answer instead of building the source's n-gram set)."""
+    return f" {normalize_for_match(source)} "
 
 
 _RELATION = re.compile(r"^\s*(?:\*\*)?\s*relation(?:ship)?\s*(?:\*\*)?\s*[:\-]\s*(.+)$", re.IGNORECASE)
