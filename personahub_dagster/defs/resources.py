@@ -80,9 +80,12 @@ class EmbedderResource(dg.ConfigurableResource):
 
     model: str = DEFAULT_EMBEDDER
     batch_size: int = Field(default=64, ge=1)
+    backend: str = Field(
+        default="torch", description="torch (exact) or onnx-int8 (~2x faster, mean cosine 0.99 to torch)"
+    )
 
     def embedder(self) -> Embedder:
-        return Embedder(self.model, self.batch_size)
+        return Embedder(self.model, self.batch_size, backend=self.backend)
 
 
 class PromptsResource(dg.ConfigurableResource):
@@ -115,7 +118,10 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             max_run_tokens=_optional(env.get("PERSONAHUB_MAX_RUN_TOKENS"), int),
             max_run_cost_usd=_optional(env.get("PERSONAHUB_MAX_RUN_COST_USD"), float),
         ),
-        "embedder": EmbedderResource(model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER)),
+        "embedder": EmbedderResource(
+            model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER),
+            backend=env.get("PERSONAHUB_EMBEDDER_BACKEND", "torch"),
+        ),
         "prompts": PromptsResource(prompts_dir=env.get("PERSONAHUB_PROMPTS_DIR") or None),
     }
 
