@@ -52,6 +52,11 @@ bench: install
 	$(BIN)/python benchmarks/dedup_minhash.py
 	$(BIN)/python benchmarks/dedup_quality.py
 	$(BIN)/python benchmarks/dedup_growth.py
+	$(BIN)/python benchmarks/llm_throughput.py
+	$(BIN)/python benchmarks/embeddings.py
+	$(BIN)/python benchmarks/pii_scrub.py
+	@if [ -d "$(PERSONAHUB_LAKE)/tables/hub" ]; then $(BIN)/python benchmarks/cost_model.py --lake $(PERSONAHUB_LAKE); \
+	else echo "cost model: run 'make demo' first (it scales what a real run measured)"; fi
 
 clean:
 	rm -rf $(VENV) lake inbox .dagster_home test-artifacts
