@@ -9,6 +9,9 @@
     personahub stats                                        rows per table, rejects by reason
     personahub sql "SELECT …"                               DuckDB SQL over the lake
     personahub dedup INPUT --out OUTPUT [--hub DIR]         mark near-duplicate personas in a file
+    personahub evaluate diversity [--per-band N] [--date D] persona-similarity bands → problem similarity
+    personahub evaluate contamination --against FILE…       n-gram + embedding overlap with a benchmark
+    personahub report [--out FILE] [--date D]               the self-contained HTML dataset report
 
 The lake is ``--lake`` or ``$PERSONAHUB_LAKE`` (default ``./lake``).
 """
@@ -96,6 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f'  SQL:      personahub sql "SELECT …"   (or duckdb -readonly {lake.catalog_path})')
     if row:
         print(f"  Lineage:  personahub lineage {row[0]}")
+    print(f"  Report:   {lake.root / 'reports' / f'{day}.html'}  (counts, yields, diversity, contamination)")
     print("  UI:       make ui   → http://127.0.0.1:3000 (asset graph, runs, metadata)")
     return 0
 
@@ -271,11 +275,87 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"export: unknown data type {args.type!r}; choose one of {', '.join(types)}", file=sys.stderr)
         return 2
     dt = by_any_name[args.type]
-    df = export_frame(_lake(args.lake), dt.name, args.mode, args.agreed_only, args.dates)
+    df = export_frame(
+        _lake(args.lake), dt.name, args.mode, args.agreed_only, args.dates, args.include_contaminated
+    )
     if not args.all_columns:
         df = df.drop("constraints", *([] if dt.name == "math_problem" else ["agreement", "answer"]))
+        df = df if args.include_contaminated else df.drop("contaminated")
     path = write_export(df, args.out, args.format)
     print(f"{df.height} {dt.description} rows → {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.embedder import Embedder
+    from personahub_dagster.core.evaluation import (
+        band_summary,
+        check_contamination,
+        diversity,
+        load_benchmark,
+    )
+
+    lake = _lake(args.lake)
+    embedder = Embedder(backend=os.environ.get("PERSONAHUB_EMBEDDER_BACKEND", "torch"))
+    if args.what == "contamination":
+        if not args.against:
+            print("evaluate contamination: --against FILE… is required", file=sys.stderr)
+            return 2
+        try:
+            benchmarks = dict(load_benchmark(p, args.text_field) for p in args.against)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"evaluate contamination: {exc}", file=sys.stderr)
+            return 2
+        found = check_contamination(
+            lake, benchmarks, embedder, partitions=args.dates, n=args.ngram, cosine_threshold=args.cosine
+        )
+        flagged = found.filter("flagged")
+        print(
+            f"{found['row_id'].n_unique()} rows checked against {', '.join(benchmarks)}: "
+            f"{flagged.height} flagged"
+        )
+        for r in flagged.head(20).iter_rows(named=True):
+            print(
+                f"  {r['row_id']}  {r['reason']}  (cosine {r['similarity']:.3f})  "
+                f"~ {r['benchmark_text'][:80]!r}"
+            )
+        return 0
+
+    from personahub_dagster.defs.resources import default_resources
+
+    resources = default_resources()
+    day = args.dates[0] if args.dates else _today()
+    hub = lake.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
+    if hub.is_empty():
+        print(f"evaluate diversity: the hub in {lake.root} has no personas up to {day}", file=sys.stderr)
+        return 2
+    dt = resources["prompts"].data_type(args.data_type)
+    pairs, out, stats = diversity(
+        hub,
+        embedder,
+        resources["llm"].gateway(lake),
+        dt,
+        resources["prompts"].template(dt.template),
+        per_band=args.per_band,
+        partition=day,
+    )
+    lake.write_many(
+        {"diversity_pairs": pairs, "rejects": out.rejects}, producer="diversity_bands", partition=day
+    )
+    print(band_summary(pairs) if pairs.height else "no pair in any band got two problems")
+    print(
+        "hub: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.report import write_report
+
+    lake = _lake(args.lake)
+    out = args.out or lake.root / "reports" / f"{args.date or 'all'}.html"
+    path = write_report(lake, out, args.date, os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+    print(f"report → {path}")
     return 0
 
 
@@ -332,9 +412,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--agreed-only", action="store_true", help="math: agreed solutions only")
     export.add_argument("--all-columns", action="store_true", help="also the constraints column")
     export.add_argument("--date", nargs="+", dest="dates", help="only these daily partitions")
+    export.add_argument(
+        "--include-contaminated", action="store_true", help="keep rows a contamination check flagged"
+    )
     export.add_argument("--lake")
     export.add_argument("out", help="output file")
     export.set_defaults(func=cmd_export)
+
+    evaluate = sub.add_parser("evaluate", help="diversity bands, or contamination against a benchmark")
+    evaluate.add_argument("what", choices=["diversity", "contamination"])
+    evaluate.add_argument("--against", nargs="+", help="contamination: benchmark JSONL / Parquet files")
+    evaluate.add_argument("--text-field", default="text", help="the benchmark's text column (MATH: problem)")
+    evaluate.add_argument("--ngram", type=int, default=13, help="contamination: word n-gram length")
+    evaluate.add_argument("--cosine", type=float, default=0.9, help="contamination: embedding threshold")
+    evaluate.add_argument("--per-band", type=int, default=20, help="diversity: persona pairs per band")
+    evaluate.add_argument("--data-type", default="math_problem", help="diversity: what to synthesize")
+    evaluate.add_argument("--date", nargs="+", dest="dates", help="only these daily partitions")
+    evaluate.add_argument("--lake")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    report = sub.add_parser("report", help="write the self-contained HTML dataset report")
+    report.add_argument("--out", help="default: <lake>/reports/<date or all>.html")
+    report.add_argument("--date", help="one daily partition (default: every day)")
+    report.add_argument("--lake")
+    report.set_defaults(func=cmd_report)
 
     sql = sub.add_parser("sql", help="run DuckDB SQL over the lake's tables")
     sql.add_argument("query")

@@ -19,11 +19,13 @@ from tests.test_ui import ASSETS
 
 pytestmark = pytest.mark.e2e
 
+BENCHMARK = Path(__file__).parent / "fixtures" / "benchmark_math.jsonl"
 RUN_CONFIG = {
     "ops": {
         "raw_texts": {"config": {"max_texts": 3}},
         "text_personas": {"config": {"perspectives": ["read", "write"]}},
         "expanded_personas": {"config": {"hops": 2}},
+        "contamination_checks": {"config": {"against": [str(BENCHMARK)], "text_field": "problem"}},
     }
 }
 SYNTHESIS = {t.asset: t for t in DATA_TYPES.values()}
@@ -223,3 +225,16 @@ def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline
     day2 = lake.read("hub", "partition = ?", [DAY2])
     kept = set(lake.read("hub", "dup_of IS NULL")["persona_id"])
     assert day2.height > 0 and set(day2["dup_of"].drop_nulls()) <= kept  # marks point at kept personas
+
+
+def test_the_day_is_evaluated_and_reported(pipeline):
+    lake, *_ = pipeline
+    checked = lake.read("contamination", "partition = ?", [DAY1])
+    made = lake.read("generations", "partition = ?", [DAY1])
+    assert set(checked["row_id"]) == set(made["row_id"]) and set(checked["benchmark"]) == {BENCHMARK.name}
+    pairs = lake.read("diversity_pairs", "partition = ?", [DAY1])
+    assert pairs.height > 0 and ((pairs["persona_similarity"] - pairs["band"]).abs() <= 0.01).all()
+    assert pairs["problem_similarity"].is_between(-1, 1.0001).all()
+    page = (lake.root / "reports" / f"{DAY1}.html").read_text()
+    for section in ("Yield per stage", "LLM calls", "Hub", "Diversity", "Contamination", "Math validity"):
+        assert f"<h2>{section}" in page

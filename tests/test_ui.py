@@ -39,6 +39,9 @@ ASSETS = {
     "persona_hub",
     "math_checks",
     "datasets",
+    "contamination_checks",
+    "diversity_bands",
+    "report",
     *SYNTHESIS,
 }
 
@@ -117,7 +120,10 @@ def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev):
     for name in SYNTHESIS:
         assert [k["path"][0] for k in nodes[name]["dependencyKeys"]] == ["persona_hub"]
         assert nodes[name]["groupName"] == "synthesis"
-    assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == SYNTHESIS | {"math_checks"}
+    assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == SYNTHESIS | {
+        "math_checks",
+        "contamination_checks",
+    }
     assert [k["path"][0] for k in nodes["text_personas"]["dependencyKeys"]] == ["raw_texts"]
     repo = '{repositoryLocationName: "personahub_dagster", repositoryName: "__repository__"}'
     automation = graphql(
@@ -176,7 +182,7 @@ def test_a_materialization_launched_through_the_api_succeeds(dagster_dev):
     assert lake.read("source_texts", "partition = ?", [day]).height == 1
 
 
-GROUPS = ("ingest", "personas", "hub", "synthesis", "datasets")
+GROUPS = ("ingest", "personas", "hub", "synthesis", "datasets", "evaluation")
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -25,13 +25,17 @@ WITH persona AS (
 ), checks AS (
     SELECT row_id, any_value(agreement) AS agreement, any_value(answer) AS answer
     FROM math_checks GROUP BY row_id
+), contaminated AS (
+    SELECT row_id, bool_or(flagged) AS contaminated FROM contamination GROUP BY row_id
 )
 SELECT p.persona AS "input persona", g.output AS "synthesized text", g.description,
        g.row_id, g.data_type, g.prompting_mode, g.constraints, g.persona_id, p.parent_persona_id,
-       g.source_text_id, g.model, g.partition, c.agreement, c.answer
+       g.source_text_id, g.model, g.partition, c.agreement, c.answer,
+       coalesce(k.contaminated, false) AS contaminated
 FROM generations g
 LEFT JOIN persona p USING (persona_id)
 LEFT JOIN checks c USING (row_id)
+LEFT JOIN contaminated k USING (row_id)
 WHERE g.data_type = ? {filters}
 ORDER BY g.partition, g.prompting_mode, g.row_id
 """
@@ -43,9 +47,11 @@ def export_frame(
     modes: Sequence[str] | None = None,
     agreed_only: bool = False,
     partitions: Sequence[str] | None = None,
+    include_contaminated: bool = False,
 ) -> pl.DataFrame:
     """Every generated row of ``data_type`` in release columns + ours (``agreed_only``: math problems
-    whose solutions agreed; ``partitions``: only those days)."""
+    whose solutions agreed; ``partitions``: only those days). Rows a contamination check flagged are
+    left out unless ``include_contaminated`` (then the ``contaminated`` column says which)."""
     filters, params = "", [data_type]
     if partitions:
         filters += f" AND g.partition IN ({', '.join('?' for _ in partitions)})"
@@ -55,6 +61,8 @@ def export_frame(
         params += list(modes)
     if agreed_only:
         filters += " AND c.agreement"
+    if not include_contaminated:
+        filters += " AND NOT coalesce(k.contaminated, false)"
     with lake.connect() as con:
         return con.sql(_SQL.format(filters=filters), params=params).pl()
 

@@ -34,6 +34,8 @@ from personahub_dagster.core.ids import kind_of
 from personahub_dagster.core.llm_cache import ResponseCache
 
 TS = pl.Datetime("us", "UTC")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "source_texts": {
@@ -115,6 +117,30 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "created_at": TS,
         "partition": pl.Utf8,
     },
+    "contamination": {
+        "row_id": pl.Utf8,
+        "benchmark": pl.Utf8,
+        "flagged": pl.Boolean,
+        "reason": pl.Utf8,
+        "ngram_hits": pl.Int64,
+        "similarity": pl.Float64,
+        "benchmark_item": pl.Int64,
+        "benchmark_text": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "diversity_pairs": {
+        "band": pl.Float64,
+        "persona_a": pl.Utf8,
+        "persona_b": pl.Utf8,
+        "persona_similarity": pl.Float64,
+        "problem_a": pl.Utf8,
+        "problem_b": pl.Utf8,
+        "problem_similarity": pl.Float64,
+        "model": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
     "llm_calls": ResponseCache.CALL_SCHEMA,
 }
 
@@ -161,6 +187,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file should read like any other
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:

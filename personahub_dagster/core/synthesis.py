@@ -134,11 +134,13 @@ def synthesize(
     partition: str,
     stage: str,
     progress: Progress | None = None,
+    params: dict[str, Any] | None = None,
 ) -> StageOutput:
     """One ``data_type`` item per persona and prompting mode.
 
     ``exemplars`` maps a mode to its examples (``few_shot``: outputs; ``persona_few_shot``: outputs
-    with personas); ``variables`` fill the template's other slots (focus, difficulty, world, …).
+    with personas); ``variables`` fill the template's other slots (focus, difficulty, world, …);
+    ``params`` override sampling parameters (the diversity evaluation runs at temperature 0).
     """
     exemplars = exemplars or {}
     for mode in modes:
@@ -153,7 +155,7 @@ def synthesize(
     if "world" not in slots and (world := data_type.world_text()) is not None:
         slots["world"] = world
     constraints = json.dumps({k: v for k, v in slots.items() if k != "world" and v}, sort_keys=True)
-    params = {**template.params, **data_type.params}
+    params = {**template.params, **data_type.params, **(params or {})}
 
     personas_by_id = dict(zip(personas["persona_id"], personas["persona"], strict=True))
     requests, meta = [], {}

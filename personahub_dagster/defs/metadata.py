@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 from collections.abc import Callable
 
@@ -12,6 +10,7 @@ import polars as pl
 
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import GatewayStats
+from personahub_dagster.core.plots import png_base64
 
 
 def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:
@@ -104,23 +103,7 @@ def progress_logger(
 def _figure(title: str, xlabel: str, draw: Callable[[object], None]) -> dg.MetadataValue:
     """A small PNG chart embedded in markdown metadata: the UI shows it with the materialization, for
     what a person would rather look at than read (hub similarity, personas per hop)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=100)
-    try:
-        draw(ax)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel(xlabel, fontsize=9)
-        ax.set_ylabel("personas", fontsize=9)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    png = base64.b64encode(buf.getvalue()).decode()
+    png = png_base64(draw, title, xlabel, "personas")
     return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{png})")
 
 

@@ -231,7 +231,11 @@ EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": 
 
 
 @dg.asset(
-    deps=[*(a.key for a in synthesis_assets), *(["math_checks"] if MATH is not None else [])],
+    deps=[
+        *(a.key for a in synthesis_assets),
+        *(["math_checks"] if MATH is not None else []),
+        "contamination_checks",
+    ],
     group_name="datasets",
     kinds={"parquet"},
     partitions_def=daily_partitions,
@@ -246,7 +250,7 @@ def datasets(
     lk, day = lake.lake(), context.partition_key
     counts, paths, frames = {}, {}, {}
     for dt in DATA_TYPES.values():
-        df = export_frame(lk, dt.name, partitions=[day])
+        df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
         counts[dt.release] = df.height
         frames[dt.release] = df
         for fmt in config.formats:

@@ -1,0 +1,145 @@
+"""Evaluation assets: contamination against benchmark files, the diversity bands, and the day's report.
+
+``contamination`` runs before ``datasets`` so that flagged rows are left out of the day's exports;
+``diversity`` samples the hub as it stands after the day; ``report`` writes
+``<lake>/reports/<day>.html``, the page to open before training on the day's data.
+"""
+
+import os
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from personahub_dagster.core.evaluation import (
+    BANDS,
+    band_summary,
+    check_contamination,
+    diversity,
+    load_benchmark,
+)
+from personahub_dagster.core.report import write_report
+from personahub_dagster.defs.metadata import llm_metadata, md_table, reject_metadata, warn_if_over_budget
+from personahub_dagster.defs.partitions import daily_partitions
+from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.synthesis import synthesis_assets
+
+
+class ContaminationConfig(dg.Config):
+    against: list[str] = Field(
+        default=[],
+        description="Benchmark test files (JSONL/Parquet with a text column); empty: $PERSONAHUB_BENCHMARKS "
+        "(paths separated by ':'), else nothing is checked.",
+    )
+    text_field: str = Field(default="text", description="The benchmark files' text column (MATH: 'problem').")
+    ngram: int = Field(default=13, ge=3, description="Word n-gram length; any shared n-gram flags a row.")
+    cosine_threshold: float = Field(default=0.9, description="Embedding similarity that flags a row.")
+
+
+@dg.asset(
+    deps=[a.key for a in synthesis_assets],
+    group_name="evaluation",
+    kinds={"parquet"},
+    partitions_def=daily_partitions,
+)
+def contamination_checks(
+    context: dg.AssetExecutionContext,
+    config: ContaminationConfig,
+    lake: LakeResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    """The day's synthesized rows against benchmark test sets: word 13-gram overlap and embedding
+    near-duplicates. Flagged rows stay in the lake (table ``contamination``) and leave the exports."""
+    lk, day = lake.lake(), context.partition_key
+    paths = config.against or [p for p in os.environ.get("PERSONAHUB_BENCHMARKS", "").split(":") if p]
+    try:
+        benchmarks = dict(load_benchmark(p, config.text_field) for p in paths)
+    except (ValueError, FileNotFoundError) as exc:
+        raise dg.Failure(str(exc)) from exc
+    found = check_contamination(
+        lk,
+        benchmarks,
+        embedder.embedder(),
+        partitions=[day],
+        n=config.ngram,
+        cosine_threshold=config.cosine_threshold,
+    )
+    flagged = found.filter("flagged")
+    for name in benchmarks:
+        context.log.info(f"{name}: {flagged.filter(pl.col('benchmark') == name).height} rows flagged")
+    return dg.MaterializeResult(
+        metadata={
+            "benchmarks": dg.MetadataValue.json(sorted(benchmarks)),
+            "rows_checked": found["row_id"].n_unique(),
+            "flagged": flagged.height,
+            "flagged_rows": md_table(
+                flagged, ["row_id", "benchmark", "reason", "similarity", "benchmark_text"]
+            ),
+        }
+    )
+
+
+class DiversityConfig(dg.Config):
+    bands: list[float] = Field(default=list(BANDS), description="Persona similarity bands (the paper's).")
+    tolerance: float = Field(default=0.01, description="A pair is in a band within ± this.")
+    per_band: int = Field(default=3, ge=1, description="Pairs per band (the paper: many; this: demo-sized).")
+    seed: int = 0
+    data_type: str = Field(default="math_problem", description="What to synthesize per persona.")
+
+
+@dg.asset(deps=["persona_hub"], group_name="evaluation", kinds={"parquet"}, partitions_def=daily_partitions)
+def diversity_bands(
+    context: dg.AssetExecutionContext,
+    config: DiversityConfig,
+    lake: LakeResource,
+    llm: LLMResource,
+    embedder: EmbedderResource,
+    prompts: PromptsResource,
+) -> dg.MaterializeResult:
+    """The paper's Figure 10 on the hub so far: persona pairs in similarity bands, a problem for each
+    persona at temperature 0, and how similar the two problems are, per band."""
+    lk, day = lake.lake(), context.partition_key
+    hub = lk.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
+    dt = prompts.data_type(config.data_type)
+    pairs, out, stats = diversity(
+        hub,
+        embedder.embedder(),
+        llm.gateway(lk, run_id=context.run_id),
+        dt,
+        prompts.template(dt.template),
+        bands=config.bands,
+        tolerance=config.tolerance,
+        per_band=config.per_band,
+        seed=config.seed,
+        partition=day,
+    )
+    lk.write_many(
+        {"diversity_pairs": pairs, "rejects": out.rejects}, producer="diversity_bands", partition=day
+    )
+    warn_if_over_budget(context, out.stats)
+    summary = band_summary(pairs) if pairs.height else pairs
+    return dg.MaterializeResult(
+        metadata={
+            "pairs": pairs.height,
+            **{f"hub_{k}": round(v, 4) if isinstance(v, float) else v for k, v in stats.items()},
+            "bands": md_table(summary.with_columns(pl.col(pl.Float64).round(3)), list(summary.columns), n=20),
+            **reject_metadata(out.rejects),
+            **llm_metadata(out.stats),
+        }
+    )
+
+
+@dg.asset(
+    deps=["datasets", contamination_checks, diversity_bands],
+    group_name="evaluation",
+    kinds={"html"},
+    partitions_def=daily_partitions,
+)
+def report(
+    context: dg.AssetExecutionContext, lake: LakeResource, prompts: PromptsResource
+) -> dg.MaterializeResult:
+    """``<lake>/reports/<day>.html``: counts, yields, reject reasons, tokens and cost, the hub,
+    diversity bands, contamination hits and math validity — one self-contained page."""
+    lk, day = lake.lake(), context.partition_key
+    path = write_report(lk, lk.root / "reports" / f"{day}.html", day, prompts.prompts_dir)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path))})
