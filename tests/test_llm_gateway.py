@@ -183,3 +183,25 @@ def test_a_provider_that_is_not_openai_compatible_goes_through_litellm(tmp_path)
     assert stats.prompt_tokens > 0 and stats.completion_tokens > 0  # usage as litellm reports it
     (again,), stats = gw.generate([request], "s")
     assert again.cached and stats.calls == 0
+
+
+def test_a_cache_from_before_run_ids_is_migrated_and_still_reads(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(
+        "CREATE TABLE llm_calls (request_hash TEXT NOT NULL, stage TEXT, model TEXT, attempt INTEGER, "
+        "prompt_tokens INTEGER, completion_tokens INTEGER, cost_usd REAL, latency_s REAL, status TEXT, "
+        "error TEXT, created_at REAL NOT NULL)"
+    )
+    con.execute("INSERT INTO llm_calls VALUES ('h0', 's', 'm', 1, 5, 5, 0.0, 0.1, 'ok', NULL, 1.0)")
+    con.commit()
+    con.close()
+    with FakeOpenAI() as server:
+        gw = LLMGateway(
+            LLMConfig(model="openai/fake", api_base=server.base_url, api_key="sk-x"), ResponseCache(path)
+        )
+        gw.generate([LLMRequest("k", [{"role": "user", "content": "hi"}])], "s")
+    frame = gw.cache.calls_frame()
+    assert frame.height == 2 and frame["run_id"].to_list() == [None, gw.run_id]

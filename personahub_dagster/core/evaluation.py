@@ -106,9 +106,10 @@ def diversity(
     stage: str = "diversity",
     progress: Progress | None = None,
 ) -> tuple[pl.DataFrame, StageOutput, dict[str, float]]:
-    """Figure 10 on ``hub`` (persona_id, persona, source_text_id): ``diversity_pairs`` rows, one per
-    pair whose two problems were both made, the synthesis output (its rejects and LLM stats), and
-    the hub's statistics from the same embeddings (:func:`hub_statistics`).
+    """Figure 10 on ``hub`` (persona_id, persona, source_text_id). Returns ``diversity_pairs`` rows,
+    one per pair whose two personas both got an answer (``problems_valid``: both also passed the data
+    type's validator); the synthesis output (its rejects and LLM stats); and the hub's statistics from
+    the same embeddings (:func:`hub_statistics`).
 
     Every hub persona counts, kept or marked duplicate, so the 0.9 band (at the dedup threshold) has
     pairs too; the same text twice is one persona."""
@@ -127,7 +128,12 @@ def diversity(
         progress=progress,
         params={"temperature": 0.0},
     )
-    problem = dict(zip(out.rows["persona_id"], out.rows["output"], strict=True))
+    # The problem each persona got: the accepted one, else the model's raw answer (a weak model's
+    # answers often fail the dataset's validator, but they are still what the persona produced).
+    problem = {r["input_id"].split("|", 1)[1]: r["raw_output"] for r in out.rejects.iter_rows(named=True)}
+    problem = {k: v for k, v in problem.items() if v and v.strip()}
+    valid = dict(zip(out.rows["persona_id"], out.rows["output"], strict=True))
+    problem.update(valid)
     ids = personas["persona_id"].to_list()
     made = [p for p in pairs if ids[p.a] in problem and ids[p.b] in problem]
     texts = sorted({problem[ids[i]] for p in made for i in (p.a, p.b)})
@@ -142,6 +148,7 @@ def diversity(
             "problem_a": problem[ids[p.a]],
             "problem_b": problem[ids[p.b]],
             "problem_similarity": float(vec[problem[ids[p.a]]] @ vec[problem[ids[p.b]]]),
+            "problems_valid": ids[p.a] in valid and ids[p.b] in valid,
             "model": gateway.config.model,
             "created_at": ts,
             "partition": partition,

@@ -137,6 +137,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "problem_a": pl.Utf8,
         "problem_b": pl.Utf8,
         "problem_similarity": pl.Float64,
+        "problems_valid": pl.Boolean,
         "model": pl.Utf8,
         "created_at": TS,
         "partition": pl.Utf8,

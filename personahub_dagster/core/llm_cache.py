@@ -175,8 +175,8 @@ class ResponseCache:
     def calls_frame(self) -> pl.DataFrame:
         """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
         rows = self._conn().execute(f"SELECT {_CALL_COLUMNS} FROM llm_calls ORDER BY rowid").fetchall()
-        cols = list(self.CALL_SCHEMA)
-        df = pl.DataFrame(rows, schema=cols, orient="row") if rows else pl.DataFrame(schema=cols)
+        schema = {**self.CALL_SCHEMA, "created_at": pl.Float64}  # stored as epoch seconds
+        df = pl.DataFrame(rows, schema=schema, orient="row")  # typed: old rows have no run_id
         return df.with_columns(
             (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
         ).cast(self.CALL_SCHEMA)
