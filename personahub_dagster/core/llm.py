@@ -57,7 +57,6 @@ from personahub_dagster.core.local_models import (
     DEFAULT_MODEL,
     LOCAL_PROVIDER,
     count_local_tokens,
-    ensure_registered,
 )
 from personahub_dagster.core.pii import PII_VERSION, scrub_messages
 from personahub_dagster.core.transports import choose_transport
@@ -273,8 +272,6 @@ class LLMGateway:
         import litellm
 
         litellm.suppress_debug_info = True  # its "Give Feedback" banner on every error is noise in run logs
-        if config.model.startswith(f"{LOCAL_PROVIDER}/"):
-            ensure_registered()
         self._pending_responses: list[tuple[str, str, CachedResponse]] = []
         self._pending_calls: list[CallRecord] = []
         self._flush_scheduled = False

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from personahub_dagster.core.local_models import LOCAL_PROVIDER, generate_local
+from personahub_dagster.core.local_models import LOCAL_PROVIDER, ensure_registered, generate_local
 
 # Providers whose API *is* OpenAI's chat completions API, spoken over HTTP at a base URL.
 OPENAI_COMPATIBLE = frozenset(
@@ -219,7 +219,10 @@ def choose_transport(
     proxies, where parameters pass through as they are); True also sends provider ``openai`` without
     one straight to api.openai.com; False always goes through litellm."""
     if model.startswith(f"{LOCAL_PROVIDER}/"):
-        return LocalTransport(model) if fast_path is not False else LiteLLMTransport(model, None, None, _free)
+        if fast_path is not False:
+            return LocalTransport(model)
+        ensure_registered()  # litellm's custom-provider route to the same llama.cpp model
+        return LiteLLMTransport(model, None, None, _free)
     if fast_path is False:
         return LiteLLMTransport(model, api_base, api_key, _litellm_cost)
     import litellm
