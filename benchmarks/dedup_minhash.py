@@ -1,8 +1,11 @@
-"""MinHash stage throughput: our HubIndex (rensa) against datasketch's MinHashLSH, same personas.
+"""MinHash stage throughput: our HubIndex against datasketch's MinHashLSH and rensa, same personas.
 
-Both do the same job: word 1-grams, 128 permutations, Jaccard ≥ 0.9, LSH candidates verified by
-estimated Jaccard, the earliest persona kept. datasketch runs the textbook loop (MinHash per document,
-query, insert); ours hashes the batch in one rensa call and finds candidates with one LSH insert.
+All do the same job: word 1-grams, 128 permutations, Jaccard ≥ 0.9, LSH candidates verified by
+estimated Jaccard, the earliest persona kept — and keep the kept personas' signatures and band keys,
+the state a later partition is checked against (datasketch's ``insert`` does the same). datasketch
+runs the textbook loop (MinHash per document, query, insert); rensa hashes the batch in Rust and
+dedups with its LSH deduplicator, then exports the kept signatures; ours hashes into numpy with a
+compiled kernel and runs a compiled earliest-wins loop. Compilation is cached and warmed up first.
 
     .venv/bin/python benchmarks/dedup_minhash.py [--n 100000]
 """
@@ -10,6 +13,7 @@ query, insert); ours hashes the batch in one rensa call and finds candidates wit
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 import time
@@ -17,18 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
+from rensa import RMinHash, RMinHashDeduplicator
 from synthetic_personas import many, near_duplicate
 
-from personahub_dagster.core.dedup import (
-    DedupConfig,
-    HubIndex,
-    Marks,
-    band_keys,
-    lsh_rows_per_band,
-    signatures,
-    tokenize,
-)
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, Marks, lsh_rows_per_band
+from personahub_dagster.core.minhash import band_keys, tokenize
 
 
 def personas(n: int) -> list[str]:
@@ -39,17 +38,35 @@ def personas(n: int) -> list[str]:
 
 
 def ours(texts: list[str]) -> tuple[float, float, set[int]]:
-    """Seconds to mark, seconds to also keep the survivors' signatures and band keys (the state a
-    later partition is checked against; datasketch's ``insert`` does the same), and the duplicates."""
+    """Seconds to mark, seconds to mark and keep the survivors' signatures and band keys, duplicates."""
     keys = [str(i) for i in range(len(texts))]
+    HubIndex(DedupConfig(), embedder=None).mark_minhash(keys[:100], texts[:100], Marks.empty(100))  # warm
     started = time.perf_counter()
-    config = DedupConfig()
-    hub = HubIndex(config, embedder=None)
+    hub = HubIndex(DedupConfig(), embedder=None)
     marks = Marks.empty(len(texts))
     survivors = hub.mark_minhash(keys, texts, marks)
     marked = time.perf_counter() - started
-    band_keys(signatures([hub._batch_tokens[i] for i in survivors], config), hub.rows_per_band)
+    kept = np.ascontiguousarray(hub._batch_sigs[survivors])
+    band_keys(kept, hub.rows_per_band)
     return marked, time.perf_counter() - started, {i for i, d in enumerate(marks.dup_of) if d is not None}
+
+
+def rensa(texts: list[str]) -> tuple[float, float, set[int]]:
+    """The same job with rensa: RMinHash per text, its LSH deduplicator (earliest wins, candidates
+    verified), then the kept signatures exported to numpy (``to_rows``: its only export)."""
+    cfg = DedupConfig()
+    r = lsh_rows_per_band(cfg.minhash_threshold, cfg.num_perm)
+    started = time.perf_counter()
+    tokens = tokenize(texts)
+    mh = RMinHash.from_token_sets(tokens, num_perm=cfg.num_perm, seed=cfg.seed)
+    dedup = RMinHashDeduplicator(cfg.minhash_threshold, cfg.num_perm, True, cfg.num_perm // r)
+    added = dedup.add_pairs([(str(i), m) for i, m in enumerate(mh)])
+    marked = time.perf_counter() - started
+    kept = [tokens[i] for i, ok in enumerate(added) if ok]
+    rows = RMinHash.digest_matrix_from_token_sets(kept, num_perm=cfg.num_perm, seed=cfg.seed).to_rows()
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.uint32, count=len(rows) * cfg.num_perm)
+    band_keys(flat.reshape(len(rows), cfg.num_perm), r)
+    return marked, time.perf_counter() - started, {i for i, ok in enumerate(added) if not ok}
 
 
 def datasketch(texts: list[str]) -> tuple[float, set[int]]:
@@ -76,18 +93,22 @@ def main() -> None:
     args = ap.parse_args()
     texts = personas(args.n)
     t_mark, t_ours, d_ours = ours(texts)
+    r_mark, t_rensa, d_rensa = rensa(texts)
     t_ds, d_ds = datasketch(texts)
-    agree = 1 - len(d_ours ^ d_ds) / len(texts)
     print(f"\nMinHash stage on {args.n:,} personas (128 permutations, Jaccard ≥ 0.9, same LSH banding)\n")
-    print("| implementation | seconds | personas/s | duplicates found | speed-up |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    print(f"| datasketch MinHash + MinHashLSH | {t_ds:.2f} | {args.n / t_ds:,.0f} | {len(d_ds):,} | 1.0× |")
-    for name, secs in (
-        ("personahub HubIndex (rensa): marking", t_mark),
-        ("personahub HubIndex: marking + keeping signatures", t_ours),
+    print("| implementation | marking s | + keeping signatures s | personas/s | duplicates | speed-up |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, mark, total, dups in (
+        ("datasketch MinHash + MinHashLSH (baseline)", t_ds, t_ds, d_ds),
+        ("rensa RMinHash + RMinHashDeduplicator", r_mark, t_rensa, d_rensa),
+        ("personahub HubIndex (compiled kernels)", t_mark, t_ours, d_ours),
     ):
-        print(f"| {name} | {secs:.2f} | {args.n / secs:,.0f} | {len(d_ours):,} | {t_ds / secs:.1f}× |")
-    print(f"\nsame keep/duplicate decision for {agree:.2%} of personas")
+        print(
+            f"| {name} | {mark:.2f} | {total:.2f} | {args.n / total:,.0f} | {len(dups):,} "
+            f"| {t_ds / total:.1f}× |"
+        )
+    for name, dups in (("rensa", d_rensa), ("personahub", d_ours)):
+        print(f"\n{name}: same keep/duplicate decision as datasketch for {1 - len(dups ^ d_ds) / args.n:.2%}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ incremental state saved in and loaded from the lake."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import polars as pl
 import pytest
 
@@ -94,6 +97,16 @@ def test_state_from_another_config_or_model_is_not_reused(embedder, tmp_path):
     assert HubIndex.load(tmp_path / "missing", DedupConfig(), embedder) is None
 
 
+def test_state_hashed_by_another_minhash_algorithm_is_not_reused(embedder, tmp_path):
+    """Signatures from another hashing would never match new ones: such a state must be rebuilt."""
+    HubIndex(DedupConfig(), embedder).save(tmp_path)
+    manifest_path = tmp_path / (tmp_path / "CURRENT").read_text().strip() / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["minhash"] = "rensa-0.5"
+    manifest_path.write_text(json.dumps(manifest))
+    assert HubIndex.load(tmp_path, DedupConfig(), embedder) is None
+
+
 def test_the_approximate_index_takes_over_above_its_size(embedder, tmp_path):
     cfg = DedupConfig(ann_min_size=4)
     hub = HubIndex(cfg, embedder)
@@ -116,6 +129,48 @@ def test_the_approximate_index_takes_over_above_its_size(embedder, tmp_path):
         )["y"][0]
         == "p1"
     )
+
+
+class RandomVectors:
+    """Unit vectors without cluster structure: the hardest case for an IVF index."""
+
+    model_name = "random-64"
+    dimension = 64
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        v = self.rng.standard_normal((len(texts), self.dimension), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _near(base: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise -= (noise * base).sum(axis=1, keepdims=True) * base
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    return np.ascontiguousarray(cos * base + np.sqrt(1 - cos**2) * noise, dtype=np.float32)
+
+
+def test_the_approximate_index_probes_enough_lists_to_find_near_duplicates(tmp_path):
+    n = 20_000
+    hub = HubIndex(DedupConfig(ann_min_size=1000), RandomVectors())
+    hub.add([f"h{i}" for i in range(n)], [f"persona number {i}" for i in range(n)])
+    assert hub._ann is not None and hub._ann_nprobe > 1  # random vectors need more than one list
+    # fresh near-duplicates (not the ones it was calibrated on) are found at the promised rate
+    rng = np.random.default_rng(123)
+    pick = rng.choice(n, 2000, replace=False)
+    queries = _near(hub.vectors()[pick], 0.92, rng)
+    hub._ann.nprobe = hub._ann_nprobe
+    _, idx = hub._ann.search(queries, 1)
+    assert (idx[:, 0] == pick).mean() >= 0.97
+    hub._ann.nprobe = 1
+    assert (hub._ann.search(queries, 1)[1][:, 0] == pick).mean() < 0.9  # one list would miss many
+    hub.save(tmp_path)
+    assert HubIndex.load(tmp_path, hub.config, hub.embedder)._ann_nprobe == hub._ann_nprobe
+    fixed = HubIndex(DedupConfig(ann_min_size=1000, ann_nprobe=3), RandomVectors())
+    fixed.add([f"h{i}" for i in range(2000)], [f"persona number {i}" for i in range(2000)])
+    assert fixed._ann_nprobe == 3
 
 
 def test_lsh_banding_for_the_paper_threshold():

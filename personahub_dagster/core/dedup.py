@@ -1,14 +1,17 @@
 """Near-duplicate removal for personas (Persona Hub §3): MinHash first, then embedding similarity —
 incremental against everything already in the hub.
 
-* **MinHash** over word 1-grams, 128 permutations, Jaccard ≥ 0.9 (rensa, a Rust MinHash). The LSH
-  banding is chosen for the threshold (:func:`lsh_rows_per_band`) and every candidate is verified by
-  estimated Jaccard before it counts. Within a batch rensa's deduplicator runs the loop in Rust; against
-  the hub, band keys are joined in polars and candidate signatures compared in numpy.
+* **MinHash** over word 1-grams, 128 permutations, Jaccard ≥ 0.9 (:mod:`.minhash`, compiled kernels
+  that write signatures straight into numpy). The LSH banding is chosen for the threshold
+  (:func:`lsh_rows_per_band`) and every candidate is verified by estimated Jaccard before it counts.
+  Within a batch a compiled earliest-wins loop indexes only the kept rows; against the hub, the hub's
+  stored band keys stream once past a table of the batch's, and candidates are verified as they come.
 * **Embeddings** (unit vectors, inner product = cosine) of the MinHash survivors, cosine ≥ 0.9 is a
   duplicate. Exact search (FAISS ``IndexFlatIP``) while the hub is small; above ``ann_min_size`` kept
   personas an IVF index with 8-bit scalar quantization (trained once, then appended to), so adding a
-  partition costs far less than re-reading the hub.
+  partition costs far less than re-reading the hub; the lists probed per query are chosen when it is
+  trained so that it finds ``ann_target_recall`` (99%) of near-duplicates planted among the hub's own
+  vectors.
 
 Duplicates are marked, never dropped: each persona gets ``dup_of`` (the kept persona it repeats),
 ``dup_reason`` (``minhash`` | ``embedding``) and ``similarity``. Within a batch the earliest persona in
@@ -20,7 +23,6 @@ personas; growing partition by partition gives the same marks as one batch (exac
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -29,14 +31,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faiss
+import numba
 import numpy as np
 import polars as pl
-from rensa import RMinHash, RMinHashDeduplicator
 
+from personahub_dagster.core import minhash
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.lake import atomic_write
+from personahub_dagster.core.minhash import band_keys
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: signatures from core.minhash (2 was rensa's); an older state is rebuilt
 
 
 def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995) -> int:
@@ -57,14 +61,8 @@ class DedupConfig:
     seed: int = 42
     block_size: int = 4096
     ann_min_size: int = 50_000  # kept personas above which the embedding index is approximate (IVF-SQ8)
-    ann_nprobe: int = 16
-
-
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Word 1-grams (lower-cased ``[a-z0-9']+`` runs), vectorized in polars."""
-    if not texts:
-        return []
-    return pl.Series(texts, dtype=pl.Utf8).str.to_lowercase().str.extract_all(r"[a-z0-9']+").to_list()
+    ann_target_recall: float = 0.99  # share of planted near-duplicates the approximate search must find …
+    ann_nprobe: int | None = None  # … by choosing the lists probed per query when trained (or fix it here)
 
 
 @dataclass
@@ -100,9 +98,9 @@ class HubIndex:
     _chunks: list[str] = field(default_factory=list)  # saved chunk names (see save)
     _persisted: int = 0  # kept personas already in saved chunks
     _ann_trained_for: int = 0  # hub size when the ANN lists were trained
+    _ann_nprobe: int = 1  # lists probed per query, chosen when the ANN was trained
     _new_texts: list[str] = field(default_factory=list)  # texts of personas kept since the last save
-    _batch_tokens: list[list[str]] = field(default_factory=list)  # the batch being added …
-    _batch_sigs: np.ndarray | None = None  # … and its signatures, when the hub check needed them
+    _batch_sigs: np.ndarray | None = None  # signatures of the batch being added
 
     @property
     def rows_per_band(self) -> int:
@@ -146,100 +144,55 @@ class HubIndex:
             },
         )
 
-    def _minhashes(self, token_sets: list[list[str]]) -> list[RMinHash]:
-        return RMinHash.from_token_sets(token_sets, num_perm=self.config.num_perm, seed=self.config.seed)
-
     def mark_minhash(self, keys: list[str], texts: list[str], marks: Marks) -> list[int]:
         """Mark MinHash duplicates; returns the indices of ``keys`` that survive, in order.
 
-        First against the hub: the batch's LSH band keys are joined with the hub's (one polars hash
-        join, no index to load or rewrite), and all candidate pairs are verified at once by comparing
-        stored signatures (numpy). Then within the batch, among the rest:
-        rensa's deduplicator runs the earliest-wins loop in Rust. An item that repeats the hub is never
-        kept, so checking the hub first is the same greedy order.
+        First against the hub (:func:`minhash.best_in_hub`: the hub's stored band keys stream past a
+        table of the batch's, candidates verified against stored signatures), then within the batch,
+        among the rest (:func:`minhash.earliest_wins`). An item that repeats the hub is never kept, so
+        checking the hub first is the same greedy order. Texts without a word take no part: an empty
+        set has no Jaccard similarity (the embedding stage still sees them).
         """
         c = self.config
         if not keys:
             return []
-        tokens = tokenize(texts)
-        mh = self._minhashes(tokens)
-        self._batch_tokens, self._batch_sigs = tokens, None
+        sigs = minhash.signatures(texts, c.num_perm, c.seed)
+        self._batch_sigs = sigs
         if self.ids:
-            self._batch_sigs = signatures(tokens, c)
-            rows, hub = self._hub_candidates(band_keys(self._batch_sigs, self.rows_per_band))
-            for i, j, sim in zip(*self._best_hub_matches(self._batch_sigs, rows, hub), strict=True):
-                if sim >= c.minhash_threshold:
-                    marks.set(int(i), self.ids[j], "minhash", sim)
-        rest = [i for i in range(len(keys)) if marks.dup_of[i] is None]
-        within = RMinHashDeduplicator(c.minhash_threshold, c.num_perm, True, c.num_perm // self.rows_per_band)
-        added = within.add_pairs([(str(i), mh[i]) for i in rest])
-        survivors = []
-        for i, ok in zip(rest, added, strict=True):
-            if not ok:
-                earlier = sorted(j for j in map(int, within.get_duplicates(mh[i])) if j < i)
-                best, best_j = _best_match(mh[i], earlier, mh)
-                if best >= c.minhash_threshold:
-                    marks.set(i, keys[best_j], "minhash", best, ref=best_j)
-                    continue
-            survivors.append(i)
-        return survivors
-
-    def _hub_candidates(self, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(batch row, hub index) pairs that share at least one LSH band key."""
-        width = bands.shape[1]
-        batch = pl.DataFrame({"key": bands.ravel(), "row": np.repeat(np.arange(len(bands)), width)})
-        hub = pl.DataFrame({"key": np.concatenate([np.asarray(b).ravel() for b in self._bands])})
-        pairs = (
-            hub.with_row_index("pos")
-            .join(batch, on="key", how="inner")
-            .select(pl.col("row"), (pl.col("pos") // width).cast(pl.Int64).alias("hub"))
-            .unique()
-        )
-        return pairs["row"].to_numpy(), pairs["hub"].to_numpy()
-
-    def _best_hub_matches(
-        self, sigs: np.ndarray, rows: np.ndarray, hub: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        """For each batch row with hub candidates: (row, best hub index, Jaccard estimate), ties to the
-        earliest hub persona. Vectorized over all candidate pairs."""
-        total = len(rows)
-        if not total:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        unique, inverse = np.unique(hub, return_inverse=True)
-        hub_sigs = _gather(self._sigs, unique)
-        sims = np.empty(total, np.float32)
-        for start in range(0, total, 1 << 18):
-            part = slice(start, start + (1 << 18))
-            sims[part] = (sigs[rows[part]] == hub_sigs[inverse[part]]).mean(axis=1)
-        order = np.lexsort((hub, -sims, rows))
-        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
-        return rows[first], hub[first], sims[first]
+            hub_j, hub_sim = minhash.best_in_hub(sigs, self.rows_per_band, self._bands, self._sigs)
+            for i in np.flatnonzero((hub_j >= 0) & (hub_sim >= c.minhash_threshold)).tolist():
+                marks.set(i, self.ids[hub_j[i]], "minhash", hub_sim[i])
+        eligible = np.array([d is None for d in marks.dup_of], dtype=bool)
+        dup_of, sims = minhash.earliest_wins(sigs, self.rows_per_band, c.minhash_threshold, eligible)
+        for i in np.flatnonzero(dup_of >= 0).tolist():
+            j = int(dup_of[i])
+            marks.set(i, keys[j], "minhash", sims[i], ref=j)
+        return [i for i in range(len(keys)) if marks.dup_of[i] is None]
 
     def _embedding_stage(self, block: list[int], keys, texts, marks: Marks) -> None:
         """Check a block against the hub's vectors, then against its own earlier members; index the kept."""
         vecs = self.embedder.encode([texts[i] for i in block])
         hub_sim, hub_idx = self._search(vecs)
-        within = vecs @ vecs.T
+        best, within_ref = _earliest_wins_by_cosine(
+            vecs @ vecs.T, hub_sim.astype(np.float64), hub_idx >= 0, self.config.cosine_threshold
+        )
         kept: list[int] = []
-        t = self.config.cosine_threshold
         for b, i in enumerate(block):
-            best, best_key, ref = float(hub_sim[b]), (self.ids[hub_idx[b]] if hub_idx[b] >= 0 else None), None
-            if kept:
-                k = kept[int(np.argmax(within[b, kept]))]
-                if within[b, k] > best:
-                    best, best_key, ref = float(within[b, k]), keys[block[k]], block[k]
-            marks.nearest[i] = round(best, 4) if best_key is not None else None
-            if best_key is not None and best >= t:
-                marks.set(i, best_key, "embedding", best, ref=ref)
+            r = int(within_ref[b])
+            if r >= 0:
+                of, ref = keys[block[r]], block[r]
+            elif hub_idx[b] >= 0:
+                of, ref = self.ids[hub_idx[b]], None
+            else:  # the very first persona of an empty hub: nothing to compare with
+                kept.append(b)
+                continue
+            marks.nearest[i] = round(float(best[b]), 4)
+            if best[b] >= self.config.cosine_threshold:
+                marks.set(i, of, "embedding", best[b], ref=ref)
             else:
                 kept.append(b)
         rows = [block[b] for b in kept]
-        sigs = (
-            self._batch_sigs[rows]
-            if self._batch_sigs is not None
-            else signatures([self._batch_tokens[i] for i in rows], self.config)
-        )
-        self._append([keys[i] for i in rows], [texts[i] for i in rows], vecs[kept], sigs)
+        self._append([keys[i] for i in rows], [texts[i] for i in rows], vecs[kept], self._batch_sigs[rows])
 
     # -- the kept set --------------------------------------------------------------------------
     def _append(
@@ -248,7 +201,7 @@ class HubIndex:
         if not keys:
             return
         c = self.config
-        sigs = sigs if sigs is not None else signatures(tokenize(texts), c)
+        sigs = sigs if sigs is not None else minhash.signatures(texts, c.num_perm, c.seed)
         self.ids.extend(keys)
         self._new_texts.extend(texts)
         self._sigs.append(sigs)
@@ -261,6 +214,7 @@ class HubIndex:
             # that each query still scans ~nprobe/√n of the hub
             self._ann = self._build_ann(self.vectors())
             self._ann_trained_for = len(self.ids)
+            self._ann_nprobe = self._calibrate_nprobe(self._ann, self.vectors())
 
     def vectors(self) -> np.ndarray:
         """All kept embeddings as one matrix (consolidated once, then cached)."""
@@ -276,7 +230,7 @@ class HubIndex:
         if not self.ids:
             return np.full(len(vecs), -1.0, np.float32), np.full(len(vecs), -1, np.int64)
         if self._ann is not None:
-            self._ann.nprobe = self.config.ann_nprobe
+            self._ann.nprobe = self._ann_nprobe
             d, idx = self._ann.search(vecs, 1)
         else:
             flat = faiss.IndexFlatIP(vecs.shape[1])
@@ -297,6 +251,38 @@ class HubIndex:
         index.train(sample)
         index.add(vecs)
         return index
+
+    def _calibrate_nprobe(self, index: faiss.Index, vecs: np.ndarray) -> int:
+        """The fewest lists per query (1, 2, 4, …) with which the index finds ≥ ``ann_target_recall`` of
+        planted near-duplicates of its own vectors.
+
+        Recall of an IVF index depends on how the data clusters, so it is measured on the hub itself:
+        up to 1,000 kept vectors are each moved in a random direction to a cosine between the dedup
+        threshold and halfway to 1 — a near-duplicate the embedding stage must catch — and a query
+        counts as found when the search returns that vector or one at least as close. Random
+        directions spread the change over every dimension, which is harder for IVF than real rewordings.
+        """
+        c = self.config
+        if c.ann_nprobe:
+            return c.ann_nprobe
+        rng = np.random.default_rng(c.seed)
+        pick = np.sort(rng.choice(len(vecs), size=min(1000, len(vecs)), replace=False))
+        base = np.asarray(vecs[pick], dtype=np.float32)
+        noise = rng.standard_normal(base.shape, dtype=np.float32)
+        noise -= (noise * base).sum(axis=1, keepdims=True) * base
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        cos = rng.uniform(c.cosine_threshold, (1 + c.cosine_threshold) / 2, (len(pick), 1)).astype(np.float32)
+        queries = np.ascontiguousarray(cos * base + np.sqrt(1 - cos**2) * noise)
+        planted = (queries * base).sum(axis=1)
+        nprobe = 1
+        while True:
+            index.nprobe = nprobe
+            _, idx = index.search(queries, 1)
+            hit = np.asarray(vecs[np.maximum(idx[:, 0], 0)])
+            found = (idx[:, 0] == pick) | ((idx[:, 0] >= 0) & ((hit * queries).sum(axis=1) >= planted - 1e-6))
+            if found.mean() >= c.ann_target_recall or nprobe >= index.nlist:
+                return nprobe
+            nprobe = min(2 * nprobe, index.nlist)
 
     # -- persistence ---------------------------------------------------------------------------
     # chunks/ holds the source of truth in immutable, append-only pieces named by the range of kept
@@ -331,10 +317,12 @@ class HubIndex:
                 faiss.write_index(self._ann, str(tmp / "ann.faiss"))
             manifest = {
                 "version": STATE_VERSION,
+                "minhash": minhash.ALGORITHM,
                 "config": asdict(self.config),
                 "embedder": self.embedder.model_name,
                 "kept": len(self.ids),
                 "ann_trained_for": self._ann_trained_for,
+                "ann_nprobe": self._ann_nprobe,
                 "chunks": chunks,
                 **(extra or {}),
             }
@@ -354,12 +342,14 @@ class HubIndex:
         cls, directory: str | os.PathLike[str], config: DedupConfig, embedder: Embedder
     ) -> HubIndex | None:
         """The saved state, or None if there is none, it cannot be read, or it was made with another
-        config or embedder (a state is only valid for the thresholds, permutations and model that built
-        it). Signatures and embeddings are memory-mapped: only the rows a search touches are read."""
+        config, embedder or MinHash algorithm (a state is only valid for the thresholds, permutations,
+        hashing and model that built it). Signatures and embeddings are memory-mapped: only the rows a
+        search touches are read."""
         manifest = cls.manifest(directory)
         if (
             manifest is None
             or manifest.get("version") != STATE_VERSION
+            or manifest.get("minhash") != minhash.ALGORITHM
             or manifest["config"] != asdict(config)
             or manifest["embedder"] != embedder.model_name
         ):
@@ -382,6 +372,7 @@ class HubIndex:
         state = cls(config, embedder, ids, sigs, bands, vectors, ann)
         state._chunks, state._persisted = list(manifest["chunks"]), len(state.ids)
         state._ann_trained_for = manifest.get("ann_trained_for", 0)
+        state._ann_nprobe = manifest.get("ann_nprobe", 1)
         return state
 
     @staticmethod
@@ -391,30 +382,6 @@ class HubIndex:
             return json.loads((root / (root / "CURRENT").read_text().strip() / "manifest.json").read_text())
         except FileNotFoundError:
             return None
-
-
-def signatures(tokens: list[list[str]], config: DedupConfig) -> np.ndarray:
-    """MinHash signatures of token sets as a uint32 matrix (one rensa call, then one numpy copy)."""
-    rows = RMinHash.digest_matrix_from_token_sets(
-        tokens, num_perm=config.num_perm, seed=config.seed
-    ).to_rows()
-    flat = np.fromiter(itertools.chain.from_iterable(rows), np.uint32, count=len(rows) * config.num_perm)
-    return flat.reshape(len(rows), config.num_perm)
-
-
-def band_keys(sigs: np.ndarray, rows_per_band: int) -> np.ndarray:
-    """One uint64 key per LSH band: a multiply-add hash of the band's signature rows, with the band
-    number mixed in so that all bands can share one join column. Collisions only add candidates,
-    and every candidate is verified."""
-    n, num_perm = sigs.shape
-    grouped = sigs.reshape(n, num_perm // rows_per_band, rows_per_band).astype(np.uint64)
-    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=rows_per_band, dtype=np.uint64) | np.uint64(
-        1
-    )
-    with np.errstate(over="ignore"):
-        keys = (grouped * mult).sum(axis=2, dtype=np.uint64)
-        keys ^= np.arange(grouped.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return keys
 
 
 def _tail(blocks: list[np.ndarray], start: int) -> np.ndarray:
@@ -427,24 +394,27 @@ def _tail(blocks: list[np.ndarray], start: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _gather(blocks: list[np.ndarray], index: np.ndarray) -> np.ndarray:
-    """Rows at sorted global ``index`` from row ``blocks`` (memory-mapped: only those rows are read)."""
-    bounds = np.cumsum([0] + [len(b) for b in blocks])
-    out = []
-    for k, block in enumerate(blocks):
-        lo, hi = np.searchsorted(index, [bounds[k], bounds[k + 1]])
-        if hi > lo:
-            out.append(np.asarray(block[index[lo:hi] - bounds[k]]))
-    return np.concatenate(out)
-
-
-def _best_match(m: RMinHash, candidates: list[int], pool) -> tuple[float, int]:
-    """Highest Jaccard among ``candidates`` (in order; ties go to the first): (similarity, index)."""
-    best, best_j = 0.0, -1
-    for j in candidates:
-        if (s := m.jaccard(pool[j])) > best:
-            best, best_j = s, j
-    return best, best_j
+@numba.njit(cache=True, nogil=True)
+def _earliest_wins_by_cosine(within, hub_sim, has_hub, threshold):
+    """The embedding stage's greedy loop, compiled: row ``b`` of the block is compared with the hub's
+    nearest (``hub_sim``) and with every earlier *kept* row; the best of them (a kept row only when
+    strictly better than the hub; among rows, the earliest of equals) is its nearest, and it is kept
+    when that is below ``threshold``. Returns (nearest similarity, the kept row it was nearest to or -1)."""
+    m = within.shape[0]
+    kept = np.empty(m, np.int64)
+    n_kept = 0
+    best = np.empty(m, np.float64)
+    ref = np.full(m, -1, np.int64)
+    for b in range(m):
+        value = hub_sim[b] if has_hub[b] else -np.inf
+        for k in range(n_kept):
+            if within[b, kept[k]] > value:
+                value, ref[b] = within[b, kept[k]], kept[k]
+        best[b] = value
+        if not (value >= threshold):
+            kept[n_kept] = b
+            n_kept += 1
+    return best, ref
 
 
 def dedup_frame(
