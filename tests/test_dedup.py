@@ -107,28 +107,56 @@ def test_state_hashed_by_another_minhash_algorithm_is_not_reused(embedder, tmp_p
     assert HubIndex.load(tmp_path, DedupConfig(), embedder) is None
 
 
+JOBS = [
+    "baker", "judge", "pilot", "welder", "chemist", "librarian", "farmer", "actuary", "glazier",
+    "surveyor", "midwife", "geologist", "translator", "plumber", "cartographer", "violinist",
+    "paramedic", "beekeeper", "archivist", "stonemason", "tax lawyer", "zookeeper", "locksmith",
+]  # fmt: skip
+PLACES = [
+    "Lisbon",
+    "Osaka",
+    "Nairobi",
+    "Quito",
+    "Tromso",
+    "Hobart",
+    "Tbilisi",
+    "Fresno",
+    "Gdansk",
+    "Recife",
+    "Cusco",
+]
+PASTIMES = [
+    "collects vinyl records", "breeds racing pigeons", "restores sailboats", "writes crossword puzzles",
+    "forages wild mushrooms", "teaches chess to teenagers", "builds ship models", "volunteers at a hospice",
+    "runs ultramarathons", "brews sour beer", "studies medieval law", "photographs thunderstorms",
+    "keeps tropical fish", "repairs antique clocks", "plays competitive bridge",
+    "knits sweaters for shelters", "trains sheepdogs", "codes retro video games", "sings in a gospel choir",
+]  # fmt: skip
+
+
+def _fillers(n: int) -> list[str]:
+    """``n`` different personas: 23 jobs × 11 places × 19 pastimes, each next one differing in all three."""
+    return [f"A {JOBS[i % 23]} in {PLACES[i % 11]} who {PASTIMES[i % 19]}." for i in range(n)]
+
+
 def test_the_approximate_index_takes_over_above_its_size(embedder, tmp_path):
-    cfg = DedupConfig(ann_min_size=4)
+    cfg = DedupConfig(ann_min_size=1000)
     hub = HubIndex(cfg, embedder)
-    out = hub.add(KEYS, TEXTS)
-    assert marks_of(out) == EXPECTED
+    assert marks_of(hub.add(KEYS, TEXTS)) == EXPECTED
     assert hub._ann is None  # 4 kept: not above the size yet
-    more = [f"A {job} who lives in Lisbon and collects vinyl records." for job in ("baker", "judge", "pilot")]
-    hub.add(["q1", "q2", "q3"], more)
-    assert hub._ann is not None and hub._ann.ntotal == len(hub)
+    fillers = _fillers(1100)
+    hub.add([f"f{i}" for i in range(len(fillers))], fillers)
+    assert len(hub) > 1000 and hub._ann is not None and hub._ann.ntotal == len(hub)
     hub.save(tmp_path)
     loaded = HubIndex.load(tmp_path, cfg, embedder)
-    assert loaded._ann.ntotal == len(hub)
+    assert loaded._ann.ntotal == len(hub) and loaded._ann_nprobe == hub._ann_nprobe
     assert marks_of(loaded.add(["z"], [TEXTS[0].lower()])) == {"z": ("p1", "minhash")}
-    assert (
-        marks_of(
-            loaded.add(
-                ["y"],
-                ["A nurse in a busy children's hospital who works the night shift on the pediatric ward."],
-            )
-        )["y"][0]
-        == "p1"
-    )
+    reworded = "A nurse in a busy children's hospital who works the night shift on the pediatric ward."
+    out = loaded.add(["y"], [reworded])
+    assert marks_of(out)["y"] == ("p1", "embedding")
+    # the approximate search re-ranks exactly: the similarity is the true cosine
+    exact = (embedder.encode([reworded]) @ embedder.encode([TEXTS[0]]).T).item()
+    assert abs(out["similarity"][0] - exact) < 1e-3
 
 
 class RandomVectors:
