@@ -86,6 +86,9 @@ class PersonaHubConfig(dg.Config):
     num_perm: int = 128
     cosine_threshold: float = Field(default=0.9, description="Embedding cosine (0.5 for a very diverse hub)")
     ann_min_size: int = Field(default=50_000, description="Kept personas above which search is approximate")
+    ann_target_recall: float = Field(
+        default=0.99, description="Share of planted near-duplicates the approximate search must find"
+    )
     checks: CheckThresholds = CheckThresholds()
 
     def dedup(self) -> DedupConfig:
@@ -94,6 +97,7 @@ class PersonaHubConfig(dg.Config):
             num_perm=self.num_perm,
             cosine_threshold=self.cosine_threshold,
             ann_min_size=self.ann_min_size,
+            ann_target_recall=self.ann_target_recall,
         )
 
 
