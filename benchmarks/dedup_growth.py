@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_personas import many
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, planted_near_duplicates
 from personahub_dagster.core.embedder import Embedder
 
 
@@ -85,11 +85,7 @@ def planted_recall(hub: HubIndex, n: int = 2000) -> float:
     direction) whose search returns that vector: what the approximate index gives up."""
     rng = np.random.default_rng(2024)
     pick = rng.choice(len(hub), n, replace=False)
-    base = np.asarray(hub.vectors()[pick])
-    noise = rng.standard_normal(base.shape).astype(np.float32)
-    noise -= (noise * base).sum(axis=1, keepdims=True) * base
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    queries = np.ascontiguousarray(0.92 * base + np.sqrt(1 - 0.92**2) * noise, dtype=np.float32)
+    queries = planted_near_duplicates(np.asarray(hub.vectors()[pick]), 0.92, rng)
     return float((hub._search(queries)[1] == pick).mean())
 
 

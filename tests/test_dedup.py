@@ -9,7 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex, dedup_frame, lsh_rows_per_band
+from personahub_dagster.core.dedup import (
+    DedupConfig,
+    HubIndex,
+    dedup_frame,
+    lsh_rows_per_band,
+    planted_near_duplicates,
+)
 from personahub_dagster.core.embedder import Embedder
 
 PERSONAS = [
@@ -173,13 +179,6 @@ class RandomVectors:
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _near(base: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
-    noise = rng.standard_normal(base.shape).astype(np.float32)
-    noise -= (noise * base).sum(axis=1, keepdims=True) * base
-    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-    return np.ascontiguousarray(cos * base + np.sqrt(1 - cos**2) * noise, dtype=np.float32)
-
-
 def test_the_approximate_index_probes_enough_lists_to_find_near_duplicates(tmp_path):
     n = 20_000
     hub = HubIndex(DedupConfig(ann_min_size=1000), RandomVectors())
@@ -188,7 +187,7 @@ def test_the_approximate_index_probes_enough_lists_to_find_near_duplicates(tmp_p
     # fresh near-duplicates (not the ones it was calibrated on) are found at the promised rate
     rng = np.random.default_rng(123)
     pick = rng.choice(n, 2000, replace=False)
-    queries = _near(hub.vectors()[pick], 0.92, rng)
+    queries = planted_near_duplicates(hub.vectors()[pick], 0.92, rng)
     hub._ann.nprobe = hub._ann_nprobe
     _, idx = hub._ann.search(queries, 1)
     assert (idx[:, 0] == pick).mean() >= 0.97

@@ -284,20 +284,16 @@ class HubIndex:
         rng = np.random.default_rng(c.seed)
         pick = np.sort(rng.choice(len(vecs), size=min(1000, len(vecs)), replace=False))
         base = np.asarray(vecs[pick], dtype=np.float32)
-        noise = rng.standard_normal(base.shape, dtype=np.float32)
-        noise -= (noise * base).sum(axis=1, keepdims=True) * base
-        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-        cos = rng.uniform(c.cosine_threshold, (1 + c.cosine_threshold) / 2, (len(pick), 1)).astype(np.float32)
-        queries = np.ascontiguousarray(cos * base + np.sqrt(1 - cos**2) * noise)
+        cos = rng.uniform(c.cosine_threshold, (1 + c.cosine_threshold) / 2, (len(pick), 1))
+        queries = planted_near_duplicates(base, cos, rng)
         planted = (queries * base).sum(axis=1)
         nprobe = 1
-        while True:
+        while nprobe < self._ann.nlist:
             sim, idx = self._ann_top1(queries, nprobe)
-            if (
-                (idx == pick) | (sim >= planted - 1e-6)
-            ).mean() >= c.ann_target_recall or nprobe >= self._ann.nlist:
-                return nprobe
+            if ((idx == pick) | (sim >= planted - 1e-6)).mean() >= c.ann_target_recall:
+                break
             nprobe = min(2 * nprobe, self._ann.nlist)
+        return nprobe
 
     # -- persistence ---------------------------------------------------------------------------
     # chunks/ holds the source of truth in immutable, append-only pieces named by the range of kept
@@ -397,6 +393,16 @@ class HubIndex:
             return json.loads((root / (root / "CURRENT").read_text().strip() / "manifest.json").read_text())
         except FileNotFoundError:
             return None
+
+
+def planted_near_duplicates(base: np.ndarray, cos, rng: np.random.Generator) -> np.ndarray:
+    """Unit vectors at cosine ``cos`` (a number or one per row) to the unit rows of ``base``, each
+    moved in a random direction: near-duplicates with a known answer, for measuring approximate search."""
+    noise = rng.standard_normal(base.shape).astype(np.float32)
+    noise -= (noise * base).sum(axis=1, keepdims=True) * base
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    cos = np.asarray(cos, dtype=np.float32)
+    return np.ascontiguousarray(cos * base + np.sqrt(1 - cos**2) * noise, dtype=np.float32)
 
 
 def _tail(blocks: list[np.ndarray], start: int) -> np.ndarray:
