@@ -365,27 +365,34 @@ class LLMGateway:
         semaphore = asyncio.Semaphore(self.concurrency)
         budget: list[_Budget | None] = []  # read from the journal when the first call is due
         done = 0
+        failing = False  # the stage is going down: a call woken now would be paid for and never read
 
         async def one(h: str, r: LLMRequest) -> None:
-            nonlocal done
-            async with semaphore:
-                if not budget:
-                    budget.append(self._budget())
-                reserve = self._reserve(r)
-                if budget[0] is not None and not budget[0].admit(reserve):
-                    stats.skipped += 1
-                    stats.budget_exhausted = budget[0].exhausted
-                    fresh[h] = LLMResult(
-                        r.key, h, None, f"budget_exhausted: {budget[0].exhausted}", skipped=True
-                    )
-                else:
-                    res = fresh[h] = await self._call_with_retries(h, r, stage, stats)
-                    if budget[0] is not None:
-                        used = (res.prompt_tokens or 0) + (res.completion_tokens or 0)
-                        budget[0].settle(reserve, used, res.cost_usd or 0.0)
-            done += 1
-            if progress:
-                progress(done, len(tasks))
+            nonlocal done, failing
+            try:
+                async with semaphore:
+                    if failing:
+                        return
+                    if not budget:
+                        budget.append(self._budget())
+                    reserve = self._reserve(r)
+                    if budget[0] is not None and not budget[0].admit(reserve):
+                        stats.skipped += 1
+                        stats.budget_exhausted = budget[0].exhausted
+                        fresh[h] = LLMResult(
+                            r.key, h, None, f"budget_exhausted: {budget[0].exhausted}", skipped=True
+                        )
+                    else:
+                        res = fresh[h] = await self._call_with_retries(h, r, stage, stats)
+                        if budget[0] is not None:
+                            used = (res.prompt_tokens or 0) + (res.completion_tokens or 0)
+                            budget[0].settle(reserve, used, res.cost_usd or 0.0)
+                done += 1
+                if progress:
+                    progress(done, len(tasks))
+            except BaseException:  # a progress callback's error, an interrupt, the cancellation below
+                failing = True
+                raise
 
         try:
             for chunk in _chunks(requests, _CHUNK):
