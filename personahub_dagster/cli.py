@@ -7,13 +7,17 @@
     personahub inbox add FILE… [--date YYYY-MM-DD] | list   register raw text as a day's partition
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
-    personahub sql "SELECT …"                               DuckDB SQL over the lake
+    personahub sql "SELECT …" [--as-of WHEN]                DuckDB SQL over the lake (now, or as it was)
+    personahub lake versions | history TABLE | optimize | migrate
+                                                            Delta versions, commits, compaction, conversion
     personahub dedup INPUT --out OUTPUT [--hub DIR]         mark near-duplicate personas in a file
     personahub evaluate diversity [--per-band N] [--date D] persona-similarity bands → problem similarity
     personahub evaluate contamination --against FILE…       n-gram + embedding overlap with a benchmark
     personahub report [--out FILE] [--date D]               the self-contained HTML dataset report
 
-The lake is ``--lake`` or ``$PERSONAHUB_LAKE`` (default ``./lake``).
+The lake is ``--lake`` or ``$PERSONAHUB_LAKE``: a folder (default ``./lake``) or ``s3://bucket/prefix``.
+``--as-of`` takes a timestamp (``2026-11-29T10:00:00Z``) or ``TABLE=VERSION,…`` as a run's metadata
+shows them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ def _lake(path: str | None):
     from personahub_dagster.core.lake import Lake
 
     return Lake(path or os.environ.get("PERSONAHUB_LAKE", DEFAULT_LAKE))
+
+
+def _as_of(text: str | None):
+    from personahub_dagster.core.lake import AsOf
+
+    return AsOf.parse(text) if text else None
 
 
 def _inbox(path: str | None = None) -> str:
@@ -87,19 +97,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lake = _lake(None)
     if not result.success:
         print(
-            f"\nThe pipeline failed after {elapsed:.0f} s; see the log above. Lake: {lake.root}",
+            f"\nThe pipeline failed after {elapsed:.0f} s; see the log above. Lake: {lake.uri}",
             file=sys.stderr,
         )
         return 1
     print(f"\nPersona Hub demo (partition {day}) finished in {elapsed:.0f} s.\n")
     _print_counts(lake)
-    with lake.connect() as con:
+    with lake.connect(tables=["generations"]) as con:
         row = con.execute("SELECT row_id FROM generations ORDER BY row_id LIMIT 1").fetchone()
-    print(f"\nLake: {lake.root}")
-    print(f'  SQL:      personahub sql "SELECT …"   (or duckdb -readonly {lake.catalog_path})')
+    print(f"\nLake: {lake.uri}  (Delta tables under tables/)")
+    print('  SQL:      personahub sql "SELECT …"   (add --as-of to read an earlier version)')
     if row:
         print(f"  Lineage:  personahub lineage {row[0]}")
-    print(f"  Report:   {lake.root / 'reports' / f'{day}.html'}  (counts, yields, diversity, contamination)")
+    print(f"  Report:   {lake.files.uri(f'reports/{day}.html')}  (counts, yields, diversity, contamination)")
     print("  UI:       make ui   → http://127.0.0.1:3000 (asset graph, runs, metadata)")
     return 0
 
@@ -135,8 +145,8 @@ STATS_QUERIES = {
 
 def cmd_stats(args: argparse.Namespace) -> int:
     lake = _lake(args.lake)
-    if not lake.tables_dir.exists():
-        print(f"no lake at {lake.root}; run `personahub demo` first", file=sys.stderr)
+    if not lake.exists():
+        print(f"no lake at {lake.uri}; run `personahub demo` first", file=sys.stderr)
         return 1
     _print_counts(lake)
     with lake.connect() as con:
@@ -153,8 +163,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     lake = _lake(args.lake)
     try:
-        steps = lake.lineage(args.id)
-    except KeyError as exc:
+        steps = lake.lineage(args.id, _as_of(args.as_of))
+    except (KeyError, ValueError) as exc:
         print(f"lineage: {exc.args[0]}", file=sys.stderr)
         return 1
     for depth, step in enumerate(steps):
@@ -171,7 +181,12 @@ def cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
     lake = _lake(args.lake)
-    with lake.connect() as con:
+    try:
+        as_of = _as_of(args.as_of)
+    except ValueError as exc:
+        print(f"sql: {exc}", file=sys.stderr)
+        return 2
+    with lake.connect(as_of) as con:
         try:
             rel = con.sql(args.query)
         except duckdb.Error as exc:
@@ -196,7 +211,8 @@ def _read_table(path: Path) -> pl.DataFrame:
 def cmd_dedup(args: argparse.Namespace) -> int:
     from personahub_dagster.core.dedup import DedupConfig, HubIndex
     from personahub_dagster.core.embedder import Embedder
-    from personahub_dagster.core.lake import atomic_write_parquet
+    from personahub_dagster.core.export import write_export
+    from personahub_dagster.core.storage import Store, parse_location
 
     src, out = Path(args.input), Path(args.out)
     try:
@@ -219,19 +235,14 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     keys = df[id_col].cast(pl.Utf8).to_list() if id_col else [f"{prefix}{i}" for i in range(df.height)]
     config = DedupConfig(minhash_threshold=args.minhash_threshold, cosine_threshold=args.cosine_threshold)
     embedder = Embedder(args.embedder)
-    hub = (HubIndex.load(args.hub, config, embedder) if args.hub else None) or HubIndex(config, embedder)
+    store = Store(parse_location(args.hub)) if args.hub else None
+    hub = (HubIndex.load(store, config, embedder) if store else None) or HubIndex(config, embedder)
     started = time.monotonic()
     marks = hub.add(keys, df[column].cast(pl.Utf8).fill_null("").to_list())
     result = df.with_columns(marks.drop("key"))
-    if args.hub:
-        hub.save(args.hub)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        atomic_write_parquet(result, out)
-    else:
-        tmp = out.with_name(f".{out.name}.tmp")
-        result.write_ndjson(tmp)
-        tmp.replace(out)
+    if store:
+        hub.save(store)
+    write_export(result, out)
     dups = result.filter(pl.col("dup_of").is_not_null())
     by_reason = dict(dups.group_by("dup_reason").len().iter_rows())
     print(
@@ -327,7 +338,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     day = args.dates[0] if args.dates else _today()
     hub = lake.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
     if hub.is_empty():
-        print(f"evaluate diversity: the hub in {lake.root} has no personas up to {day}", file=sys.stderr)
+        print(f"evaluate diversity: the hub in {lake.uri} has no personas up to {day}", file=sys.stderr)
         return 2
     dt = resources["prompts"].data_type(args.data_type)
     pairs, out, stats = diversity(
@@ -353,9 +364,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     from personahub_dagster.core.report import write_report
 
     lake = _lake(args.lake)
-    out = args.out or lake.root / "reports" / f"{args.date or 'all'}.html"
-    path = write_report(lake, out, args.date, os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+    path = write_report(lake, args.out, args.date, os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
     print(f"report → {path}")
+    return 0
+
+
+def cmd_lake(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.lake_migrate import migrate
+
+    lake = _lake(args.lake)
+    if args.action == "migrate":
+        if not lake.is_local:
+            print(
+                "lake migrate: earlier releases wrote local lakes only; give the local folder",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            checks = migrate(lake.root)
+        except (RuntimeError, ValueError) as exc:
+            print(f"lake migrate: {exc}", file=sys.stderr)
+            return 1
+        return 0 if all(c.ok for c in checks) else 1
+    if args.action == "optimize":
+        lake.optimize(retention_hours=args.retention_hours)
+        return 0
+    if args.action == "history":
+        if not args.table:
+            print("lake history: name a table", file=sys.stderr)
+            return 2
+        for commit in lake.history(args.table, args.limit):
+            when = datetime.datetime.fromtimestamp(commit["timestamp"] / 1000, datetime.UTC)
+            who = commit.get("personahub.producer", "")
+            part = commit.get("personahub.partition", "")
+            run = commit.get("dagster.run_id", "")
+            op = commit["operation"]
+            print(f"{commit['version']:>6}  {when:%Y-%m-%d %H:%M:%S}  {op:<8} {who} {part} {run}")
+        return 0
+    for table, version in lake.versions().items():
+        print(f"{table:<16} {version}")
     return 0
 
 
@@ -383,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("id", help="a row_id (g-…), persona_id (p-…) or text_id (t-…)")
     lineage.add_argument("--lake")
     lineage.add_argument("--width", type=int, default=400, help="characters of text shown per step")
+    lineage.add_argument("--as-of", help="the lake as it was: a timestamp, or TABLE=VERSION,…")
     lineage.set_defaults(func=cmd_lineage)
 
     stats = sub.add_parser("stats", help="row counts per table and breakdowns")
@@ -395,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--minhash-threshold", type=float, default=0.9)
     dedup.add_argument("--cosine-threshold", type=float, default=0.9)
     dedup.add_argument("--embedder", default="all-MiniLM-L6-v2")
-    dedup.add_argument("--hub", help="a hub state folder: check against it, then add the kept personas to it")
+    dedup.add_argument(
+        "--hub", help="a hub state folder or s3:// URL: check against it, then add the kept personas to it"
+    )
     dedup.set_defaults(func=cmd_dedup)
 
     inbox = sub.add_parser("inbox", help="register files as a day's raw text, or list the days")
@@ -432,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     report = sub.add_parser("report", help="write the self-contained HTML dataset report")
-    report.add_argument("--out", help="default: <lake>/reports/<date or all>.html")
+    report.add_argument("--out", help="a local file (default: reports/<date or all>.html in the lake)")
     report.add_argument("--date", help="one daily partition (default: every day)")
     report.add_argument("--lake")
     report.set_defaults(func=cmd_report)
@@ -441,13 +491,33 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--lake")
     sql.add_argument("--max-rows", type=int, default=40)
+    sql.add_argument("--as-of", help="the lake as it was: a timestamp, or TABLE=VERSION,…")
     sql.set_defaults(func=cmd_sql)
+
+    lake = sub.add_parser("lake", help="Delta versions and history, compaction + vacuum, conversion")
+    lake.add_argument("action", choices=["versions", "history", "optimize", "migrate"])
+    lake.add_argument("table", nargs="?", help="history: the table")
+    lake.add_argument("--limit", type=int, default=20, help="history: commits shown")
+    lake.add_argument(
+        "--retention-hours",
+        type=float,
+        default=168.0,
+        help="optimize: keep files that versions of the last H hours read (time travel reaches that far)",
+    )
+    lake.add_argument("--lake")
+    lake.set_defaults(func=cmd_lake)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from personahub_dagster.core.storage import StorageError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except StorageError as exc:  # a lake that cannot be used as configured: one line naming the setting
+        print(f"personahub: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,9 +24,10 @@ from personahub_dagster.core.evaluation import (
     pairs_in_bands,
 )
 from personahub_dagster.core.export import export_frame
-from personahub_dagster.core.lake import Lake, now_utc, rows_frame
+from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.prompts import load_prompt
 from personahub_dagster.core.report import build_report
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from tests.fake_openai import FakeOpenAI
 from tests.test_personas import gateway
 

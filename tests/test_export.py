@@ -8,7 +8,8 @@ import polars as pl
 
 from personahub_dagster.cli import main as cli
 from personahub_dagster.core.export import RELEASE_COLUMNS, export_frame
-from personahub_dagster.core.lake import Lake, now_utc, rows_frame
+from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.schemas import now_utc, rows_frame
 
 
 def stamped(table: str, rows: list[dict]) -> pl.DataFrame:

@@ -15,11 +15,11 @@ import time
 import polars as pl
 import pytest
 
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.personas import text_to_persona
 from personahub_dagster.core.prompts import load_prompt
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from tests.fake_openai import FakeOpenAI
 
 N_TEXTS = 520

@@ -7,11 +7,11 @@ import hashlib
 import polars as pl
 import pytest
 
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import LLMConfig, LLMGateway
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
 from personahub_dagster.core.prompts import load_prompt
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from tests.fake_openai import FakeOpenAI
 
 JOBS = ["carpenter", "violinist", "actuary", "beekeeper", "pilot", "chemist", "librarian", "welder"]

@@ -18,8 +18,9 @@ import pytest
 from personahub_dagster.core.dedup import DedupConfig, HubIndex
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import Lake, now_utc, rows_frame
+from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm_cache import ResponseCache
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from tests.dagster_cli import finish, init_instance, materialize, run_env
 from tests.fake_openai import FakeOpenAI
 

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from personahub_dagster.core.data_types import load_data_types
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.math_check import Solver, check_problems
 from personahub_dagster.core.prompts import load_exemplars, load_prompt
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
 from tests.fake_openai import FakeOpenAI
 from tests.test_personas import gateway

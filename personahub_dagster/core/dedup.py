@@ -23,12 +23,10 @@ personas; growing partition by partition gives the same marks as one batch (exac
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import faiss
 import numba
@@ -37,12 +35,13 @@ import polars as pl
 
 from personahub_dagster.core import minhash
 from personahub_dagster.core.embedder import Embedder
-from personahub_dagster.core.lake import atomic_write
 from personahub_dagster.core.minhash import band_keys
+from personahub_dagster.core.storage import ConcurrentUpdate, Store, as_store
 
 STATE_VERSION = 3  # 3: signatures from core.minhash (2 was rensa's); an older state is rebuilt
 ANN_FLOOR = 1_000  # the 4-bit codes need this many vectors to train; below it search is always exact
 _RERANK = 8  # candidates the approximate index proposes per query, re-ranked exactly
+_LOADED = object()  # save(): compare CURRENT with the version this state was loaded from
 
 
 def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995) -> int:
@@ -103,6 +102,7 @@ class HubIndex:
     _ann_nprobe: int = 1  # lists probed per query, chosen when the ANN was trained
     _new_texts: list[str] = field(default_factory=list)  # texts of personas kept since the last save
     _batch_sigs: np.ndarray | None = None  # signatures of the batch being added
+    _token: str | None = None  # CURRENT's version when this state was loaded (None: a new state)
 
     @property
     def rows_per_band(self) -> int:
@@ -297,66 +297,71 @@ class HubIndex:
 
     # -- persistence ---------------------------------------------------------------------------
     # chunks/ holds the source of truth in immutable, append-only pieces named by the range of kept
-    # personas they cover (ids + texts, MinHash signatures, float32 embeddings), so a save writes only
-    # what this run added, fsynced. The LSH and ANN indexes are derived from them and rewritten into a
-    # new version folder (renamed into place, not fsynced: if a power cut ever leaves one unreadable,
-    # :meth:`load` returns None and the hub is rebuilt). CURRENT names the live version.
-    def save(self, directory: str | os.PathLike[str], extra: dict | None = None) -> None:
-        """Write what changed since :meth:`load` (new chunks, then a new version folder, then ``CURRENT``)."""
-        root = Path(directory)
-        (root / "chunks").mkdir(parents=True, exist_ok=True)
-        chunks = list(self._chunks)
+    # personas they cover plus a random tag (ids + texts, MinHash signatures, float32 embeddings), so a
+    # save writes only what this run added and two writers never write the same name. The LSH and ANN
+    # indexes are derived from them and written into a new version folder; CURRENT names the live
+    # version and is replaced by compare-and-swap (a file lock locally, a conditional PUT on object
+    # storage): of two runs that grew the same state at once, one commits and the other gets
+    # ConcurrentUpdate and grows again from the winner's state. If a version ever cannot be read,
+    # :meth:`load` returns None and the hub is rebuilt.
+    def save(self, store: Store, extra: dict | None = None, expected: str | object | None = _LOADED) -> None:
+        """Write what changed since :meth:`load` (new chunks, a new version folder), then move ``CURRENT``
+        to it — only if ``CURRENT`` is still what it was when this state was loaded (or ``expected``);
+        :class:`ConcurrentUpdate` otherwise, with nothing of this save left referenced."""
+        expected = self._token if expected is _LOADED else expected
+        store = as_store(store)
+        chunks, written = list(self._chunks), []
         if len(self.ids) > self._persisted:
-            name = f"{self._persisted:012d}-{len(self.ids):012d}"
+            name = f"{self._persisted:012d}-{len(self.ids):012d}-{os.urandom(3).hex()}"
             kept = pl.DataFrame({"persona_id": self.ids[self._persisted :], "persona": self._new_texts})
-            atomic_write(root / "chunks" / f"kept-{name}.parquet", kept.write_parquet)
-            atomic_write(
-                root / "chunks" / f"sig-{name}.npy", lambda f: np.save(f, _tail(self._sigs, self._persisted))
-            )
-            atomic_write(
-                root / "chunks" / f"band-{name}.npy",
-                lambda f: np.save(f, _tail(self._bands, self._persisted)),
-            )
-            atomic_write(
-                root / "chunks" / f"emb-{name}.npy",
-                lambda f: np.save(f, _tail(self._vectors, self._persisted)),
-            )
-            chunks.append(name)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".v-"))
-        try:
-            if self._ann is not None:
-                faiss.write_index(self._ann, str(tmp / "ann.faiss"))
-            manifest = {
-                "version": STATE_VERSION,
-                "minhash": minhash.ALGORITHM,
-                "config": asdict(self.config),
-                "embedder": self.embedder.model_name,
-                "kept": len(self.ids),
-                "ann_trained_for": self._ann_trained_for,
-                "ann_nprobe": self._ann_nprobe,
-                "chunks": chunks,
-                **(extra or {}),
+            parts = {
+                f"chunks/kept-{name}.parquet": kept.write_parquet,
+                f"chunks/sig-{name}.npy": _npy(_tail(self._sigs, self._persisted)),
+                f"chunks/band-{name}.npy": _npy(_tail(self._bands, self._persisted)),
+                f"chunks/emb-{name}.npy": _npy(_tail(self._vectors, self._persisted)),
             }
-            atomic_write(tmp / "manifest.json", lambda f: f.write(json.dumps(manifest, indent=2).encode()))
-            final = root / f"v-{os.urandom(6).hex()}"
-            os.rename(tmp, final)
-            atomic_write(root / "CURRENT", lambda f: f.write(final.name.encode()))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for old in root.glob("v-*"):
-            if old.name != final.name:
-                shutil.rmtree(old, ignore_errors=True)
+            for key, write in parts.items():
+                store.put(key, write)
+                written.append(key)
+            chunks.append(name)
+        folder = f"v-{os.urandom(6).hex()}"
+        if self._ann is not None:
+            store.put(f"{folder}/ann.faiss", faiss.serialize_index(self._ann).tobytes())
+            written.append(f"{folder}/ann.faiss")
+        manifest = {
+            "version": STATE_VERSION,
+            "minhash": minhash.ALGORITHM,
+            "config": asdict(self.config),
+            "embedder": self.embedder.model_name,
+            "kept": len(self.ids),
+            "ann_trained_for": self._ann_trained_for,
+            "ann_nprobe": self._ann_nprobe,
+            "chunks": chunks,
+            **(extra or {}),
+        }
+        store.put(f"{folder}/manifest.json", json.dumps(manifest, indent=2).encode())
+        written.append(f"{folder}/manifest.json")
+        previous, _ = store.read_versioned("CURRENT")
+        try:
+            store.swap("CURRENT", folder.encode(), expected)
+        except ConcurrentUpdate:
+            store.delete(written)
+            raise
+        keep = {folder, (previous or b"").decode().strip()}  # a reader may still be loading the last one
+        store.delete([k for k in store.list() if k.startswith("v-") and k.split("/")[0] not in keep])
         self._chunks, self._persisted, self._new_texts = chunks, len(self.ids), []
+        _, self._token = store.read_versioned("CURRENT")
 
     @classmethod
     def load(
-        cls, directory: str | os.PathLike[str], config: DedupConfig, embedder: Embedder
+        cls, store: Store | str | os.PathLike[str], config: DedupConfig, embedder: Embedder
     ) -> HubIndex | None:
         """The saved state, or None if there is none, it cannot be read, or it was made with another
         config, embedder or MinHash algorithm (a state is only valid for the thresholds, permutations,
-        hashing and model that built it). Signatures and embeddings are memory-mapped: only the rows a
-        search touches are read."""
-        manifest = cls.manifest(directory)
+        hashing and model that built it). On a local lake signatures and embeddings are memory-mapped
+        (only the rows a search touches are read); from object storage they are read whole."""
+        store = as_store(store)
+        manifest, token = cls.current(store)
         if (
             manifest is None
             or manifest.get("version") != STATE_VERSION
@@ -365,34 +370,64 @@ class HubIndex:
             or manifest["embedder"] != embedder.model_name
         ):
             return None
-        root = Path(directory)
-        chunk = root / "chunks"
+        chunk_names = manifest["chunks"]
         try:
-            folder = root / (root / "CURRENT").read_text().strip()
             ids = [
                 pid
-                for c in manifest["chunks"]
-                for pid in pl.read_parquet(chunk / f"kept-{c}.parquet", columns=["persona_id"])["persona_id"]
+                for c in chunk_names
+                for pid in pl.read_parquet(
+                    _source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"]
+                )["persona_id"]
             ]
-            ann = faiss.read_index(str(folder / "ann.faiss")) if (folder / "ann.faiss").exists() else None
-            sigs = [np.load(chunk / f"sig-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
-            bands = [np.load(chunk / f"band-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
-            vectors = [np.load(chunk / f"emb-{c}.npy", mmap_mode="r") for c in manifest["chunks"]]
+            ann_key = f"{manifest['_folder']}/ann.faiss"
+            ann = (
+                faiss.deserialize_index(np.frombuffer(store.get(ann_key), np.uint8))
+                if store.exists(ann_key)
+                else None
+            )
+            sigs = [_load_npy(store, f"chunks/sig-{c}.npy") for c in chunk_names]
+            bands = [_load_npy(store, f"chunks/band-{c}.npy") for c in chunk_names]
+            vectors = [_load_npy(store, f"chunks/emb-{c}.npy") for c in chunk_names]
         except (OSError, RuntimeError, ValueError):
             return None
         state = cls(config, embedder, ids, sigs, bands, vectors, ann)
-        state._chunks, state._persisted = list(manifest["chunks"]), len(state.ids)
+        state._chunks, state._persisted, state._token = list(chunk_names), len(state.ids), token
         state._ann_trained_for = manifest.get("ann_trained_for", 0)
         state._ann_nprobe = manifest.get("ann_nprobe", 1)
         return state
 
     @staticmethod
-    def manifest(directory: str | os.PathLike[str]) -> dict | None:
-        root = Path(directory)
+    def current(store: Store | str | os.PathLike[str]) -> tuple[dict | None, str | None]:
+        """The live version's manifest (with its folder under ``_folder``) and CURRENT's version token,
+        for :meth:`save`'s compare-and-swap; (None, token) when CURRENT names nothing readable."""
+        store = as_store(store)
+        data, token = store.read_versioned("CURRENT")
+        if data is None:
+            return None, None
+        folder = data.decode().strip()
         try:
-            return json.loads((root / (root / "CURRENT").read_text().strip() / "manifest.json").read_text())
-        except FileNotFoundError:
-            return None
+            return {**json.loads(store.get(f"{folder}/manifest.json")), "_folder": folder}, token
+        except (FileNotFoundError, ValueError):
+            return None, token
+
+    @classmethod
+    def manifest(cls, store: Store | str | os.PathLike[str]) -> dict | None:
+        return cls.current(store)[0]
+
+
+def _npy(array: np.ndarray):
+    return lambda fh: np.save(fh, array)
+
+
+def _source(store: Store, key: str):
+    """A local path (read in place) or the object's bytes."""
+    path = store.local_path(key)
+    return path if path is not None else io.BytesIO(store.get(key))
+
+
+def _load_npy(store: Store, key: str) -> np.ndarray:
+    path = store.local_path(key)
+    return np.load(path, mmap_mode="r") if path is not None else np.load(io.BytesIO(store.get(key)))
 
 
 def planted_near_duplicates(base: np.ndarray, cos, rng: np.random.Generator) -> np.ndarray:

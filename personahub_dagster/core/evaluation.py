@@ -29,10 +29,11 @@ import polars as pl
 from personahub_dagster.core.data_types import DataType
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.ingest import read_documents
-from personahub_dagster.core.lake import Lake, now_utc, rows_frame
+from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import LLMGateway
 from personahub_dagster.core.parsing import words
 from personahub_dagster.core.prompts import PromptTemplate
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.stage import Progress, StageOutput
 from personahub_dagster.core.synthesis import synthesize
 

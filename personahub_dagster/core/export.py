@@ -9,12 +9,14 @@ and still be walked back to the text it came from (``personahub lineage ROW_ID``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
-from personahub_dagster.core.lake import Lake, atomic_write, atomic_write_parquet
+from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.storage import atomic_write
 
 RELEASE_COLUMNS = ("input persona", "synthesized text", "description")
 
@@ -67,14 +69,17 @@ def export_frame(
         return con.sql(_SQL.format(filters=filters), params=params).pl()
 
 
-def write_export(df: pl.DataFrame, out: str | Path, fmt: str | None = None) -> Path:
-    """Write ``df`` as Parquet or JSONL (from ``fmt`` or the file suffix), atomically."""
-    out = Path(out)
-    fmt = fmt or ("parquet" if out.suffix == ".parquet" else "jsonl")
+def export_writer(df: pl.DataFrame, fmt: str) -> Callable[[BinaryIO], object]:
+    """What writes ``df`` as ``fmt`` (parquet | jsonl) into a binary file — a local one or a lake object."""
     if fmt == "parquet":
-        atomic_write_parquet(df, out)
-    elif fmt == "jsonl":
-        atomic_write(out, df.write_ndjson)
-    else:
-        raise ValueError(f"unknown export format {fmt!r}: use jsonl or parquet")
+        return lambda fh: df.write_parquet(fh, compression="zstd", statistics=True)
+    if fmt == "jsonl":
+        return df.write_ndjson
+    raise ValueError(f"unknown export format {fmt!r}: use jsonl or parquet")
+
+
+def write_export(df: pl.DataFrame, out: str | Path, fmt: str | None = None) -> Path:
+    """Write ``df`` to a local file as Parquet or JSONL (from ``fmt`` or the file suffix), atomically."""
+    out = Path(out)
+    atomic_write(out, export_writer(df, fmt or ("parquet" if out.suffix == ".parquet" else "jsonl")))
     return out

@@ -9,15 +9,16 @@ no longer describes the hub and it is rebuilt from scratch — the same marks gr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from personahub_dagster.core.dedup import DedupConfig, HubIndex
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.ids import digest
-from personahub_dagster.core.lake import SCHEMAS
+from personahub_dagster.core.schemas import SCHEMAS
+from personahub_dagster.core.storage import Store, as_store
 
 HUB_COLUMNS = list(SCHEMAS["hub"])
 
@@ -37,7 +38,7 @@ def dedup_order(personas: pl.DataFrame) -> pl.DataFrame:
 
 def grow_hub(
     personas: pl.DataFrame,
-    state_dir: str | Path,
+    store: Store | str | os.PathLike[str],
     embedder: Embedder,
     config: DedupConfig,
     marked_partitions: set[str],
@@ -46,13 +47,16 @@ def grow_hub(
 
     ``marked_partitions`` are partitions whose hub rows already exist in the lake; a partition in the
     state is only reused if its rows exist too (a lake restored without its hub table is rebuilt).
+    The state in ``store`` is replaced only if no other run replaced it meanwhile
+    (:class:`~personahub_dagster.core.storage.ConcurrentUpdate` otherwise: grow again).
     """
-    personas = dedup_order(personas)
+    personas, store = dedup_order(personas), as_store(store)
     parts = sorted(personas["partition"].unique().to_list())
     by_part = {p: personas.filter(pl.col("partition") == p) for p in parts}
     fingerprints = {p: digest(by_part[p]["persona_id"].to_list())[:16] for p in parts}
 
-    manifest = HubIndex.manifest(state_dir) or {}
+    manifest, token = HubIndex.current(store)
+    manifest = manifest or {}
     recorded = [(r["name"], r["digest"]) for r in manifest.get("partitions", [])]
     wanted = [(p, fingerprints[p]) for p in parts]
     if wanted and recorded[: len(wanted)] == wanted and set(parts) <= marked_partitions:
@@ -60,7 +64,7 @@ def grow_hub(
         # and the later days' state is left as it is.
         return HubGrowth({}, parts, rebuilt=False, kept_total=int(manifest.get("kept", 0)))
     prefix_ok = recorded == [(p, fingerprints[p]) for p in parts[: len(recorded)]]
-    state = HubIndex.load(state_dir, config, embedder) if prefix_ok and recorded else None
+    state = HubIndex.load(store, config, embedder) if prefix_ok and recorded else None
     if state is None or not {p for p, _ in recorded} <= marked_partitions:
         state, recorded = HubIndex(config, embedder), []
     reused = [p for p, _ in recorded]
@@ -71,5 +75,6 @@ def grow_hub(
         marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
         hub[p] = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
     if hub or not recorded:
-        state.save(state_dir, extra={"partitions": [{"name": p, "digest": fingerprints[p]} for p in parts]})
+        extra = {"partitions": [{"name": p, "digest": fingerprints[p]} for p in parts]}
+        state.save(store, extra, expected=token)
     return HubGrowth(hub, reused, rebuilt=not reused and bool(manifest), kept_total=len(state))

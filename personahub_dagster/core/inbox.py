@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from personahub_dagster.core.lake import atomic_write
+from personahub_dagster.core.storage import atomic_write
 
 DATE_FORMAT = "%Y-%m-%d"
 

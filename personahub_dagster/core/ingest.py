@@ -16,8 +16,8 @@ import polars as pl
 from pyarrow.lib import ArrowException
 
 from personahub_dagster.core.ids import content_id
-from personahub_dagster.core.lake import now_utc
 from personahub_dagster.core.sanitize import html_to_text, injection, looks_like_html, strip_control
+from personahub_dagster.core.schemas import now_utc
 
 TEXT_SUFFIXES = {".txt", ".md"}
 HTML_SUFFIXES = {".html", ".htm"}

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import polars as pl
 from math_verify import parse, verify
 
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest
 from personahub_dagster.core.prompts import PromptTemplate
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
 
 _FINAL = re.compile(r"final answer\s*[:：]\s*(.+)", re.IGNORECASE)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 import polars as pl
 
 from personahub_dagster.core.ids import content_id, digest
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.parsing import (
     DEFAULT_FILTERS,
@@ -24,6 +23,7 @@ from personahub_dagster.core.parsing import (
     parse_relation,
 )
 from personahub_dagster.core.prompts import PromptTemplate
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
 
 

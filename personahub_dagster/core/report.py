@@ -17,8 +17,9 @@ import polars as pl
 
 from personahub_dagster.core.data_types import load_data_types
 from personahub_dagster.core.evaluation import band_summary
-from personahub_dagster.core.lake import Lake, atomic_write
+from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.plots import png_base64
+from personahub_dagster.core.storage import atomic_write
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1d2733}
@@ -168,16 +169,19 @@ def build_report(lake: Lake, partition: str | None = None, prompts_dir: str | No
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>PersonaHub report</title>"
         f"<style>{_CSS}</style></head><body><h1>PersonaHub dataset report</h1>"
-        f"<p class='muted'>Lake {html.escape(str(lake.root))}, {scope}, made {stamp}.</p>"
+        f"<p class='muted'>Lake {html.escape(lake.uri)}, {scope}, made {stamp}.</p>"
         + "".join(sections)
         + "</body></html>"
     )
 
 
 def write_report(
-    lake: Lake, out: str | Path, partition: str | None = None, prompts_dir: str | None = None
-) -> Path:
-    out = Path(out)
-    text = build_report(lake, partition, prompts_dir)
-    atomic_write(out, lambda fh: fh.write(text.encode("utf-8")))
-    return out
+    lake: Lake, out: str | Path | None = None, partition: str | None = None, prompts_dir: str | None = None
+) -> str:
+    """Write the report to ``out`` (a local file), or by default into the lake, wherever it is
+    (``reports/<day or all>.html``); returns where it went."""
+    data = build_report(lake, partition, prompts_dir).encode("utf-8")
+    if out is None:
+        return lake.files.put(f"reports/{partition or 'all'}.html", data)
+    atomic_write(Path(out), lambda fh: fh.write(data))
+    return str(out)

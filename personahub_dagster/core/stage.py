@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import GatewayStats, LLMResult
+from personahub_dagster.core.schemas import now_utc, rows_frame
 
 Progress = Callable[[int, int], None]
 

@@ -24,11 +24,11 @@ import polars as pl
 
 from personahub_dagster.core.data_types import MODES, DataType
 from personahub_dagster.core.ids import content_id, digest
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.llm import LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.parsing import DEFAULT_FILTERS, PersonaFilters, is_echo
 from personahub_dagster.core.personas import text_to_persona
 from personahub_dagster.core.prompts import PromptTemplate
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
 from personahub_dagster.core.validators import Validator
 

@@ -18,15 +18,17 @@ from personahub_dagster.core.dedup import DedupConfig
 from personahub_dagster.core.hub import grow_hub
 from personahub_dagster.core.inbox import partition_paths
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
-from personahub_dagster.core.lake import now_utc, rows_frame
 from personahub_dagster.core.parsing import PersonaFilters
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
+from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.stage import StageOutput
+from personahub_dagster.core.storage import ConcurrentUpdate
 from personahub_dagster.defs import checks
 from personahub_dagster.defs.checks import CheckThresholds
 from personahub_dagster.defs.metadata import (
     bar_chart,
     histogram,
+    lake_metadata,
     llm_metadata,
     md_table,
     progress_logger,
@@ -101,6 +103,9 @@ class PersonaHubConfig(dg.Config):
         )
 
 
+HUB_COMMIT_ATTEMPTS = 5
+
+
 def _write_stage(lake, table: str, out: StageOutput, producer: str, partition: str) -> None:
     lake.write_many({table: out.rows, "rejects": out.rejects}, producer=producer, partition=partition)
 
@@ -111,7 +116,7 @@ def _llm_stage_checks(out: StageOutput, t: CheckThresholds) -> list[dg.AssetChec
 
 @dg.asset(
     group_name="ingest",
-    kinds={"parquet", "duckdb"},
+    kinds={"deltalake", "duckdb"},
     partitions_def=daily_partitions,
     check_specs=checks.specs("raw_texts", "not_empty"),
 )
@@ -120,7 +125,7 @@ def raw_texts(
 ) -> dg.MaterializeResult:
     """The day's web-like documents (``inbox/<day>/``, or the files in ``paths``) into
     ``source_texts``; ids are hashes of the text."""
-    lk, day = lake.lake(), context.partition_key
+    lk, day = lake.lake(context), context.partition_key
     try:
         paths = config.paths or partition_paths(lake.inbox, day)
     except (FileNotFoundError, ValueError) as exc:
@@ -139,11 +144,11 @@ def raw_texts(
         context.log.warning(f"skipped {s.source_uri}: {s.reason}")
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "inputs": dg.MetadataValue.json(paths),
             "documents_read": len(docs),
             "texts": texts.height,
             "skipped": len(skipped),
-            "lake": str(lk.root),
             "preview": md_table(texts, ["text_id", "doc_id", "text"]),
         },
         check_results=[checks.not_empty(texts.height, config.checks)],
@@ -171,7 +176,7 @@ def _skips(skipped: list[Skipped], partition: str) -> pl.DataFrame:
 @dg.asset(
     deps=[raw_texts],
     group_name="personas",
-    kinds={"parquet"},
+    kinds={"deltalake"},
     partitions_def=daily_partitions,
     check_specs=checks.specs("text_personas", "reject_rate", "not_empty"),
 )
@@ -183,7 +188,7 @@ def text_personas(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """Text-to-Persona: who would read / write / like / dislike each text."""
-    lk, day = lake.lake(), context.partition_key
+    lk, day = lake.lake(context), context.partition_key
     texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
         texts,
@@ -201,6 +206,7 @@ def text_personas(
     warn_if_over_budget(context, out.stats)
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "texts": texts.height,
             "texts_truncated": out.rows.filter(pl.col("text_truncated"))["source_text_id"].n_unique(),
             "personas": out.rows.height,
@@ -216,7 +222,7 @@ def text_personas(
 @dg.asset(
     deps=[text_personas],
     group_name="personas",
-    kinds={"parquet"},
+    kinds={"deltalake"},
     partitions_def=daily_partitions,
     check_specs=checks.specs("expanded_personas", "reject_rate", "not_empty"),
 )
@@ -228,7 +234,7 @@ def expanded_personas(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """Persona-to-Persona: expand every Text-to-Persona persona through close relationships, hop by hop."""
-    lk, day = lake.lake(), context.partition_key
+    lk, day = lake.lake(context), context.partition_key
     seeds = lk.read("personas", "method = 'text' AND partition = ?", [day])
 
     def on_hop(hop: int, accepted: int, rejected: int) -> None:
@@ -254,6 +260,7 @@ def expanded_personas(
     warn_if_over_budget(context, out.stats)
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "seed_personas": seeds.height,
             "personas": out.rows.height,
             "max_hop": int(out.rows["hop"].max()) if out.rows.height else 0,
@@ -270,7 +277,7 @@ def expanded_personas(
 @dg.asset(
     deps=[expanded_personas],
     group_name="hub",
-    kinds={"parquet", "faiss"},
+    kinds={"deltalake", "faiss"},
     partitions_def=daily_partitions,
     pool="persona_hub",
     check_specs=checks.specs("persona_hub", "dedup_ratio", "not_empty"),
@@ -284,25 +291,36 @@ def persona_hub(
     """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS), grown
     incrementally: the day's personas are checked against every earlier day's kept personas (kept in
     ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks."""
-    lk, day = lake.lake(), context.partition_key
-    # One run at a time grows the hub: its state is read, extended and saved as a whole.
+    lk, day = lake.lake(context), context.partition_key
+    # One run at a time grows the hub (the pool; and a file lock between processes of one machine).
+    # Where neither reaches — runs on several machines over an object store — the state's
+    # compare-and-swap commit decides, and the run that lost grows again from the winner's state.
+    store = lk.files.child("hub_state")
     with lk.lock("hub", on_wait=lambda: context.log.info("another run is growing the hub; waiting")):
-        with lk.connect() as con:
-            marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
-        personas = lk.read("personas", "partition <= ?", [day])
-        growth = grow_hub(personas, lk.root / "hub_state", embedder.embedder(), config.dedup(), marked)
+        for attempt in range(1, HUB_COMMIT_ATTEMPTS + 1):
+            with lk.connect(tables=["hub"]) as con:
+                marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
+            personas = lk.read("personas", "partition <= ?", [day])
+            try:
+                growth = grow_hub(personas, store, embedder.embedder(), config.dedup(), marked)
+                break
+            except ConcurrentUpdate:
+                if attempt == HUB_COMMIT_ATTEMPTS:
+                    raise
+                context.log.info(f"another run grew the hub meanwhile; growing again (attempt {attempt + 1})")
         for partition, rows in growth.hub.items():
             lk.write("hub", rows, producer="persona_hub", partition=partition)
             context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
     mine = lk.read("hub", "partition = ?", [day])
     dups = mine.filter(pl.col("dup_of").is_not_null())
     ratio = dups.height / mine.height if mine.height else 0.0
-    with lk.connect() as con:
+    with lk.connect(tables=["hub"]) as con:
         total, kept = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE dup_of IS NULL) FROM hub"
         ).fetchone()
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "partitions_marked": dg.MetadataValue.json(sorted(growth.hub)),
             "partitions_reused": dg.MetadataValue.json(growth.reused),
             "state_rebuilt": growth.rebuilt,

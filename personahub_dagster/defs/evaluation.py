@@ -19,7 +19,13 @@ from personahub_dagster.core.evaluation import (
     load_benchmark,
 )
 from personahub_dagster.core.report import write_report
-from personahub_dagster.defs.metadata import llm_metadata, md_table, reject_metadata, warn_if_over_budget
+from personahub_dagster.defs.metadata import (
+    lake_metadata,
+    llm_metadata,
+    md_table,
+    reject_metadata,
+    warn_if_over_budget,
+)
 from personahub_dagster.defs.partitions import daily_partitions
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
 from personahub_dagster.defs.synthesis import synthesis_assets
@@ -39,7 +45,7 @@ class ContaminationConfig(dg.Config):
 @dg.asset(
     deps=[a.key for a in synthesis_assets],
     group_name="evaluation",
-    kinds={"parquet"},
+    kinds={"deltalake"},
     partitions_def=daily_partitions,
 )
 def contamination_checks(
@@ -50,7 +56,7 @@ def contamination_checks(
 ) -> dg.MaterializeResult:
     """The day's synthesized rows against benchmark test sets: word 13-gram overlap and embedding
     near-duplicates. Flagged rows stay in the lake (table ``contamination``) and leave the exports."""
-    lk, day = lake.lake(), context.partition_key
+    lk, day = lake.lake(context), context.partition_key
     paths = config.against or [p for p in os.environ.get("PERSONAHUB_BENCHMARKS", "").split(":") if p]
     try:
         benchmarks = dict(load_benchmark(p, config.text_field) for p in paths)
@@ -69,6 +75,7 @@ def contamination_checks(
         context.log.info(f"{name}: {flagged.filter(pl.col('benchmark') == name).height} rows flagged")
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "benchmarks": dg.MetadataValue.json(sorted(benchmarks)),
             "rows_checked": found["row_id"].n_unique(),
             "flagged": flagged.height,
@@ -87,7 +94,7 @@ class DiversityConfig(dg.Config):
     data_type: str = Field(default="math_problem", description="What to synthesize per persona.")
 
 
-@dg.asset(deps=["persona_hub"], group_name="evaluation", kinds={"parquet"}, partitions_def=daily_partitions)
+@dg.asset(deps=["persona_hub"], group_name="evaluation", kinds={"deltalake"}, partitions_def=daily_partitions)
 def diversity_bands(
     context: dg.AssetExecutionContext,
     config: DiversityConfig,
@@ -98,7 +105,7 @@ def diversity_bands(
 ) -> dg.MaterializeResult:
     """The paper's Figure 10 on the hub so far: persona pairs in similarity bands, a problem for each
     persona at temperature 0, and how similar the two problems are, per band."""
-    lk, day = lake.lake(), context.partition_key
+    lk, day = lake.lake(context), context.partition_key
     hub = lk.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
     dt = prompts.data_type(config.data_type)
     pairs, out, stats = diversity(
@@ -120,6 +127,7 @@ def diversity_bands(
     summary = band_summary(pairs) if pairs.height else pairs
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "pairs": pairs.height,
             **{f"hub_{k}": round(v, 4) if isinstance(v, float) else v for k, v in stats.items()},
             "bands": md_table(summary.with_columns(pl.col(pl.Float64).round(3)), list(summary.columns), n=20),
@@ -140,6 +148,6 @@ def report(
 ) -> dg.MaterializeResult:
     """``<lake>/reports/<day>.html``: counts, yields, reject reasons, tokens and cost, the hub,
     diversity bands, contamination hits and math validity — one self-contained page."""
-    lk, day = lake.lake(), context.partition_key
-    path = write_report(lk, lk.root / "reports" / f"{day}.html", day, prompts.prompts_dir)
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path))})
+    lk, day = lake.lake(context), context.partition_key
+    where = write_report(lk, None, day, prompts.prompts_dir)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(where)})

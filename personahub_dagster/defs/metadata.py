@@ -27,6 +27,17 @@ def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160)
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def lake_metadata(lake: Lake) -> dict[str, dg.MetadataValue]:
+    """Where the asset's tables are and the Delta version it committed to each: ``as_of`` pastes into
+    ``personahub sql --as-of`` to query the lake exactly as this materialization left it."""
+    versions = dict(sorted(lake.committed.items()))
+    return {
+        "lake": dg.MetadataValue.text(lake.uri),
+        "delta_versions": dg.MetadataValue.json(versions),
+        "as_of": dg.MetadataValue.text(",".join(f"{t}={v}" for t, v in versions.items())),
+    }
+
+
 def lineage_markdown(lake: Lake, row_ids: list[str], width: int = 140) -> dg.MetadataValue:
     """The lineage of a few generated rows as markdown: row → persona → parent personas → source text,
     so the chain is one click away in the UI (``personahub lineage ROW_ID`` prints the same)."""

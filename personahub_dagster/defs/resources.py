@@ -20,14 +20,25 @@ DEFAULT_INBOX = "inbox"
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The lake directory (``PERSONAHUB_LAKE``, default ``./lake``) and the inbox raw text arrives in
+    """The lake (``PERSONAHUB_LAKE``: a folder, default ``./lake``, or ``s3://bucket/prefix`` with the
+    standard ``AWS_*`` variables), the LLM response cache (``PERSONAHUB_CACHE``; default beside a local
+    lake, under ``PERSONAHUB_CACHE_DIR`` for a remote one) and the inbox raw text arrives in
     (``PERSONAHUB_INBOX``, default ``./inbox``: one ``YYYY-MM-DD`` folder per daily partition)."""
 
-    path: str = Field(default=DEFAULT_LAKE, description="Lake root: Parquet tables + DuckDB catalog.")
+    path: str = Field(
+        default=DEFAULT_LAKE, description="Lake: a folder or s3://bucket/prefix (Delta tables)."
+    )
     inbox: str = Field(default=DEFAULT_INBOX, description="Drop folder: inbox/YYYY-MM-DD/ per partition.")
+    cache: str | None = Field(default=None, description="SQLite response cache; null: the default place.")
 
-    def lake(self) -> Lake:
-        return Lake(self.path)
+    def lake(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None) -> Lake:
+        """The lake; with a ``context``, every Delta commit names the run and the asset that made it."""
+        info = {}
+        if context is not None:
+            info["dagster.run_id"] = context.run_id
+            if isinstance(context, dg.AssetExecutionContext):
+                info["dagster.asset"] = context.asset_key.to_user_string()
+        return Lake(self.path, cache=self.cache, commit_info=info)
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -108,7 +119,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     env = os.environ
     return {
         "lake": LakeResource(
-            path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE), inbox=env.get("PERSONAHUB_INBOX", DEFAULT_INBOX)
+            path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE),
+            inbox=env.get("PERSONAHUB_INBOX", DEFAULT_INBOX),
+            cache=env.get("PERSONAHUB_CACHE") or None,
         ),
         "llm": LLMResource(
             model=env.get("PERSONAHUB_MODEL", DEFAULT_MODEL),

@@ -17,13 +17,14 @@ import polars as pl
 from pydantic import Field
 
 from personahub_dagster.core.data_types import MODES, DataType, load_data_types
-from personahub_dagster.core.export import RELEASE_COLUMNS, export_frame, write_export
+from personahub_dagster.core.export import RELEASE_COLUMNS, export_frame, export_writer
 from personahub_dagster.core.math_check import Solver, check_problems
 from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
 from personahub_dagster.defs import checks
 from personahub_dagster.defs.assets import PersonaFilterConfig, persona_hub
 from personahub_dagster.defs.checks import CheckThresholds
 from personahub_dagster.defs.metadata import (
+    lake_metadata,
     lineage_markdown,
     llm_metadata,
     md_table,
@@ -70,7 +71,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         name=data_type.asset,
         deps=[persona_hub],
         group_name="synthesis",
-        kinds={"parquet"},
+        kinds={"deltalake"},
         description=f"Persona-driven {data_type.description}s ({', '.join(data_type.modes)}).",
         metadata={"data_type": data_type.name, "release": data_type.release},
         partitions_def=daily_partitions,
@@ -83,7 +84,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         llm: LLMResource,
         prompts: PromptsResource,
     ) -> dg.MaterializeResult:
-        lk, day = lake.lake(), context.partition_key
+        lk, day = lake.lake(context), context.partition_key
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk, run_id=context.run_id)
@@ -135,6 +136,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
+                **lake_metadata(lk),
                 "personas_used": chosen.height,
                 "modes": dg.MetadataValue.json(modes),
                 "rows": out.rows.height,
@@ -180,7 +182,7 @@ class MathChecksConfig(dg.Config):
 
 if MATH is not None:
 
-    @dg.asset(deps=[MATH.asset], group_name="synthesis", kinds={"parquet"}, partitions_def=daily_partitions)
+    @dg.asset(deps=[MATH.asset], group_name="synthesis", kinds={"deltalake"}, partitions_def=daily_partitions)
     def math_checks(
         context: dg.AssetExecutionContext,
         config: MathChecksConfig,
@@ -190,7 +192,7 @@ if MATH is not None:
     ) -> dg.MaterializeResult:
         """The agreement filter: each math problem solved by independent solvers; kept for a test set
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
-        lk, day = lake.lake(), context.partition_key
+        lk, day = lake.lake(context), context.partition_key
         problems = lk.read("generations", "data_type = ? AND partition = ?", [MATH.name, day]).sort("row_id")
         solvers = [
             Solver(s.name, s.style, llm.gateway(lk, s.model, run_id=context.run_id)) for s in config.solvers
@@ -211,6 +213,7 @@ if MATH is not None:
         warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
+                **lake_metadata(lk),
                 "problems": out.rows.height,
                 "agreed": agreed,
                 "agreement_rate": round(agreed / out.rows.height, 4) if out.rows.height else 0.0,
@@ -247,18 +250,19 @@ def datasets(
     """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
     in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
     ``description``) plus ids that walk back to the source text."""
-    lk, day = lake.lake(), context.partition_key
+    lk, day = lake.lake(context), context.partition_key
     counts, paths, frames = {}, {}, {}
     for dt in DATA_TYPES.values():
         df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
         counts[dt.release] = df.height
         frames[dt.release] = df
         for fmt in config.formats:
-            path = write_export(df, lk.root / "datasets" / dt.release / f"{day}.{fmt}", fmt)
-            paths[f"{dt.release}/{path.name}"] = str(path)
+            key = f"{dt.release}/{day}.{fmt}"
+            paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
     broken = lk.broken_lineage(day)
     return dg.MaterializeResult(
         metadata={
+            **lake_metadata(lk),
             "rows_by_release": dg.MetadataValue.json(counts),
             "rows": sum(counts.values()),
             "files": dg.MetadataValue.json(paths),

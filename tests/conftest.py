@@ -1,0 +1,35 @@
+"""Fixtures shared across test modules."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from tests.servers import SeaweedS3
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One real S3-compatible server (SeaweedFS) for the session, on 127.0.0.1."""
+    with SeaweedS3() as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class S3Lake:
+    server: SeaweedS3
+    url: str  # s3://lake/t-<random>: a lake of the test's own
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.server.env
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> S3Lake:
+    """The server's AWS_* settings in this process's environment, and a fresh lake URL for the test."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return S3Lake(s3_server, s3_server.url(f"t-{uuid.uuid4().hex[:10]}"))

