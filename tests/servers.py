@@ -97,7 +97,7 @@ class SeaweedS3:
             f"-bucket={self.bucket}",
         ]
         (self.dir / "data").mkdir()
-        self.log = open(self.dir / "weed.log", "wb")  # noqa: SIM115 - closed in __exit__
+        self.log = open(self.dir / "weed.log", "wb")  # closed in __exit__
         self.proc = subprocess.Popen(
             [WEED, "mini", *args], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -133,7 +133,8 @@ class SeaweedS3:
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"S3 not ready: {(self.dir / 'weed.log').read_text()[-3000:]}") from None
+                    log = (self.dir / "weed.log").read_text()[-3000:]
+                    raise RuntimeError(f"S3 not ready: {log}") from None
                 time.sleep(0.5)
 
     def __exit__(self, *exc: object) -> None:

@@ -95,3 +95,23 @@ def test_the_nightly_schedule_runs_the_newest_day_with_input(tmp_path):
     request = evaluate()
     assert request.partition_key == "2026-11-21" and request.run_key == "nightly-2026-11-21"
     assert nightly_hub_growth.cron_schedule == os.environ.get("PERSONAHUB_NIGHTLY_CRON", "0 2 * * *")
+
+
+def test_the_weekly_maintenance_job_compacts_and_vacuums_the_lake(tmp_path):
+    from personahub_dagster.core.lake import Lake
+    from personahub_dagster.core.schemas import rows_frame
+    from personahub_dagster.defs.maintenance import lake_maintenance, weekly_lake_maintenance
+
+    lake = Lake(tmp_path / "lake")
+    for i in range(3):  # a slice re-materialized three times: two files only old versions read
+        rows = [{"stage": "s", "input_id": f"{i}-{j}", "partition": "2026-11-20"} for j in range(5)]
+        lake.write("rejects", rows_frame("rejects", rows), producer="s", partition="2026-11-20")
+    result = lake_maintenance.execute_in_process(
+        run_config={"ops": {"optimize_lake": {"config": {"retention_hours": 0}}}},
+        resources={"lake": LakeResource(path=str(tmp_path / "lake"), inbox=str(tmp_path / "inbox"))},
+    )
+    assert result.success
+    [table] = [r for r in result.output_for_node("optimize_lake") if r["table"] == "rejects"]
+    assert table["vacuumed"] == 2 and table["files_after"] == 1
+    assert sorted(Lake(tmp_path / "lake").read("rejects")["input_id"]) == [f"2-{j}" for j in range(5)]
+    assert weekly_lake_maintenance.default_status == dg.DefaultScheduleStatus.STOPPED

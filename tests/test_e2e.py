@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
@@ -73,9 +72,8 @@ def test_every_stage_produced_rows(pipeline):
             ).fetchone()[0]
             == counts["llm_calls"]
         )
-    # the DuckDB catalog on disk answers the same questions
-    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == counts["generations"]
+    # the tables are plain Delta tables: any Delta reader answers the same questions
+    assert pl.read_delta(lake.table_uri("generations")).height == counts["generations"]
 
 
 def test_every_generated_row_walks_back_to_its_source_text(pipeline):
@@ -196,8 +194,11 @@ def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline
     other = pl.read_ndjson(SAMPLE).filter(~pl.col("text").is_in(list(day1_texts))).head(3)
     other.write_ndjson(tmp_path / "day2.jsonl")
     register(tmp_path / "day2.jsonl", inbox, DAY2)
-    day1_hub_file = lake.table_path("hub", "persona_hub", DAY1)
-    day1_mtime = day1_hub_file.stat().st_mtime_ns
+
+    def day1_hub_commits() -> list[int]:
+        return [c["version"] for c in lake.history("hub", None) if c.get("personahub.partition") == DAY1]
+
+    day1_commits = day1_hub_commits()
     with lake.connect() as con:
         day1_calls = {r[0] for r in con.execute("SELECT request_hash FROM llm_calls").fetchall()}
     upstream = [dg.AssetKey(a) for a in ("raw_texts", "text_personas", "expanded_personas", "persona_hub")]
@@ -208,7 +209,7 @@ def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline
     hub_meta = second.asset_materializations_for_node("persona_hub")[0].metadata
     assert hub_meta["partitions_marked"].value == [DAY2] and hub_meta["partitions_reused"].value == [DAY1]
     assert hub_meta["state_rebuilt"].value is False
-    assert day1_hub_file.stat().st_mtime_ns == day1_mtime  # day 1's marks were not rewritten
+    assert day1_hub_commits() == day1_commits  # day 1's marks were not rewritten
     with lake.connect() as con:
         new_calls = {r[0] for r in con.execute("SELECT request_hash FROM llm_calls").fetchall()} - day1_calls
         day2_hashes = {

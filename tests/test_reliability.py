@@ -186,18 +186,14 @@ def _writer(root: str, k: int, rounds: int) -> None:
 
 def test_concurrent_writers_and_readers_never_see_a_broken_lake(tmp_path):
     root = tmp_path / "lake"
-    Lake(root).publish()
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(str(root), k, 12)) for k in range(4)]
     for p in procs:
         p.start()
     reads = 0
     while any(p.is_alive() for p in procs):
-        counts = Lake(root).counts()  # never an error, never a half-written file
+        counts = Lake(root).counts()  # never an error, never a half-applied commit
         assert counts["rejects"] % 50 == 0
-        import duckdb
-
-        duckdb.connect(str(root / "personahub.duckdb"), read_only=True).close()  # the catalog always opens
         reads += 1
     for p in procs:
         p.join()

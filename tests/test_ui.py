@@ -133,10 +133,13 @@ def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev):
         f" sensorsOrError(repositorySelector: {repo}) {{ ... on Sensors {{ results {{ name "
         "sensorState { status } } } } }",
     )
-    [schedule] = automation["schedulesOrError"]["results"]
+    schedules = {s["name"]: s for s in automation["schedulesOrError"]["results"]}
     [sensor] = automation["sensorsOrError"]["results"]
-    assert (schedule["name"], schedule["cronSchedule"]) == ("nightly_hub_growth", "0 2 * * *")
-    assert schedule["executionTimezone"] == "UTC" and schedule["scheduleState"]["status"] == "STOPPED"
+    assert set(schedules) == {"nightly_hub_growth", "weekly_lake_maintenance"}
+    assert schedules["nightly_hub_growth"]["cronSchedule"] == "0 2 * * *"
+    assert schedules["weekly_lake_maintenance"]["cronSchedule"] == "0 3 * * 0"
+    for schedule in schedules.values():
+        assert schedule["executionTimezone"] == "UTC" and schedule["scheduleState"]["status"] == "STOPPED"
     assert sensor["name"] == "inbox_sensor" and sensor["sensorState"]["status"] == "STOPPED"
 
 

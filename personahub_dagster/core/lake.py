@@ -279,9 +279,10 @@ class Lake:
             **self._commit_info,
         }
         for attempt in range(_COMMIT_ATTEMPTS):
+            dt = self._open(table)  # the cached table, brought up to date: no log re-read from scratch
             try:
                 write_deltalake(
-                    self.table_uri(table),
+                    self.table_uri(table) if dt is None else dt,
                     data,
                     mode="overwrite",
                     predicate=predicate,
@@ -295,7 +296,8 @@ class Lake:
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
-        return self._own_version(table, info)
+        # the table object now stands at our commit; a table this call created is looked up by its commit
+        return dt.version() if dt is not None else self._own_version(table, info)
 
     def _own_version(self, table: str, info: Mapping[str, str]) -> int:
         """The version of the commit just made (found by its metadata: other writers may have committed
