@@ -73,6 +73,24 @@ class ParquetSliceLake(Lake):
         )
 
 
+class ArrowReaderLake(Lake):
+    """Delta on local disk read the way a remote lake is: deltalake's Arrow datasets in DuckDB."""
+
+    def _create_view(self, con, table, dt):
+        if dt is None or not dt.file_uris():
+            super()._create_view(con, table, None)
+        else:
+            self._arrow_view(con, table, dt)
+
+
+BACKENDS = {  # name → the Lake class; None: Delta on the S3 server
+    "Parquet slices (before)": ParquetSliceLake,
+    "Delta, local disk": Lake,
+    "Delta, local, Arrow-dataset reader": ArrowReaderLake,
+    "Delta, SeaweedFS S3": None,
+}
+
+
 def demo_writes() -> list[tuple[str, str, dict[str, pl.DataFrame]]]:
     """(producer, day, frames) in the order a demo day writes them, with the demo's row counts."""
     day, ts = "2026-11-20", now_utc()
@@ -218,12 +236,12 @@ def main() -> None:
     results = []
     try:
         for name, (workload, lineage_id) in workloads.items():
-            for backend in ("Parquet slices (before)", "Delta, local disk", "Delta, SeaweedFS S3"):
-                if backend.endswith("S3") and server is None:
+            for backend, kind in BACKENDS.items():
+                if kind is None and server is None:
                     continue
                 with tempfile.TemporaryDirectory() as tmp:
-                    where = server.url(f"bench-{time.time_ns()}") if backend.endswith("S3") else tmp
-                    lake = ParquetSliceLake(where) if backend.startswith("Parquet") else Lake(where)
+                    where = server.url(f"bench-{time.time_ns()}") if kind is None else tmp
+                    lake = (kind or Lake)(where)
                     results.append((name, backend, measure(lake, workload, args.repeat, lineage_id)))
                     print(f"  {name} / {backend}: done", file=sys.stderr)
     finally:

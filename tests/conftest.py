@@ -33,3 +33,11 @@ def s3(s3_server, monkeypatch) -> S3Lake:
     for key, value in s3_server.env.items():
         monkeypatch.setenv(key, value)
     return S3Lake(s3_server, s3_server.url(f"t-{uuid.uuid4().hex[:10]}"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request, tmp_path) -> str:
+    """A fresh lake location, once a folder and once a prefix on the test S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "lake")
+    return request.getfixturevalue("s3").url

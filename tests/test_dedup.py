@@ -17,6 +17,7 @@ from personahub_dagster.core.dedup import (
     planted_near_duplicates,
 )
 from personahub_dagster.core.embedder import Embedder
+from personahub_dagster.core.storage import ConcurrentUpdate, as_store
 
 PERSONAS = [
     ("p1", "A pediatric nurse who works night shifts in a busy children's hospital."),
@@ -220,3 +221,27 @@ def test_ids_may_repeat_between_hub_and_batch(embedder):
     hub.add(["0", "1"], [TEXTS[0], TEXTS[2]])
     out = hub.add(["0", "1"], [TEXTS[1], TEXTS[4]])  # same names, other personas: no confusion, no loop
     assert marks_of(out) == {"0": ("0", "minhash")}
+
+
+def test_of_two_runs_that_grew_one_state_only_the_first_commits(embedder, where):
+    """Compare-and-swap on CURRENT (a file lock locally, a conditional PUT on S3): the second writer
+    gets ConcurrentUpdate and leaves nothing referenced; growing again from the winner works."""
+    store = as_store(where).child("hub_state")
+    base = HubIndex(DedupConfig(), embedder)
+    base.add(["a"], ["A retired welder from Oslo who restores vintage motorcycles."])
+    base.save(store)
+    first = HubIndex.load(store, DedupConfig(), embedder)
+    second = HubIndex.load(store, DedupConfig(), embedder)
+    first.add(["b"], ["A curious chemist from Lima who breeds tropical fish."])
+    second.add(["c"], ["A shy pilot from Nairobi who coaches a youth rugby team."])
+    first.save(store)
+    keys = store.list()
+    with pytest.raises(ConcurrentUpdate):
+        second.save(store)
+    assert store.list() == keys  # the loser's chunks and version folder were removed
+    assert HubIndex.load(store, DedupConfig(), embedder).ids == ["a", "b"]
+    again = HubIndex.load(store, DedupConfig(), embedder)
+    again.add(["c"], ["A shy pilot from Nairobi who coaches a youth rugby team."])
+    again.save(store)
+    assert HubIndex.load(store, DedupConfig(), embedder).ids == ["a", "b", "c"]
+    assert len({k.split("/")[0] for k in store.list() if k.startswith("v-")}) <= 2

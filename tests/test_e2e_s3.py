@@ -91,6 +91,8 @@ def test_two_days_on_s3_give_the_same_lake_as_on_local_disk(s3, tmp_path):
         assert f"datasets/{dt.release}/{DAYS[1]}.parquet" in keys
     assert f"reports/{DAYS[1]}.html" in keys
     assert list(remote_cwd.iterdir()) == []  # the S3 runs wrote no file where they ran
+    logs = [k for k in keys if "/_delta_log/" in k and k.endswith(".json")]
+    assert logs and not any(s3.env["AWS_SECRET_ACCESS_KEY"].encode() in remote.files.get(k) for k in logs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "cwd", "day2.jsonl", "inbox", "local"]
 
     # every materialization recorded the Delta versions it wrote, usable with --as-of

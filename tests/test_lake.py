@@ -44,14 +44,6 @@ def texts_frame(n: int, tag: str = "", partition: str = "p") -> pl.DataFrame:
     return rows_frame("source_texts", rows)
 
 
-@pytest.fixture(params=["local", "s3"])
-def where(request, tmp_path) -> str:
-    """A fresh lake location: a folder, or a prefix on the test S3 server."""
-    if request.param == "local":
-        return str(tmp_path / "lake")
-    return request.getfixturevalue("s3").url
-
-
 def test_write_read_and_any_delta_reader(where):
     lake = Lake(where)
     version = lake.write("source_texts", texts_frame(3), producer="raw_texts", partition="p")

@@ -232,10 +232,15 @@ def hub_personas(lake: Lake) -> None:
 
 
 @pytest.mark.e2e
-def test_two_runs_growing_the_hub_at_once_leave_it_consistent(tmp_path):
-    lake = Lake(tmp_path / "lake")
+def test_two_runs_growing_the_hub_at_once_leave_it_consistent(tmp_path, where, request):
+    """On disk the hub's file lock lets one run in at a time; on S3 (runs as if on two machines) the
+    state's compare-and-swap commit decides and the loser grows again — the same hub either way."""
+    remote = where.startswith("s3://")
+    lake = Lake(where)
     hub_personas(lake)
-    env = run_env(tmp_path, None)
+    env = run_env(
+        tmp_path, None, PERSONAHUB_LAKE=where, **(request.getfixturevalue("s3").env if remote else {})
+    )
     init_instance(env)
     runs = [materialize("persona_hub", day, env) for day in (DAY, DAY2)]
     outputs = [finish(p) for p in runs]
@@ -245,12 +250,14 @@ def test_two_runs_growing_the_hub_at_once_leave_it_consistent(tmp_path):
     copies = hub.filter(pl.col("partition") == DAY2, pl.col("persona_id").str.slice(-2).cast(int) < 5)
     assert copies.height == 5 and copies["dup_of"].str.starts_with(f"p-{DAY}").all()
 
-    # Whichever run took the lock first, the saved state holds both days, with exactly the hub's
-    # kept personas (the day-one run after the day-two run leaves the newer state alone).
-    manifest = HubIndex.manifest(lake.root / "hub_state")
+    # Whichever run went first, the saved state holds both days, with exactly the hub's kept
+    # personas (the day-one run after the day-two run leaves the newer state alone).
+    store = lake.files.child("hub_state")
+    manifest = HubIndex.manifest(store)
     days = [p["name"] for p in manifest["partitions"]]
     assert days == [DAY, DAY2]
-    state = HubIndex.load(lake.root / "hub_state", DedupConfig(), Embedder())
+    state = HubIndex.load(store, DedupConfig(), Embedder())
     kept = hub.filter(pl.col("partition").is_in(days), pl.col("dup_of").is_null())
     assert state is not None and len(state) == kept.height
-    print("\n" + "\n".join(line for out in outputs for line in out.splitlines() if "waiting" in line))
+    said = [line for out in outputs for line in out.splitlines() if "waiting" in line or "meanwhile" in line]
+    print("\n" + "\n".join(said))

@@ -10,6 +10,7 @@ no longer describes the hub and it is rebuilt from scratch — the same marks gr
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -42,13 +43,18 @@ def grow_hub(
     embedder: Embedder,
     config: DedupConfig,
     marked_partitions: set[str],
+    publish: Callable[[dict[str, pl.DataFrame]], object] | None = None,
 ) -> HubGrowth:
     """Mark every partition of ``personas`` that the saved state does not hold yet.
 
     ``marked_partitions`` are partitions whose hub rows already exist in the lake; a partition in the
     state is only reused if its rows exist too (a lake restored without its hub table is rebuilt).
-    The state in ``store`` is replaced only if no other run replaced it meanwhile
-    (:class:`~personahub_dagster.core.storage.ConcurrentUpdate` otherwise: grow again).
+    ``publish`` writes the new marks (partition → hub rows) *before* the state is saved, so a saved
+    state never names a partition whose rows are not in the lake — another run that reads the state
+    can trust it at once. The state in ``store`` is replaced only if no other run replaced it
+    meanwhile (:class:`~personahub_dagster.core.storage.ConcurrentUpdate` otherwise: grow again; the
+    rows published are the same marks the winner's state gives, as marks depend only on the
+    partitions before them).
     """
     personas, store = dedup_order(personas), as_store(store)
     parts = sorted(personas["partition"].unique().to_list())
@@ -75,6 +81,8 @@ def grow_hub(
         marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
         hub[p] = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
     if hub or not recorded:
+        if publish is not None:
+            publish(hub)
         extra = {"partitions": [{"name": p, "digest": fingerprints[p]} for p in parts]}
         state.save(store, extra, expected=token)
     return HubGrowth(hub, reused, rebuilt=not reused and bool(manifest), kept_total=len(state))

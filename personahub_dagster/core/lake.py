@@ -368,24 +368,32 @@ class Lake:
         return con
 
     def _create_view(self, con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
-        schema = SCHEMAS[table]
-        columns = ", ".join(f'"{c}"' for c in schema)
-        if dt is None or not (files := dt.file_uris()):
-            cols = ", ".join(f'CAST(NULL AS {sql_type(t)}) AS "{c}"' for c, t in schema.items())
+        if dt is None or not dt.file_uris():
+            cols = ", ".join(f'CAST(NULL AS {sql_type(t)}) AS "{c}"' for c, t in SCHEMAS[table].items())
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {cols} WHERE false")
         elif self.is_local:
-            hive = ", ".join(
-                f"'{c}': VARCHAR" for c in ("partition", PRODUCER) if c == PRODUCER or c in schema
-            )
-            listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in files) + "]"
-            con.execute(
-                f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet({listing}, "
-                f"hive_partitioning = true, hive_types = {{{hive}}}, union_by_name = true)"
-            )
+            self._native_view(con, table, dt)
         else:
-            name = f"_delta_{table}"
-            con.register(name, dt.to_pyarrow_dataset())
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM {name}")
+            self._arrow_view(con, table, dt)
+
+    @staticmethod
+    def _native_view(con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
+        """DuckDB's own Parquet reader over the version's files (day and stage from their paths)."""
+        hive = ", ".join(
+            f"'{c}': VARCHAR" for c in ("partition", PRODUCER) if c == PRODUCER or c in SCHEMAS[table]
+        )
+        listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in dt.file_uris()) + "]"
+        con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM read_parquet({listing}, "
+            f"hive_partitioning = true, hive_types = {{{hive}}}, union_by_name = true)"
+        )
+
+    @staticmethod
+    def _arrow_view(con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
+        """deltalake's Arrow dataset of the version (reads through the object store; DuckDB pushes
+        projections and filters into it)."""
+        con.register(f"_delta_{table}", dt.to_pyarrow_dataset())
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM _delta_{table}")
 
     def read(
         self, table: str, where: str | None = None, params: Iterable[object] = (), as_of: AsOf | None = None
@@ -522,6 +530,10 @@ def _commit_props(info: Mapping[str, str]):
     from deltalake import CommitProperties
 
     return CommitProperties(custom_metadata=dict(info))
+
+
+def _columns(table: str) -> str:
+    return ", ".join(f'"{c}"' for c in SCHEMAS[table])
 
 
 def _sql_quote(text: str) -> str:

@@ -296,21 +296,24 @@ def persona_hub(
     # Where neither reaches — runs on several machines over an object store — the state's
     # compare-and-swap commit decides, and the run that lost grows again from the winner's state.
     store = lk.files.child("hub_state")
+
+    def publish(hub: dict[str, pl.DataFrame]) -> None:
+        for partition, rows in hub.items():
+            lk.write("hub", rows, producer="persona_hub", partition=partition)
+            context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
+
     with lk.lock("hub", on_wait=lambda: context.log.info("another run is growing the hub; waiting")):
         for attempt in range(1, HUB_COMMIT_ATTEMPTS + 1):
             with lk.connect(tables=["hub"]) as con:
                 marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
             personas = lk.read("personas", "partition <= ?", [day])
             try:
-                growth = grow_hub(personas, store, embedder.embedder(), config.dedup(), marked)
+                growth = grow_hub(personas, store, embedder.embedder(), config.dedup(), marked, publish)
                 break
             except ConcurrentUpdate:
                 if attempt == HUB_COMMIT_ATTEMPTS:
                     raise
                 context.log.info(f"another run grew the hub meanwhile; growing again (attempt {attempt + 1})")
-        for partition, rows in growth.hub.items():
-            lk.write("hub", rows, producer="persona_hub", partition=partition)
-            context.log.info(f"hub: partition {partition}: {rows.height} personas marked")
     mine = lk.read("hub", "partition = ?", [day])
     dups = mine.filter(pl.col("dup_of").is_not_null())
     ratio = dups.height / mine.height if mine.height else 0.0

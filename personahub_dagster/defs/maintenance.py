@@ -46,6 +46,7 @@ def lake_maintenance():
 
 
 weekly_lake_maintenance = dg.ScheduleDefinition(
+    name="weekly_lake_maintenance",
     job=lake_maintenance,
     cron_schedule=MAINTENANCE_CRON,
     execution_timezone=TIMEZONE,
