@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/embeddings.py
 	$(BIN)/python benchmarks/pii_scrub.py
+	$(BIN)/python benchmarks/lake.py
 	@if [ -d "$(PERSONAHUB_LAKE)/tables/hub" ]; then $(BIN)/python benchmarks/cost_model.py --lake $(PERSONAHUB_LAKE); \
 	else echo "cost model: run 'make demo' first (it scales what a real run measured)"; fi
 
