@@ -154,40 +154,53 @@ def test_an_open_reader_keeps_its_version_while_writers_commit(tmp_path):
     assert lake.counts()["source_texts"] == 6
 
 
-def _writer(where: str, env: dict[str, str], k: int, rounds: int) -> None:
+def _writer(where: str, env: dict[str, str], k: int, rounds: int, out) -> None:
     os.environ.update(env)
-    lake = Lake(where)
+    lake, made = Lake(where), []
+
+    def write(table: str, rows: list[dict], producer: str, day: str) -> None:
+        version = lake.write(table, rows_frame(table, rows), producer=producer, partition=day)
+        made.append((table, producer, version))
+
+    write("generations", [], f"w{k}", "d0")  # all four create this table at once
     for r in range(rounds):
         # writers 0 and 1 replace the same slice (the same stage and day); 2 and 3 their own, by day
         producer, day = ("shared", "d0") if k < 2 else (f"w{k}", f"d{r % 3}")
-        rows = [
-            {"stage": f"w{k}", "input_id": f"{k}-{r}-{i}", "reason": "test", "partition": day}
-            for i in range(50)
-        ]
-        lake.write("rejects", rows_frame("rejects", rows), producer=producer, partition=day)
+        rows = [{"stage": f"w{k}", "input_id": f"{k}-{r}-{i}", "partition": day} for i in range(50)]
+        write("rejects", rows, producer, day)
+    out.put(made)
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(where, request):
     env = request.getfixturevalue("s3").env if where.startswith("s3://") else {}
     Lake(where).write("rejects", rows_frame("rejects", []), producer="init", partition="d0")
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(where, env, k, 6)) for k in range(4)]
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(where, env, k, 6, out)) for k in range(4)]
     for p in procs:
         p.start()
     reads = 0
-    while any(p.is_alive() for p in procs):
+    while any(p.is_alive() for p in procs) and out.qsize() < len(procs):
         assert Lake(where).counts()["rejects"] % 50 == 0  # never a half-applied commit
         reads += 1
+    made = [m for _ in procs for m in out.get(timeout=120)]
     for p in procs:
         p.join()
         assert p.exitcode == 0
-    df = Lake(where).read("rejects")
+    lake = Lake(where)
+    df = lake.read("rejects")
     # the shared slice holds one writer's one round; writers 2 and 3 their last round of each day
     shared = df.filter(pl.col("partition") == "d0", pl.col("stage").is_in(["w0", "w1"]))
     assert shared.height == 50 and shared["input_id"].str.extract(r"^(\d+-\d+)-").n_unique() == 1
     assert df.filter(pl.col("stage").is_in(["w2", "w3"])).height == 2 * 3 * 50
     assert df["input_id"].n_unique() == df.height == 50 + 2 * 3 * 50
     assert reads > 0
+    # every write was told the version of its own commit: distinct, and the commit names its writer
+    assert sorted(v for t, _, v in made if t == "generations") == [0, 1, 2, 3]
+    assert sorted(v for t, _, v in made if t == "rejects") == list(range(1, 1 + 4 * 6))
+    for table, producer, version in made:
+        log = lake.files.get(f"tables/{table}/_delta_log/{version:020d}.json").decode()
+        assert f'"personahub.producer":"{producer}"' in log
 
 
 def test_versions_time_travel_and_history(where):

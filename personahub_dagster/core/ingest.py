@@ -17,7 +17,7 @@ from pyarrow.lib import ArrowException
 
 from personahub_dagster.core.ids import content_id
 from personahub_dagster.core.sanitize import html_to_text, injection, looks_like_html, strip_control
-from personahub_dagster.core.schemas import now_utc
+from personahub_dagster.core.schemas import SCHEMAS, now_utc
 
 TEXT_SUFFIXES = {".txt", ".md"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -212,17 +212,8 @@ def to_source_texts(
                 "n_chars": len(text),
             }
         )
-    df = pl.DataFrame(
-        rows,
-        schema={
-            "text_id": pl.Utf8,
-            "partition": pl.Utf8,
-            "source_uri": pl.Utf8,
-            "doc_id": pl.Utf8,
-            "text": pl.Utf8,
-            "n_chars": pl.Int64,
-        },
-    )
+    columns = {c: t for c, t in SCHEMAS["source_texts"].items() if c != "ingested_at"}
+    df = pl.DataFrame(rows, schema=columns)
     df = df.sort("text_id")
     if max_texts is not None:
         df = df.head(max_texts)

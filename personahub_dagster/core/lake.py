@@ -209,7 +209,10 @@ class Lake:
                 return dt
             dt = self._tables.get(table)
             if dt is None:
-                dt = self._tables[table] = DeltaTable(uri, storage_options=opts)
+                dt = DeltaTable(uri, storage_options=opts)
+                if dt.version() < 0:  # another writer is creating it: its first commit is not in yet
+                    return None
+                self._tables[table] = dt
             else:
                 dt.update_incremental()
             return dt
@@ -300,13 +303,15 @@ class Lake:
         return dt.version() if dt is not None else self._own_version(table, info)
 
     def _own_version(self, table: str, info: Mapping[str, str]) -> int:
-        """The version of the commit just made (found by its metadata: other writers may have committed
-        since)."""
-        dt = self._open(table)
-        for commit in dt.history(_COMMIT_ATTEMPTS * 4):
-            if all(commit.get(k) == v for k, v in info.items()):
-                return int(commit["version"])
-        return dt.version()
+        """The version of the commit just made, found by its unique token in the commit files (other
+        writers may have committed since; ``history()`` numbers commits against a snapshot that may
+        predate the listing, so it is not trusted for this)."""
+        latest = self._open(table).version()
+        token = info["personahub.commit"].encode()
+        for version in range(latest, max(-1, latest - 4 * _COMMIT_ATTEMPTS), -1):
+            if token in self.files.get(f"tables/{table}/_delta_log/{version:020d}.json"):
+                return version
+        raise RuntimeError(f"{table}: the commit just made is not in the log of {self.table_uri(table)}")
 
     def _mirror_call_journal(self) -> None:
         """Copy the SQLite call journal to the ``llm_calls`` table — only when it grew since the last copy
