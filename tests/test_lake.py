@@ -287,6 +287,7 @@ def test_a_wrong_endpoint_credential_or_bucket_is_one_clear_line(s3, capsys):
             assert cli(["stats", "--lake", url]) == 2
             err_text = capsys.readouterr().err.strip()
             assert err_text.count("\n") == 0 and named in err_text
+    assert s3.env["AWS_SECRET_ACCESS_KEY"] not in repr(Lake(s3.url).location)  # settings never print a secret
     assert not Lake(s3.url).exists()  # nothing was written under the lake by any of them
     assert Lake(s3.url).files.list() == []
 

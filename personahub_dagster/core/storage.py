@@ -77,7 +77,7 @@ class Location:
     otherwise; ``options`` are the object-store settings for delta-rs and obstore (empty when local)."""
 
     uri: str
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds credentials: never shown
 
     @property
     def is_local(self) -> bool:
