@@ -16,6 +16,13 @@ and the parsed JSON body and returning one of
 
 Every request body is recorded in ``requests`` (and its arrival time in ``times``) so tests can count
 what reached the "provider" and when.
+
+``limits=ProviderLimits(rpm, tpm)`` makes it enforce a key's rate limits the way OpenAI describes
+them: token buckets refilled continuously, holding one second's worth ("60,000 RPM may be enforced
+as 1,000 requests per second"), a request counted against TPM as its prompt plus ``max_tokens``; beyond
+them a 429 with ``Retry-After`` (the seconds until it would fit) — such requests are recorded in
+``limited``, not in ``requests`` — and ``x-ratelimit-*`` headers on every answer. ``latency_s`` delays
+every answer (a provider is not instant). ``set_limits`` changes the limits mid-run.
 """
 
 from __future__ import annotations
@@ -32,14 +39,64 @@ from typing import Any
 Action = tuple[str, Any]
 
 
+class ProviderLimits:
+    """A provider's per-key limits (None: unlimited), enforced with one-second token buckets."""
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None):
+        self._lock = threading.Lock()
+        self.set(rpm, tpm)
+
+    def set(self, rpm: float | None, tpm: float | None) -> None:
+        with self._lock:
+            self.rpm, self.tpm = rpm, tpm
+            now = time.monotonic()
+            self._req = [rpm / 60 if rpm else 0.0, now]
+            self._tok = [tpm / 60 if tpm else 0.0, now]
+
+    def admit(self, tokens: int) -> tuple[float, dict[str, str]]:
+        """(0, headers) when the request fits and is counted; (seconds to wait, headers) when not."""
+        with self._lock:
+            now = time.monotonic()
+            wait = 0.0
+            for bucket, per_min, need in ((self._req, self.rpm, 1), (self._tok, self.tpm, tokens)):
+                if per_min:
+                    rate = per_min / 60
+                    bucket[0] = min(rate, bucket[0] + (now - bucket[1]) * rate)
+                    bucket[1] = now
+                    if bucket[0] < min(need, rate):
+                        wait = max(wait, (min(need, rate) - bucket[0]) / rate)
+            if wait == 0.0:
+                self._req[0] -= 1 if self.rpm else 0
+                self._tok[0] -= tokens if self.tpm else 0
+            return wait, self._headers()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {}
+        for kind, bucket, per_min in (("requests", self._req, self.rpm), ("tokens", self._tok, self.tpm)):
+            if per_min:
+                rate = per_min / 60
+                headers[f"x-ratelimit-limit-{kind}"] = str(int(per_min))
+                headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(bucket[0])))
+                headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, (rate - bucket[0]) / rate):.3f}s"
+        return headers
+
+
 def echo_script(_n: int, body: dict) -> Action:
     """Answer with a deterministic text derived from the last user message."""
     return ("ok", "Echo: " + body["messages"][-1]["content"][:200])
 
 
 class FakeOpenAI:
-    def __init__(self, script: Callable[[int, dict], Action] = echo_script):
+    def __init__(
+        self,
+        script: Callable[[int, dict], Action] = echo_script,
+        limits: ProviderLimits | None = None,
+        latency_s: float = 0.0,
+    ):
         self.script = script
+        self.limits = limits
+        self.latency_s = latency_s
+        self.limited: list[float] = []  # arrival times of requests refused for the rate limits
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
         self.times: list[float] = []
@@ -55,6 +112,28 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                limit_headers: dict[str, str] = {}
+                if server.limits is not None:
+                    wait, limit_headers = server.limits.admit(
+                        _prompt_tokens(body) + body.get("max_tokens", 0)
+                    )
+                    if wait > 0:
+                        with server._lock:
+                            server.limited.append(time.monotonic())
+                        payload = json.dumps(
+                            {"error": {"message": "rate limited", "type": "requests"}}
+                        ).encode()
+                        self.send_response(429)
+                        self.send_header("Retry-After", f"{wait:.3f}")
+                        for k, v in limit_headers.items():
+                            self.send_header(k, v)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                if server.latency_s:
+                    time.sleep(server.latency_s)
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -100,6 +179,8 @@ class FakeOpenAI:
                     finish = "length" if kind == "length" else "stop"
                     payload = json.dumps(_completion(body, arg, finish)).encode()
                     self.send_response(200)
+                for k, v in limit_headers.items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -124,8 +205,12 @@ class FakeOpenAI:
         self.httpd.server_close()
 
 
+def _prompt_tokens(body: dict) -> int:
+    return sum(len(m.get("content", "").split()) for m in body.get("messages", []))
+
+
 def _completion(body: dict, text: str, finish_reason: str = "stop") -> dict:
-    prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
+    prompt_tokens = _prompt_tokens(body)
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

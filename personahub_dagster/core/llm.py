@@ -5,7 +5,9 @@ What it adds on top of litellm, and why:
 * **Persistent cache** keyed by model + messages + sampling params (:mod:`llm_cache`). A re-run, or a
   run resumed after a crash, pays for nothing twice; identical requests inside a batch are sent once.
 * **Bounded async fan-out**: ``concurrency`` requests in flight, so a provider is kept busy without
-  being flooded.
+  being flooded; within that, a :class:`~personahub_dagster.core.rate_limit.Pacer` keeps the requests-
+  and tokens-per-minute budgets (``rpm``, ``tpm``, this worker's ``rate_share`` of them) and adapts
+  rate and concurrency on 429s (AIMD) and on the provider's rate-limit headers.
 * **Retries with exponential backoff and jitter** (tenacity) on transient failures only — rate limits,
   timeouts, connection drops, 5xx — never on a bad request or a bad key. A ``Retry-After`` from the
   provider is honoured (up to ``retry_after_max_s``), and attempts stop at ``max_retries``. litellm's
@@ -59,6 +61,7 @@ from personahub_dagster.core.local_models import (
     count_local_tokens,
 )
 from personahub_dagster.core.pii import PII_VERSION, scrub_messages
+from personahub_dagster.core.rate_limit import Pacer
 from personahub_dagster.core.transports import choose_transport
 
 _CHUNK = 64  # requests fingerprinted, looked up and launched at a time (see LLMGateway.agenerate)
@@ -84,6 +87,10 @@ class LLMConfig:
     run_id: str | None = None
     scrub_pii: bool | None = None  # None: on for remote models, off for the local one
     fast_path: bool | None = None  # None: direct HTTP for OpenAI-compatible endpoints with an api_base
+    rpm: float | None = None  # the key's requests per minute (None: no request budget)
+    tpm: float | None = None  # the key's tokens per minute, prompt + max_tokens (None: no token budget)
+    rate_share: float = 1.0  # this worker's share of rpm/tpm: 1/N when N workers use one key
+    adaptive: bool = True  # AIMD: halve rate and concurrency on a 429, grow back after successes
     temperature: float = 0.7
     max_tokens: int = 256
     seed: int | None = 0
@@ -130,7 +137,10 @@ class GatewayStats:
     cost_usd: float = 0.0
     skipped: int = 0
     scrubbed: int = 0
+    rate_limited: int = 0  # 429s (or a provider's rate-limit errors) met
     budget_exhausted: str | None = None
+    allowed_rpm: float | None = None  # the request rate the pacer allowed at the end (after AIMD)
+    sent_per_minute: float | None = None  # the request rate actually sent
     latencies_s: list[float] = field(default_factory=list)
 
     @property
@@ -155,9 +165,12 @@ class GatewayStats:
             "cost_usd",
             "skipped",
             "scrubbed",
+            "rate_limited",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
+        self.allowed_rpm = other.allowed_rpm if other.allowed_rpm is not None else self.allowed_rpm
+        self.sent_per_minute = other.sent_per_minute or self.sent_per_minute
         self.latencies_s.extend(other.latencies_s)
 
 
@@ -168,14 +181,18 @@ class _AttemptFailed(Exception):
         self.retry_after = retry_after
 
 
-def retry_after_s(exc: BaseException) -> float | None:
-    """Seconds the provider asked us to wait (``Retry-After``: seconds or an HTTP date;
-    ``retry-after-ms``), from the error's HTTP response; None when it did not say."""
-    headers = (
-        getattr(exc, "litellm_response_headers", None)  # litellm keeps the provider's headers here
+def _error_headers(exc: BaseException):
+    return (
+        getattr(exc, "litellm_response_headers", None)
         or getattr(getattr(exc, "response", None), "headers", None)
         or getattr(exc, "headers", None)
     )
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds the provider asked us to wait (``Retry-After``: seconds or an HTTP date;
+    ``retry-after-ms``), from the error's HTTP response; None when it did not say."""
+    headers = _error_headers(exc)  # litellm keeps the provider's headers in litellm_response_headers
     if not headers:
         return None
     try:
@@ -222,6 +239,13 @@ class _Budget:
         self.reserved -= reserve
         self.spent_tokens += tokens
         self.spent_cost += cost
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    """A 429, or a provider's rate-limit error as litellm files it."""
+    import litellm
+
+    return isinstance(exc, litellm.exceptions.RateLimitError) or getattr(exc, "status_code", None) == 429
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -277,6 +301,9 @@ class LLMGateway:
         self._flush_scheduled = False
         self.transport = choose_transport(
             config.model, config.api_base, config.api_key, self.concurrency, config.fast_path
+        )
+        self.pacer = Pacer(
+            config.rpm, config.tpm, self.concurrency, config.rate_share, adaptive=config.adaptive
         )
 
     @property
@@ -411,6 +438,8 @@ class LLMGateway:
             await self.transport.aclose()
 
         stats.requests = len(order)
+        stats.allowed_rpm = self.pacer.allowed_rpm
+        stats.sent_per_minute = self.pacer.stats.sent_per_minute()
         results = []
         for h, key in order:
             if h in cached:
@@ -490,14 +519,24 @@ class LLMGateway:
         if self.scrubs_pii:
             messages = scrub_messages(messages)
             stats.scrubbed += (messages != r.messages) and attempt == 1
+        params = self.request_params(r.params)
+        estimate = self._prompt_tokens(messages) if self.pacer.tpm else 0
+        sent_at = await self.pacer.acquire(estimate + int(params.get("max_tokens", 0)))
         started = time.perf_counter()
         stats.calls += 1
         try:
             async with asyncio.timeout(cfg.timeout_s + 5):  # no extra task per call, unlike wait_for
-                out = await self.transport.complete(messages, self.request_params(r.params), cfg.timeout_s)
+                out = await self.transport.complete(messages, params, cfg.timeout_s)
         except Exception as exc:
             import litellm
 
+            if is_rate_limit(exc):
+                stats.rate_limited += 1
+                asked = retry_after_s(exc)
+                wait = min(asked, cfg.retry_after_max_s) if asked is not None else None
+                self.pacer.on_rate_limited(sent_at, wait, _error_headers(exc))
+            else:
+                self.pacer.on_failure()
             latency = time.perf_counter() - started
             transient = classify(exc)
             message = self._redact(f"{type(exc).__name__}: {exc}")[:2000]
@@ -509,6 +548,11 @@ class LLMGateway:
             )
             self._write(None, call)
             raise _AttemptFailed(message, transient, retry_after_s(exc)) from None
+        except BaseException:  # cancelled: the slot is free again
+            self.pacer.release()
+            raise
+        error = out.prompt_tokens - estimate if estimate and out.prompt_tokens else 0  # the estimate's miss
+        self.pacer.on_success(out.headers, error)
         latency = time.perf_counter() - started
         stats.latencies_s.append(latency)
         pt, ct, cost = out.prompt_tokens, out.completion_tokens, out.cost_usd
@@ -520,6 +564,10 @@ class LLMGateway:
             CallRecord(h, stage, cfg.model, attempt, pt, ct, cost, latency, "ok", None, self.run_id),
         )
         return LLMResult(r.key, h, out.content, None, False, pt, ct, out.finish_reason, cost_usd=cost)
+
+    def _prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens by the model's tokenizer, plus the chat format's few per message."""
+        return sum(self.count_tokens(m.get("content") or "") + 4 for m in messages)
 
     def _write(self, response: tuple[str, str, CachedResponse] | None, call: CallRecord) -> None:
         """Queue an answer and its journal row; everything queued during one turn of the event loop is

@@ -38,6 +38,7 @@ class Completion:
     prompt_tokens: int | None
     completion_tokens: int | None
     cost_usd: float | None
+    headers: Any = None  # the provider's response headers, where the transport sees them (rate limits)
 
 
 class ProviderHTTPError(Exception):
@@ -86,9 +87,8 @@ class LiteLLMTransport:
         choice = resp.choices[0]
         usage = getattr(resp, "usage", None)
         pt, ct = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
-        return Completion(
-            choice.message.content or "", choice.finish_reason, pt, ct, self.price(resp, pt, ct)
-        )
+        content, cost = choice.message.content or "", self.price(resp, pt, ct)
+        return Completion(content, choice.finish_reason, pt, ct, cost, _headers(resp))
 
     async def aclose(self) -> None:
         return None
@@ -172,12 +172,19 @@ class OpenAIHTTPTransport:
             raise ProviderHTTPError(502, f"unreadable response: {type(exc).__name__}", headers) from None
         usage = data.get("usage") or {}
         pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        return Completion(content, choice.get("finish_reason"), pt, ct, self.price(None, pt, ct))
+        return Completion(content, choice.get("finish_reason"), pt, ct, self.price(None, pt, ct), headers)
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _headers(resp: Any) -> dict[str, str] | None:
+    """The provider's headers from a litellm response (litellm keeps them, some with an
+    ``llm_provider-`` prefix, in ``_hidden_params``)."""
+    found = (getattr(resp, "_hidden_params", None) or {}).get("additional_headers") or {}
+    return {k.removeprefix("llm_provider-").lower(): str(v) for k, v in found.items()} or None
 
 
 def _error_message(raw: bytes) -> str:

@@ -72,6 +72,9 @@ def llm_metadata(stats: GatewayStats) -> dict[str, object]:
         "llm_skipped_over_budget": stats.skipped,
         "budget_exhausted": stats.budget_exhausted or "",
         "pii_scrubbed_requests": stats.scrubbed,
+        "rate_limited_429s": stats.rate_limited,
+        "rpm_allowed_at_end": round(stats.allowed_rpm, 1) if stats.allowed_rpm is not None else None,
+        "rpm_sent": round(stats.sent_per_minute, 1) if stats.sent_per_minute is not None else None,
     }
 
 

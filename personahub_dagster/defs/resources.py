@@ -64,6 +64,14 @@ class LLMResource(dg.ConfigurableResource):
         default=None,
         description="Scrub e-mails, phones, cards, addresses, names before sending; null: on for remote.",
     )
+    rpm: float | None = Field(default=None, gt=0, description="The key's requests per minute (null: none).")
+    tpm: float | None = Field(
+        default=None, gt=0, description="The key's tokens per minute, prompt + max_tokens (null: none)."
+    )
+    rate_share: float = Field(
+        default=1.0, gt=0, le=1, description="This worker's share of rpm/tpm: 1/N for N workers on one key."
+    )
+    adaptive: bool = Field(default=True, description="AIMD: halve rate and concurrency on 429, grow back.")
 
     def gateway(self, lake: Lake, model: str | None = None, run_id: str | None = None) -> LLMGateway:
         """The gateway over the lake's cache; ``model`` swaps in another model with the same settings
@@ -82,6 +90,10 @@ class LLMResource(dg.ConfigurableResource):
             max_run_cost_usd=self.max_run_cost_usd,
             run_id=run_id,
             scrub_pii=self.scrub_pii,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            rate_share=self.rate_share,
+            adaptive=self.adaptive,
         )
         return LLMGateway(config, ResponseCache(lake.cache_path))
 
@@ -130,6 +142,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             concurrency=int(env.get("PERSONAHUB_CONCURRENCY", "8")),
             max_run_tokens=_optional(env.get("PERSONAHUB_MAX_RUN_TOKENS"), int),
             max_run_cost_usd=_optional(env.get("PERSONAHUB_MAX_RUN_COST_USD"), float),
+            rpm=_optional(env.get("PERSONAHUB_RPM"), float),
+            tpm=_optional(env.get("PERSONAHUB_TPM"), float),
+            rate_share=float(env.get("PERSONAHUB_RATE_SHARE") or 1.0),
         ),
         "embedder": EmbedderResource(
             model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER),
