@@ -47,7 +47,7 @@ def texts_frame(n: int, tag: str = "", partition: str = "p") -> pl.DataFrame:
 def test_write_read_and_any_delta_reader(where):
     lake = Lake(where)
     version = lake.write("source_texts", texts_frame(3), producer="raw_texts", partition="p")
-    assert version == 0 and lake.versions() == {"source_texts": 0}
+    assert version == 1 and lake.versions() == {"source_texts": 1}  # version 0: the empty table
     assert lake.read("source_texts").height == 3
     assert lake.counts()["source_texts"] == 3 and lake.counts()["personas"] == 0
     # a plain Delta table: any Delta reader sees the rows (and the hidden column naming the stage)
@@ -196,8 +196,8 @@ def test_concurrent_writers_lose_and_duplicate_nothing(where, request):
     assert df["input_id"].n_unique() == df.height == 50 + 2 * 3 * 50
     assert reads > 0
     # every write was told the version of its own commit: distinct, and the commit names its writer
-    assert sorted(v for t, _, v in made if t == "generations") == [0, 1, 2, 3]
-    assert sorted(v for t, _, v in made if t == "rejects") == list(range(1, 1 + 4 * 6))
+    assert sorted(v for t, _, v in made if t == "generations") == [1, 2, 3, 4]  # 0: the empty table
+    assert sorted(v for t, _, v in made if t == "rejects") == list(range(2, 2 + 4 * 6))
     for table, producer, version in made:
         log = lake.files.get(f"tables/{table}/_delta_log/{version:020d}.json").decode()
         assert f'"personahub.producer":"{producer}"' in log
@@ -205,18 +205,18 @@ def test_concurrent_writers_lose_and_duplicate_nothing(where, request):
 
 def test_versions_time_travel_and_history(where):
     lake = Lake(where, commit_info={"dagster.run_id": "run-42"})
-    v0 = lake.write("source_texts", texts_frame(5, "a"), producer="raw_texts", partition="p")
+    v1 = lake.write("source_texts", texts_frame(5, "a"), producer="raw_texts", partition="p")
     time.sleep(1.1)  # object stores date commits to the second
     between = datetime.now(UTC)
     time.sleep(1.1)
-    v1 = lake.write("source_texts", texts_frame(2, "b"), producer="raw_texts", partition="p")
-    assert (v0, v1) == (0, 1) and lake.committed == {"source_texts": 1}
+    v2 = lake.write("source_texts", texts_frame(2, "b"), producer="raw_texts", partition="p")
+    assert (v1, v2) == (1, 2) and lake.committed == {"source_texts": 2}
     assert lake.read("source_texts").height == 2
-    assert lake.read("source_texts", as_of=AsOf.parse(f"source_texts={v0}")).height == 5
+    assert lake.read("source_texts", as_of=AsOf.parse(f"source_texts={v1}")).height == 5
     assert lake.read("source_texts", as_of=AsOf(timestamp=between)).height == 5
     assert lake.read("personas", as_of=AsOf(timestamp=between)).height == 0
     commit = lake.history("source_texts")[0]
-    assert commit["version"] == 1 and commit["personahub.producer"] == "raw_texts"
+    assert commit["version"] == 2 and commit["personahub.producer"] == "raw_texts"
     assert commit["dagster.run_id"] == "run-42"
 
 
@@ -234,16 +234,12 @@ def test_as_of_is_parsed_with_clear_errors():
 def test_cli_sql_and_lineage_as_of(tmp_path, capsys):
     lake, ids = build_chain_lake(tmp_path)
     lake.write("source_texts", texts_frame(4, "later", "q"), producer="raw_texts", partition="q")
-    assert cli(["sql", "SELECT count(*) AS n FROM source_texts", "--lake", str(tmp_path)]) == 0
-    assert "│ 5 │" in capsys.readouterr().out.replace(" ", "").replace("│5│", "│ 5 │")
-    assert (
-        cli(
-            ["sql", "SELECT count(*) FROM source_texts", "--as-of", "source_texts=0", "--lake", str(tmp_path)]
-        )
-        == 0
-    )
-    assert "│ 1 │" in capsys.readouterr().out.replace(" ", "").replace("│1│", "│ 1 │")
-    assert cli(["lineage", ids["g"], "--as-of", "source_texts=0", "--lake", str(tmp_path)]) == 0
+    count = "SELECT count(*) * 1000 + 7 AS n FROM source_texts"
+    assert cli(["sql", count, "--lake", str(tmp_path)]) == 0
+    assert "5007" in capsys.readouterr().out
+    assert cli(["sql", count, "--as-of", "source_texts=1", "--lake", str(tmp_path)]) == 0  # the first write
+    assert "1007" in capsys.readouterr().out
+    assert cli(["lineage", ids["g"], "--as-of", "source_texts=1", "--lake", str(tmp_path)]) == 0
     assert cli(["sql", "SELECT 1", "--as-of", "7", "--lake", str(tmp_path)]) == 2
     assert "versions are per table" in capsys.readouterr().err
     assert cli(["lake", "history", "source_texts", "--lake", str(tmp_path)]) == 0

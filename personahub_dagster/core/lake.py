@@ -276,40 +276,42 @@ class Lake:
         info = {
             "personahub.producer": producer,
             "personahub.partition": partition,
-            "personahub.commit": os.urandom(8).hex(),
             **self._commit_info,
         }
+        partition_by = ["partition", PRODUCER] if by_day else [PRODUCER]
         for attempt in range(_COMMIT_ATTEMPTS):
-            dt = self._open(table)  # the cached table, brought up to date: no log re-read from scratch
+            # The cached table, brought up to date. A table is created empty first (a no-op when another
+            # writer got there): a slice written in the creating commit would be a blind append, and two
+            # of those into one slice would both survive, where two overwrites of an existing table
+            # conflict and one is retried.
+            dt = self._open(table) or self._create(table, data.schema, partition_by)
             try:
                 write_deltalake(
-                    self.table_uri(table) if dt is None else dt,
+                    dt,
                     data,
                     mode="overwrite",
                     predicate=predicate,
-                    partition_by=["partition", PRODUCER] if by_day else [PRODUCER],
-                    storage_options=dict(self.location.options),
                     writer_properties=_WRITER(),
                     commit_properties=_commit_props(info),
                 )
-                break
+                return dt.version()  # the table object now stands at this commit
             except CommitFailedError:  # another writer committed a conflicting change first: redo
                 if attempt == _COMMIT_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
-        # the table object now stands at our commit; a table this call created is looked up by its commit
-        return dt.version() if dt is not None else self._own_version(table, info)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _own_version(self, table: str, info: Mapping[str, str]) -> int:
-        """The version of the commit just made, found by its unique token in the commit files (other
-        writers may have committed since; ``history()`` numbers commits against a snapshot that may
-        predate the listing, so it is not trusted for this)."""
-        latest = self._open(table).version()
-        token = info["personahub.commit"].encode()
-        for version in range(latest, max(-1, latest - 4 * _COMMIT_ATTEMPTS), -1):
-            if token in self.files.get(f"tables/{table}/_delta_log/{version:020d}.json"):
-                return version
-        raise RuntimeError(f"{table}: the commit just made is not in the log of {self.table_uri(table)}")
+    def _create(self, table: str, schema, partition_by: list[str]):
+        from deltalake import DeltaTable
+
+        DeltaTable.create(
+            self.table_uri(table),
+            schema,
+            mode="ignore",
+            partition_by=partition_by,
+            storage_options=dict(self.location.options),
+        )
+        return self._open(table)
 
     def _mirror_call_journal(self) -> None:
         """Copy the SQLite call journal to the ``llm_calls`` table — only when it grew since the last copy

@@ -6,7 +6,8 @@ fixed concurrency either wastes the allowance or overruns it into 429 storms, wh
 multiply. :class:`Pacer` sits in front of every attempt the gateway makes:
 
 * **Budgets** — two token buckets refilled continuously at ``rpm/60`` requests and ``tpm/60`` tokens a
-  second, each holding at most one second's worth (a burst the provider's own buckets also allow). A
+  second, each holding at most one second's worth (a burst the provider's own buckets also allow) and
+  starting half full (the spare half absorbs network jitter against the provider's buckets). A
   request takes one request and its token estimate — prompt tokens from the model's tokenizer plus
   ``max_tokens``, which is how OpenAI counts a request against TPM — before it is sent; when the answer
   reports the prompt's real token count, the difference is given back or taken.
@@ -90,8 +91,10 @@ class Pacer:
         now = time.monotonic()
         self.rpm = rpm * share if rpm else None
         self.tpm = tpm * share if tpm else None
-        self._requests = _Bucket(self.rpm / 60, max(1.0, self.rpm / 60), now) if self.rpm else None
-        self._tokens = _Bucket(self.tpm / 60, self.tpm / 60, now) if self.tpm else None
+        # Buckets start half full: the provider's start full, so half a second of its allowance stays
+        # spare and absorbs the jitter between our send times and its arrival times.
+        self._requests = _Bucket(self.rpm / 60, max(1.0, self.rpm / 120), now) if self.rpm else None
+        self._tokens = _Bucket(self.tpm / 60, self.tpm / 120, now) if self.tpm else None
         self.max_concurrency = max(1, max_concurrency)
         self.limit = float(self.max_concurrency)  # allowed in flight (AIMD)
         self.factor = 1.0  # share of the rate budgets allowed (AIMD)
