@@ -18,7 +18,7 @@ Reading: each query gets a private in-memory DuckDB with one view per table (the
 column left out). On a local lake the views read the current version's Parquet files with DuckDB's own
 reader; on a remote lake they scan ``deltalake``'s Arrow datasets (DuckDB pushes filters and
 projections into them) — DuckDB's ``delta``/``httpfs`` extensions would need a download. Measured on
-1M rows, the native reader scans 2.2-2.7x faster where it can be used (docs/performance.md).
+1M rows, the native reader scans 1.6-2.9x faster where it can be used (docs/performance.md).
 
 The LLM response cache is SQLite and cannot live on object storage: it sits beside a local lake, or
 wherever ``PERSONAHUB_CACHE`` / ``PERSONAHUB_CACHE_DIR`` say (:func:`default_cache_path`). Its call
