@@ -26,6 +26,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -34,6 +35,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 REMOTE_SCHEMES = ("s3", "s3a")
+_LOST_RACE = ("AlreadyExistsError", "PreconditionError")  # obstore: a conditional PUT found it changed
 _TIMEOUTS = {"connect_timeout": "5s", "timeout": "120s"}
 
 
@@ -275,10 +277,7 @@ class Store:
         try:
             obstore.put(self._s3(), self._key(key), data, mode=mode)
         except Exception as exc:
-            if type(exc).__name__ in ("AlreadyExistsError", "PreconditionError") or _status(exc) in (
-                409,
-                412,
-            ):
+            if type(exc).__name__ in _LOST_RACE or _status(exc) in (409, 412):
                 raise ConcurrentUpdate(f"{self.uri(key)} changed since it was read") from exc
             raise
 
@@ -323,14 +322,8 @@ def _s3_store(location: Location):
         location.bucket,
         config={**config, "conditional_put": opts.get("conditional_put", "etag")},
         client_options=client,
-        retry_config={"max_retries": 2, "retry_timeout": _seconds(30)},
+        retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=30)},
     )
-
-
-def _seconds(n: int):
-    from datetime import timedelta
-
-    return timedelta(seconds=n)
 
 
 def check_store(location: Location) -> None:
