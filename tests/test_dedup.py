@@ -243,5 +243,7 @@ def test_of_two_runs_that_grew_one_state_only_the_first_commits(embedder, where)
     again = HubIndex.load(store, DedupConfig(), embedder)
     again.add(["c"], ["A shy pilot from Nairobi who coaches a youth rugby team."])
     again.save(store)
-    assert HubIndex.load(store, DedupConfig(), embedder).ids == ["a", "b", "c"]
+    again.add(["d"], ["A methodical baker from Lisbon who grows heirloom tomatoes."])
+    again.save(store)  # a second save by the same state: CURRENT's version was kept from the first
+    assert HubIndex.load(store, DedupConfig(), embedder).ids == ["a", "b", "c", "d"]
     assert len({k.split("/")[0] for k in store.list() if k.startswith("v-")}) <= 2

@@ -343,14 +343,14 @@ class HubIndex:
         written.append(f"{folder}/manifest.json")
         previous, _ = store.read_versioned("CURRENT")
         try:
-            store.swap("CURRENT", folder.encode(), expected)
+            token = store.swap("CURRENT", folder.encode(), expected)
         except ConcurrentUpdate:
             store.delete(written)
             raise
         keep = {folder, (previous or b"").decode().strip()}  # a reader may still be loading the last one
         store.delete([k for k in store.list() if k.startswith("v-") and k.split("/")[0] not in keep])
         self._chunks, self._persisted, self._new_texts = chunks, len(self.ids), []
-        _, self._token = store.read_versioned("CURRENT")
+        self._token = token
 
     @classmethod
     def load(

@@ -530,9 +530,9 @@ class LLMGateway:
         except Exception as exc:
             import litellm
 
+            asked = retry_after_s(exc)
             if is_rate_limit(exc):
                 stats.rate_limited += 1
-                asked = retry_after_s(exc)
                 wait = min(asked, cfg.retry_after_max_s) if asked is not None else None
                 self.pacer.on_rate_limited(sent_at, wait, _error_headers(exc))
             else:
@@ -547,7 +547,7 @@ class LLMGateway:
                 h, stage, cfg.model, attempt, None, None, None, latency, status, message, self.run_id
             )
             self._write(None, call)
-            raise _AttemptFailed(message, transient, retry_after_s(exc)) from None
+            raise _AttemptFailed(message, transient, asked) from None
         except BaseException:  # cancelled: the slot is free again
             self.pacer.release()
             raise

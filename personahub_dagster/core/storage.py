@@ -261,21 +261,22 @@ class Store:
             return None, None
         return bytes(result.bytes()), result.meta["e_tag"]
 
-    def swap(self, key: str, data: bytes, expected: str | None) -> None:
-        """Replace ``key`` only if it is still at version ``expected`` (None: only if absent);
-        :class:`ConcurrentUpdate` otherwise. Local: under a file lock; S3: a conditional PUT."""
+    def swap(self, key: str, data: bytes, expected: str | None) -> str:
+        """Replace ``key`` only if it is still at version ``expected`` (None: only if absent) and return
+        its new version token; :class:`ConcurrentUpdate` otherwise. Local: under a file lock; S3: a
+        conditional PUT."""
         if self.is_local:
             with self._local_lock(key):
                 _, current = self.read_versioned(key)
                 if current != expected:
                     raise ConcurrentUpdate(f"{self.uri(key)} changed since it was read")
                 self.put(key, data)
-            return
+            return hashlib.sha256(data).hexdigest()
         import obstore
 
         mode = "create" if expected is None else {"e_tag": expected}
         try:
-            obstore.put(self._s3(), self._key(key), data, mode=mode)
+            return obstore.put(self._s3(), self._key(key), data, mode=mode)["e_tag"]
         except Exception as exc:
             if type(exc).__name__ in _LOST_RACE or _status(exc) in (409, 412):
                 raise ConcurrentUpdate(f"{self.uri(key)} changed since it was read") from exc
