@@ -510,12 +510,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from personahub_dagster.core.llm_cache import CacheError
     from personahub_dagster.core.storage import StorageError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except StorageError as exc:  # a lake that cannot be used as configured: one line naming the setting
+    except (StorageError, CacheError) as exc:  # a lake or cache unusable as configured: one line
         print(f"personahub: {exc}", file=sys.stderr)
         return 2
 

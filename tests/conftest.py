@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.servers import SeaweedS3
+from tests.servers import Postgres, SeaweedS3
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +41,16 @@ def where(request, tmp_path) -> str:
     if request.param == "local":
         return str(tmp_path / "lake")
     return request.getfixturevalue("s3").url
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real Postgres cluster for the session (Debian's package), on 127.0.0.1."""
+    with Postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the session's Postgres: its ``postgresql://`` URL."""
+    return pg_server.create_database(f"t_{uuid.uuid4().hex[:10]}")

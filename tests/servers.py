@@ -147,3 +147,75 @@ class SeaweedS3:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _pg_bindir() -> Path:
+    """Debian's server binaries (``postgresql`` package): not on PATH, under /usr/lib/postgresql/N/bin."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not versions:
+        raise RuntimeError("PostgreSQL is not installed: `make postgres` (Debian package postgresql)")
+    return versions[-1].parent
+
+
+class Postgres:
+    """``with Postgres() as pg: pg.url(db)`` — a throwaway cluster on 127.0.0.1, trust auth, run as the
+    ``postgres`` user when we are root (the server refuses to run as root), stopped by PID."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pg-"))
+        self.bin = _pg_bindir()
+        self.port = free_ports(1)[0]
+        self.proc: subprocess.Popen | None = None
+        self.user = "postgres" if os.geteuid() == 0 else None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True, user=self.user, group=self.user, cwd=self.dir)
+
+    def create_database(self, name: str) -> str:
+        self._run(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return self.url(name)
+
+    def __enter__(self) -> Postgres:
+        data, sock = self.dir / "data", self.dir / "sock"
+        if self.user:
+            shutil.chown(self.dir, self.user, self.user)
+        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        sock.mkdir()
+        if self.user:
+            shutil.chown(sock, self.user, self.user)
+        self.log = open(self.dir / "postgres.log", "wb")  # closed in __exit__
+        self.proc = subprocess.Popen(
+            [str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sock),
+             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "fsync=off"],
+            stdout=self.log, stderr=subprocess.STDOUT, user=self.user, group=self.user,
+            start_new_session=True, cwd=self.dir,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while subprocess.run(
+            [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+        ).returncode:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(
+                    f"postgres did not start: {(self.dir / 'postgres.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: active connections are closed
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -21,8 +21,9 @@ projections into them) — DuckDB's ``delta``/``httpfs`` extensions would need a
 1M rows, the native reader scans 1.6-2.9x faster where it can be used (docs/performance.md).
 
 The LLM response cache is SQLite and cannot live on object storage: it sits beside a local lake, or
-wherever ``PERSONAHUB_CACHE`` / ``PERSONAHUB_CACHE_DIR`` say (:func:`default_cache_path`). Its call
-journal is mirrored into the ``llm_calls`` table so that SQL over the lake sees it like any table.
+wherever ``PERSONAHUB_CACHE`` / ``PERSONAHUB_CACHE_DIR`` say (:func:`default_cache_path`); workers on
+many machines share a Postgres cache (``PERSONAHUB_CACHE=postgresql://…``). Its call journal is
+mirrored into the ``llm_calls`` table so that SQL over the lake sees it like any table.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import duckdb
 import polars as pl
 
 from personahub_dagster.core.ids import kind_of
-from personahub_dagster.core.llm_cache import ResponseCache
+from personahub_dagster.core.llm_cache import ResponseCache, is_postgres, open_cache
 from personahub_dagster.core.schemas import SCHEMAS, conform, sql_type
 from personahub_dagster.core.storage import Location, StorageError, Store, check_store, parse_location
 
@@ -50,16 +51,21 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # safe as a Delta partition
 _COMMIT_ATTEMPTS = 12
 
 
-def default_cache_path(location: Location, env: Mapping[str, str] | None = None) -> Path:
-    """``PERSONAHUB_CACHE`` if set; else ``llm_cache.sqlite`` beside a local lake, or one file per remote
-    lake under ``PERSONAHUB_CACHE_DIR`` (default ``~/.cache/personahub``) — never on object storage."""
+def default_cache_path(location: Location, env: Mapping[str, str] | None = None) -> Path | str:
+    """``PERSONAHUB_CACHE`` if set (a file, or a ``postgresql://`` URL shared by many workers); else
+    ``llm_cache.sqlite`` beside a local lake, or one file per remote lake under ``PERSONAHUB_CACHE_DIR``
+    (default ``~/.cache/personahub``) — never on object storage."""
     env = os.environ if env is None else env
     if env.get("PERSONAHUB_CACHE"):
-        return Path(env["PERSONAHUB_CACHE"]).expanduser()
+        return _cache_target(env["PERSONAHUB_CACHE"])
     if location.is_local:
         return Path(location.uri) / "llm_cache.sqlite"
     folder = Path(env.get("PERSONAHUB_CACHE_DIR") or "~/.cache/personahub").expanduser()
     return folder / f"llm_cache-{location.bucket}-{location.key()}.sqlite"
+
+
+def _cache_target(value: str | os.PathLike[str]) -> Path | str:
+    return str(value) if is_postgres(value) else Path(value).expanduser()
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ class Lake:
     ):
         self.location = parse_location(location)
         self.files = Store(self.location)
-        self._cache = Path(cache).expanduser() if cache else None
+        self._cache = _cache_target(cache) if cache else None
         self._commit_info = dict(commit_info or {})
         self._tables: dict[str, object] = {}
         self._checked = False
@@ -145,8 +151,12 @@ class Lake:
         return Path(self.uri)
 
     @property
-    def cache_path(self) -> Path:
+    def cache_path(self) -> Path | str:
+        """The response cache: a SQLite file, or a ``postgresql://`` URL."""
         return self._cache or default_cache_path(self.location)
+
+    def response_cache(self) -> ResponseCache:
+        return open_cache(self.cache_path)
 
     def table_uri(self, table: str) -> str:
         if table not in SCHEMAS:
@@ -316,9 +326,9 @@ class Lake:
     def _mirror_call_journal(self) -> None:
         """Copy the SQLite call journal to the ``llm_calls`` table — only when it grew since the last copy
         (stages without LLM calls, and re-runs served from the cache, skip the O(journal) export)."""
-        if not self.cache_path.exists():
+        if not is_postgres(self.cache_path) and not Path(self.cache_path).exists():
             return
-        journal = ResponseCache(self.cache_path)
+        journal = self.response_cache()
         mirrored = self._open("llm_calls")
         if mirrored is not None and mirrored.count() == journal.journal_size():
             return

@@ -1,9 +1,14 @@
-"""Persistent LLM response cache and call journal (SQLite in the lake directory).
+"""Persistent LLM response cache and call journal: SQLite by default, Postgres for many workers.
 
 Why SQLite and not DuckDB: the cache is written one response at a time, from several processes at
 once (Dagster's multiprocess executor, concurrent runs). SQLite in WAL mode takes concurrent writers
 with a busy timeout; DuckDB allows a single writer per file. Each response is committed the moment it
 arrives, so a crash loses at most the calls in flight and a re-run pays for nothing twice.
+
+Workers on several machines share one Postgres cache instead (``PERSONAHUB_CACHE=postgresql://…``,
+:mod:`.llm_cache_postgres`); :func:`open_cache` picks the backend from the target. Both keep the *first*
+answer stored for a request: a second worker that asked the same request at the same moment paid for
+it too (at most twice, never more), but its answer is not stored over the first.
 """
 
 from __future__ import annotations
@@ -69,6 +74,23 @@ class CallRecord:
     status: str
     error: str | None
     run_id: str | None = None
+
+
+class CacheError(RuntimeError):
+    """The cache cannot be reached or used; the message names the setting and hides any password."""
+
+
+def is_postgres(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg2://"))
+
+
+def open_cache(target: str | Path) -> ResponseCache:
+    """The cache at ``target``: a ``postgresql://`` URL, or a SQLite file path."""
+    if is_postgres(target):
+        from personahub_dagster.core.llm_cache_postgres import PostgresResponseCache
+
+        return PostgresResponseCache(str(target))
+    return ResponseCache(target)
 
 
 class ResponseCache:
@@ -143,7 +165,7 @@ class ResponseCache:
         with con:
             con.execute("BEGIN")
             con.executemany(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (h, model, r.content, r.finish_reason, r.prompt_tokens, r.completion_tokens, now)
                     for h, model, r in responses
@@ -197,6 +219,9 @@ class ResponseCache:
     def journal_size(self) -> int:
         """Rows in the call journal (it is append-only, so an unchanged size means unchanged rows)."""
         return self._conn().execute("SELECT count(*) FROM llm_calls").fetchone()[0]
+
+    def exists(self) -> bool:
+        return self.path.exists()
 
 
 _CALL_COLUMNS = ", ".join(ResponseCache.CALL_SCHEMA)

@@ -11,7 +11,6 @@ from personahub_dagster.core.data_types import DataType, load_data_types
 from personahub_dagster.core.embedder import DEFAULT_EMBEDDER, Embedder
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import LLMConfig, LLMGateway
-from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.local_models import DEFAULT_MODEL
 from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load_prompt
 
@@ -29,7 +28,9 @@ class LakeResource(dg.ConfigurableResource):
         default=DEFAULT_LAKE, description="Lake: a folder or s3://bucket/prefix (Delta tables)."
     )
     inbox: str = Field(default=DEFAULT_INBOX, description="Drop folder: inbox/YYYY-MM-DD/ per partition.")
-    cache: str | None = Field(default=None, description="SQLite response cache; null: the default place.")
+    cache: str | None = Field(
+        default=None, description="Response cache: a SQLite file or postgresql:// URL; null: the default."
+    )
 
     def lake(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None) -> Lake:
         """The lake; with a ``context``, every Delta commit names the run and the asset that made it."""
@@ -95,7 +96,7 @@ class LLMResource(dg.ConfigurableResource):
             rate_share=self.rate_share,
             adaptive=self.adaptive,
         )
-        return LLMGateway(config, ResponseCache(lake.cache_path))
+        return LLMGateway(config, lake.response_cache())
 
 
 class EmbedderResource(dg.ConfigurableResource):

@@ -1,0 +1,175 @@
+"""The response cache and call journal on Postgres, for many workers on many machines.
+
+Same interface and semantics as the SQLite cache (:class:`~.llm_cache.ResponseCache`), chosen with
+``PERSONAHUB_CACHE=postgresql://user@host:5432/db`` (the password from ``PGPASSWORD`` or
+``~/.pgpass``, the libpq way, so it appears in no setting the UI shows). Why it is shaped this way:
+
+* The gateway commits everything that arrived during one turn of its event loop together; here that
+  is one transaction of two statements — ``INSERT … ON CONFLICT DO NOTHING`` of the answers, one
+  multi-row ``INSERT`` of the journal rows — so a worker makes one round trip per turn, not per answer.
+* ``ON CONFLICT DO NOTHING``: two workers that asked the same request at the same moment both paid,
+  and the first answer committed stays; the second never overwrites it.
+* Look-ups are ``request_hash = ANY(%s)`` with an array parameter: one statement for any number of
+  keys, and one plan.
+* Run budgets sum the journal by ``run_id`` across every worker of a run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+
+from personahub_dagster.core.llm_cache import CachedResponse, CacheError, CallRecord, ResponseCache
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS responses (
+    request_hash TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    content TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id BIGSERIAL PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    stage TEXT,
+    model TEXT,
+    attempt INTEGER,
+    prompt_tokens BIGINT,
+    completion_tokens BIGINT,
+    cost_usd DOUBLE PRECISION,
+    latency_s DOUBLE PRECISION,
+    status TEXT,
+    error TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    run_id TEXT
+);
+CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
+"""
+_COLUMNS = list(ResponseCache.CALL_SCHEMA)
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresResponseCache(ResponseCache):
+    """A :class:`ResponseCache` in two Postgres tables; one connection per thread."""
+
+    def __init__(self, url: str):
+        self.url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        self.path = None  # not the parent's __init__: that one opens a SQLite file
+        self._local = threading.local()
+        con = self._conn()
+        with con, con.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('personahub.llm_cache.ddl'))")
+            cur.execute(_DDL)  # the lock: two workers creating the tables at once would collide
+
+    def __repr__(self) -> str:
+        return f"PostgresResponseCache({redact_url(self.url)!r})"
+
+    def _conn(self):
+        con = getattr(self._local, "con", None)
+        if con is None or con.closed:
+            import psycopg2
+
+            try:
+                con = psycopg2.connect(self.url, connect_timeout=10, application_name="personahub")
+            except psycopg2.OperationalError as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CacheError(
+                    f"PERSONAHUB_CACHE: cannot use the Postgres cache {redact_url(self.url)}: {reason}"
+                ) from None
+            self._local.con = con
+        return con
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        con = self._conn()
+        with con, con.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def get(self, request_hash: str) -> CachedResponse | None:
+        found = self.get_many([request_hash])
+        return found.get(request_hash)
+
+    def get_many(self, hashes: list[str]) -> dict[str, CachedResponse]:
+        if not hashes:
+            return {}
+        rows = self._query(
+            "SELECT request_hash, content, finish_reason, prompt_tokens, completion_tokens "
+            "FROM responses WHERE request_hash = ANY(%s)",
+            (list(hashes),),
+        )
+        return {h: CachedResponse(*rest) for h, *rest in rows}
+
+    def put_many(self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord]) -> None:
+        from psycopg2.extras import execute_values
+
+        now = time.time()
+        con = self._conn()
+        with con, con.cursor() as cur:
+            if responses:
+                execute_values(
+                    cur,
+                    "INSERT INTO responses VALUES %s ON CONFLICT (request_hash) DO NOTHING",
+                    [
+                        (h, m, r.content, r.finish_reason, r.prompt_tokens, r.completion_tokens, now)
+                        for h, m, r in responses
+                    ],
+                    page_size=max(len(responses), 1),
+                )
+            if calls:
+                execute_values(
+                    cur,
+                    f"INSERT INTO llm_calls ({', '.join(_COLUMNS)}) VALUES %s",
+                    [
+                        (
+                            c.request_hash,
+                            c.stage,
+                            c.model,
+                            c.attempt,
+                            c.prompt_tokens,
+                            c.completion_tokens,
+                            c.cost_usd,
+                            c.latency_s,
+                            c.status,
+                            c.error,
+                            now,
+                            c.run_id,
+                        )
+                        for c in calls
+                    ],
+                    page_size=max(len(calls), 1),
+                )
+
+    def calls_frame(self) -> pl.DataFrame:
+        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM llm_calls ORDER BY id")
+        schema = {**self.CALL_SCHEMA, "created_at": pl.Float64}
+        df = pl.DataFrame(rows, schema=schema, orient="row")
+        return df.with_columns(
+            (pl.col("created_at") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+        ).cast(self.CALL_SCHEMA)
+
+    def run_spend(self, run_id: str) -> tuple[int, float]:
+        (tokens, cost), *_ = self._query(
+            "SELECT coalesce(sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)), 0), "
+            "coalesce(sum(cost_usd), 0.0) FROM llm_calls WHERE run_id = %s",
+            (run_id,),
+        )
+        return int(tokens), float(cost)
+
+    def journal_size(self) -> int:
+        return int(self._query("SELECT count(*) FROM llm_calls")[0][0])
+
+    def exists(self) -> bool:
+        return True
