@@ -21,6 +21,7 @@ from personahub_dagster.core.ingest import Skipped, read_documents, to_source_te
 from personahub_dagster.core.parsing import PersonaFilters
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
 from personahub_dagster.core.schemas import now_utc, rows_frame
+from personahub_dagster.core.shards import day_of, keep_shard, shard_index
 from personahub_dagster.core.stage import StageOutput
 from personahub_dagster.core.storage import ConcurrentUpdate
 from personahub_dagster.defs import checks
@@ -35,7 +36,8 @@ from personahub_dagster.defs.metadata import (
     reject_metadata,
     warn_if_over_budget,
 )
-from personahub_dagster.defs.partitions import daily_partitions
+from personahub_dagster.defs.partitions import SHARDS, partition_of, pipeline_partitions
+from personahub_dagster.defs.pools import HUB_POOL, LLM_POOL, LLM_RETRY
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
 
 
@@ -117,26 +119,35 @@ def _llm_stage_checks(out: StageOutput, t: CheckThresholds) -> list[dg.AssetChec
 @dg.asset(
     group_name="ingest",
     kinds={"deltalake", "duckdb"},
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
     check_specs=checks.specs("raw_texts", "not_empty"),
 )
 def raw_texts(
     context: dg.AssetExecutionContext, config: RawTextsConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     """The day's web-like documents (``inbox/<day>/``, or the files in ``paths``) into
-    ``source_texts``; ids are hashes of the text."""
-    lk, day = lake.lake(context), context.partition_key
+    ``source_texts``; ids are hashes of the text. A shard's run keeps its own share of the day's texts
+    (the same sample as one run over the day, split by id); the day's skipped documents are recorded
+    once, by shard 0."""
+    lk, day = lake.lake(context), partition_of(context)
     try:
-        paths = config.paths or partition_paths(lake.inbox, day)
+        paths = config.paths or partition_paths(lake.inbox, day_of(day))
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
     docs, skipped = read_documents(paths, config.text_field)
     with lk.connect() as con:
-        known = dict(con.execute("SELECT text_id, min(partition) FROM source_texts GROUP BY 1").fetchall())
+        known = dict(
+            con.execute(  # texts of earlier days (the day's other shards are not "already ingested")
+                "SELECT text_id, min(partition) FROM source_texts WHERE NOT starts_with(partition, ?) "
+                "GROUP BY 1",
+                [day_of(day)],
+            ).fetchall()
+        )
     texts, short = to_source_texts(
         docs, day, config.min_chars, config.max_texts, known, config.max_chars, config.skip_injections
     )
-    skipped = skipped + short
+    skipped = skipped + short if shard_index(day) in (None, 0) else []
+    texts = keep_shard(texts, day, SHARDS)
     lk.write_many(
         {"source_texts": texts, "rejects": _skips(skipped, day)}, producer="raw_texts", partition=day
     )
@@ -177,7 +188,9 @@ def _skips(skipped: list[Skipped], partition: str) -> pl.DataFrame:
     deps=[raw_texts],
     group_name="personas",
     kinds={"deltalake"},
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
+    pool=LLM_POOL,
+    retry_policy=LLM_RETRY,
     check_specs=checks.specs("text_personas", "reject_rate", "not_empty"),
 )
 def text_personas(
@@ -188,7 +201,7 @@ def text_personas(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """Text-to-Persona: who would read / write / like / dislike each text."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
         texts,
@@ -223,7 +236,9 @@ def text_personas(
     deps=[text_personas],
     group_name="personas",
     kinds={"deltalake"},
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
+    pool=LLM_POOL,
+    retry_policy=LLM_RETRY,
     check_specs=checks.specs("expanded_personas", "reject_rate", "not_empty"),
 )
 def expanded_personas(
@@ -234,7 +249,7 @@ def expanded_personas(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """Persona-to-Persona: expand every Text-to-Persona persona through close relationships, hop by hop."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     seeds = lk.read("personas", "method = 'text' AND partition = ?", [day])
 
     def on_hop(hop: int, accepted: int, rejected: int) -> None:
@@ -278,8 +293,8 @@ def expanded_personas(
     deps=[expanded_personas],
     group_name="hub",
     kinds={"deltalake", "faiss"},
-    partitions_def=daily_partitions,
-    pool="persona_hub",
+    partitions_def=pipeline_partitions,
+    pool=HUB_POOL,
     check_specs=checks.specs("persona_hub", "dedup_ratio", "not_empty"),
 )
 def persona_hub(
@@ -291,7 +306,7 @@ def persona_hub(
     """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS), grown
     incrementally: the day's personas are checked against every earlier day's kept personas (kept in
     ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     # One run at a time grows the hub (the pool; and a file lock between processes of one machine).
     # Where neither reaches — runs on several machines over an object store — the state's
     # compare-and-swap commit decides, and the run that lost grows again from the winner's state.
@@ -350,6 +365,6 @@ def persona_hub(
 pipeline_job = dg.define_asset_job(
     "persona_hub_pipeline",
     selection=dg.AssetSelection.all(),
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
     description="One day: raw text to personas, the hub grown by the day, synthesized data and datasets.",
 )

@@ -4,7 +4,8 @@ runs a day as soon as its files land in the inbox. Both start stopped: turn them
 
 * ``nightly_hub_growth`` — at ``PERSONAHUB_NIGHTLY_CRON`` (default ``0 2 * * *``, 02:00) in
   ``PERSONAHUB_TIMEZONE``: the whole pipeline for the newest inbox day not after the tick's date.
-  The run key is the day, so a day already run by the schedule is not run again.
+  The run key is the day, so a day already run by the schedule is not run again. With shards
+  (``PERSONAHUB_SHARDS``), both request one run per shard of the day.
 * ``inbox_sensor`` — every 30 s: a run for each day folder that is new or changed since the sensor
   last looked (the cursor keeps each day's fingerprint: file names, sizes, modification times).
 """
@@ -16,14 +17,14 @@ import dagster as dg
 
 from personahub_dagster.core.inbox import fingerprints
 from personahub_dagster.defs.assets import pipeline_job
-from personahub_dagster.defs.partitions import TIMEZONE, daily_partitions
+from personahub_dagster.defs.partitions import TIMEZONE, days, run_keys
 from personahub_dagster.defs.resources import LakeResource
 
 NIGHTLY_CRON = os.environ.get("PERSONAHUB_NIGHTLY_CRON", "0 2 * * *")
 
 
 def _valid(day: str) -> bool:
-    return daily_partitions.has_partition_key(day)
+    return days.has_partition_key(day)
 
 
 @dg.schedule(
@@ -35,11 +36,14 @@ def _valid(day: str) -> bool:
 )
 def nightly_hub_growth(context: dg.ScheduleEvaluationContext, lake: LakeResource):
     today = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    days = [d for d in fingerprints(lake.inbox) if d <= today and _valid(d)]
-    if not days:
+    inbox_days = [d for d in fingerprints(lake.inbox) if d <= today and _valid(d)]
+    if not inbox_days:
         return dg.SkipReason(f"no input in {lake.inbox} up to {today}")
-    newest = days[-1]
-    return dg.RunRequest(run_key=f"nightly-{newest}", partition_key=newest, tags={"trigger": "nightly"})
+    newest = inbox_days[-1]
+    return [
+        dg.RunRequest(run_key=f"nightly-{key}", partition_key=key, tags={"trigger": "nightly"})
+        for key in run_keys(newest)
+    ]
 
 
 @dg.sensor(
@@ -54,13 +58,12 @@ def inbox_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     changed = [d for d, fp in current.items() if seen.get(d) != fp]
     for day in changed:
         if not _valid(day):
-            context.log.warning(
-                f"inbox/{day} is outside the partitions ({daily_partitions.start:%Y-%m-%d} on)"
-            )
+            context.log.warning(f"inbox/{day} is outside the partitions ({days.start:%Y-%m-%d} on)")
             continue
-        yield dg.RunRequest(
-            run_key=f"inbox-{day}-{current[day]}", partition_key=day, tags={"trigger": "inbox"}
-        )
+        for key in run_keys(day):
+            yield dg.RunRequest(
+                run_key=f"inbox-{key}-{current[day]}", partition_key=key, tags={"trigger": "inbox"}
+            )
     context.update_cursor(json.dumps(current, sort_keys=True))
     if not changed:
         yield dg.SkipReason("no new or changed day folders in the inbox")

@@ -26,7 +26,8 @@ from personahub_dagster.defs.metadata import (
     reject_metadata,
     warn_if_over_budget,
 )
-from personahub_dagster.defs.partitions import daily_partitions
+from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
+from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
 from personahub_dagster.defs.synthesis import synthesis_assets
 
@@ -46,7 +47,7 @@ class ContaminationConfig(dg.Config):
     deps=[a.key for a in synthesis_assets],
     group_name="evaluation",
     kinds={"deltalake"},
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
 )
 def contamination_checks(
     context: dg.AssetExecutionContext,
@@ -56,7 +57,7 @@ def contamination_checks(
 ) -> dg.MaterializeResult:
     """The day's synthesized rows against benchmark test sets: word 13-gram overlap and embedding
     near-duplicates. Flagged rows stay in the lake (table ``contamination``) and leave the exports."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     paths = config.against or [p for p in os.environ.get("PERSONAHUB_BENCHMARKS", "").split(":") if p]
     try:
         benchmarks = dict(load_benchmark(p, config.text_field) for p in paths)
@@ -94,7 +95,14 @@ class DiversityConfig(dg.Config):
     data_type: str = Field(default="math_problem", description="What to synthesize per persona.")
 
 
-@dg.asset(deps=["persona_hub"], group_name="evaluation", kinds={"deltalake"}, partitions_def=daily_partitions)
+@dg.asset(
+    deps=["persona_hub"],
+    group_name="evaluation",
+    kinds={"deltalake"},
+    partitions_def=pipeline_partitions,
+    pool=LLM_POOL,
+    retry_policy=LLM_RETRY,
+)
 def diversity_bands(
     context: dg.AssetExecutionContext,
     config: DiversityConfig,
@@ -105,7 +113,7 @@ def diversity_bands(
 ) -> dg.MaterializeResult:
     """The paper's Figure 10 on the hub so far: persona pairs in similarity bands, a problem for each
     persona at temperature 0, and how similar the two problems are, per band."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     hub = lk.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
     dt = prompts.data_type(config.data_type)
     pairs, out, stats = diversity(
@@ -141,13 +149,13 @@ def diversity_bands(
     deps=["datasets", contamination_checks, diversity_bands],
     group_name="evaluation",
     kinds={"html"},
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
 )
 def report(
     context: dg.AssetExecutionContext, lake: LakeResource, prompts: PromptsResource
 ) -> dg.MaterializeResult:
     """``<lake>/reports/<day>.html``: counts, yields, reject reasons, tokens and cost, the hub,
     diversity bands, contamination hits and math validity — one self-contained page."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     where = write_report(lk, None, day, prompts.prompts_dir)
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(where)})

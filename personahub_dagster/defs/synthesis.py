@@ -32,7 +32,8 @@ from personahub_dagster.defs.metadata import (
     reject_metadata,
     warn_if_over_budget,
 )
-from personahub_dagster.defs.partitions import daily_partitions
+from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
+from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
 
 DATA_TYPES = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
@@ -74,7 +75,9 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         kinds={"deltalake"},
         description=f"Persona-driven {data_type.description}s ({', '.join(data_type.modes)}).",
         metadata={"data_type": data_type.name, "release": data_type.release},
-        partitions_def=daily_partitions,
+        partitions_def=pipeline_partitions,
+        pool=LLM_POOL,
+        retry_policy=LLM_RETRY,
         check_specs=checks.specs(data_type.asset, "reject_rate", "not_empty", "lineage"),
     )
     def _synthesize(
@@ -84,7 +87,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         llm: LLMResource,
         prompts: PromptsResource,
     ) -> dg.MaterializeResult:
-        lk, day = lake.lake(context), context.partition_key
+        lk, day = lake.lake(context), partition_of(context)
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk, run_id=context.run_id)
@@ -182,7 +185,14 @@ class MathChecksConfig(dg.Config):
 
 if MATH is not None:
 
-    @dg.asset(deps=[MATH.asset], group_name="synthesis", kinds={"deltalake"}, partitions_def=daily_partitions)
+    @dg.asset(
+        deps=[MATH.asset],
+        group_name="synthesis",
+        kinds={"deltalake"},
+        partitions_def=pipeline_partitions,
+        pool=LLM_POOL,
+        retry_policy=LLM_RETRY,
+    )
     def math_checks(
         context: dg.AssetExecutionContext,
         config: MathChecksConfig,
@@ -192,7 +202,7 @@ if MATH is not None:
     ) -> dg.MaterializeResult:
         """The agreement filter: each math problem solved by independent solvers; kept for a test set
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
-        lk, day = lake.lake(context), context.partition_key
+        lk, day = lake.lake(context), partition_of(context)
         problems = lk.read("generations", "data_type = ? AND partition = ?", [MATH.name, day]).sort("row_id")
         solvers = [
             Solver(s.name, s.style, llm.gateway(lk, s.model, run_id=context.run_id)) for s in config.solvers
@@ -241,7 +251,7 @@ EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": 
     ],
     group_name="datasets",
     kinds={"parquet"},
-    partitions_def=daily_partitions,
+    partitions_def=pipeline_partitions,
     check_specs=checks.specs("datasets", "export_schema", "lineage"),
 )
 def datasets(
@@ -250,7 +260,7 @@ def datasets(
     """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
     in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
     ``description``) plus ids that walk back to the source text."""
-    lk, day = lake.lake(context), context.partition_key
+    lk, day = lake.lake(context), partition_of(context)
     counts, paths, frames = {}, {}, {}
     for dt in DATA_TYPES.values():
         df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
