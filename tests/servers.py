@@ -219,3 +219,65 @@ class Postgres:
         if self.proc is not None:
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LlamaServer:
+    """``with LlamaServer() as llm: llm.base_url`` — llama-cpp-python's OpenAI-compatible server (the
+    ``[server]`` extra) serving the packaged SmolLM2 GGUF as model ``smollm2``, as a team's llama.cpp or
+    vLLM server would. Its access log (one line per request) is the server-side request count."""
+
+    model = "smollm2"
+
+    def __init__(self, n_threads: int = 1) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="llama-"))
+        self.port = free_ports(1)[0]
+        self.n_threads = n_threads
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def completions_served(self) -> int:
+        """POSTs to /v1/chat/completions the server has logged (answered or not)."""
+        return (self.dir / "server.log").read_text().count('"POST /v1/chat/completions HTTP/1.1"')
+
+    def __enter__(self) -> LlamaServer:
+        from personahub_dagster.core.local_models import smollm2_gguf_path
+
+        self.log = open(self.dir / "server.log", "wb")  # closed in __exit__
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
+             "--model_alias", self.model, "--host", "127.0.0.1", "--port", str(self.port),
+             "--n_ctx", "2048", "--n_threads", str(self.n_threads), "--verbose", "False"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir,
+        )  # fmt: skip
+        import urllib.request
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"llama.cpp server did not start: {self._tail()}")
+            time.sleep(0.5)
+
+    def _tail(self) -> str:
+        return (self.dir / "server.log").read_text(errors="replace")[-2000:]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -81,7 +81,7 @@ def test_two_workers_asking_the_same_requests_at_once_pay_at_most_twice(pg_url):
     assert tokens == (calls["prompt_tokens"] + calls["completion_tokens"]).sum() > 0
     # a third worker of the same run with a token budget already spent by the two: sends nothing new
     with FakeOpenAI() as server:
-        results, stats = _gateway(
+        results, _ = _gateway(
             pg_url, server.base_url, run_id="shared-run", max_run_tokens=tokens + 5
         ).generate([LLMRequest("new", [{"role": "user", "content": "a new question " * 20}])], "t")
     assert server.requests == [] and results[0].error.startswith("budget_exhausted")

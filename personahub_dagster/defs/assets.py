@@ -368,3 +368,10 @@ pipeline_job = dg.define_asset_job(
     partitions_def=pipeline_partitions,
     description="One day: raw text to personas, the hub grown by the day, synthesized data and datasets.",
 )
+
+hub_growth_job = dg.define_asset_job(
+    "hub_growth",
+    selection=dg.AssetSelection.groups("ingest", "personas", "hub"),
+    partitions_def=pipeline_partitions,
+    description="One day (or shard): raw text to personas and the hub grown by them, no synthesis.",
+)

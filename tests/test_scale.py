@@ -1,0 +1,345 @@
+"""The deployment a team runs, on one machine: every server real, started here on 127.0.0.1.
+
+Postgres (Dagster's instance storage *and* the shared response cache), the S3 server (the lake),
+llama-cpp-python's OpenAI-compatible server (the model), ``dagster-daemon`` with the queued run
+coordinator, pools and run monitoring from ``deploy/dagster.yaml``, and ``dagster-webserver`` for the
+GraphQL API. Two days × two shards are submitted through GraphQL as four independent runs of the
+``hub_growth`` job; then a run worker is SIGKILLed mid-stage and the run is re-executed from failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from personahub_dagster.core.llm_cache import open_cache
+from tests.servers import LlamaServer, free_ports
+
+pytestmark = pytest.mark.scale
+
+ROOT = Path(__file__).resolve().parents[1]
+DAYS = ["2026-01-01", "2026-01-02"]
+SHARDS = ["0", "1"]
+JOB = "hub_growth"
+
+
+def run_config(max_texts: int, hops: int) -> dict:
+    return {
+        "ops": {
+            "raw_texts": {"config": {"max_texts": max_texts}},
+            "text_personas": {"config": {"perspectives": ["read", "write"]}},
+            "expanded_personas": {"config": {"hops": hops}},
+        },
+        # one process per run: the run worker is the process that runs the steps
+        "execution": {"config": {"in_process": {}}},
+    }
+
+
+class Deployment:
+    """The daemon and the webserver over one Postgres-backed instance, and handles to inspect it."""
+
+    def __init__(self, home: Path, env: dict[str, str], llm: LlamaServer):
+        self.home, self.env, self.llm = home, env, llm
+        self.procs: list[subprocess.Popen] = []
+        self.logfiles: list = []
+        self.port = free_ports(1)[0]
+
+    def start(self) -> None:
+        workspace = str(ROOT / "workspace.yaml")
+        bin_dir = Path(sys.executable).parent
+        for name, args in (
+            ("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]),
+            ("webserver", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
+                           "-w", workspace]),
+        ):  # fmt: skip
+            log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+            self.logfiles.append(log)
+            self.procs.append(
+                subprocess.Popen(
+                    args,
+                    env=self.env,
+                    cwd=self.home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + 240
+        while not self._webserver_up():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("dagster did not start:\n" + self.logs())
+            time.sleep(1)
+
+    def _webserver_up(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/server_info", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.home.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for log in self.logfiles:
+            log.close()
+
+    # -- GraphQL --------------------------------------------------------------------------------
+    def client(self):
+        from dagster_graphql import DagsterGraphQLClient
+
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=60)
+
+    def submit(self, day: str, shard: str, config: dict) -> str:
+        tags = {
+            "dagster/partition": f"{day}|{shard}",
+            "dagster/partition/day": day,
+            "dagster/partition/shard": shard,
+        }
+        return self.client().submit_job_execution(JOB, run_config=config, tags=tags)
+
+    def reexecute_from_failure(self, run_id: str) -> str:
+        query = """
+        mutation($parent: String!) {
+          launchRunReexecution(reexecutionParams: {parentRunId: $parent, strategy: FROM_FAILURE}) {
+            __typename
+            ... on LaunchRunSuccess { run { runId } }
+            ... on PythonError { message }
+          }
+        }"""
+        result = self.client()._execute(query, {"parent": run_id})["launchRunReexecution"]
+        assert result["__typename"] == "LaunchRunSuccess", result
+        return result["run"]["runId"]
+
+    def status(self, run_id: str) -> str:
+        return self.client().get_run_status(run_id).value
+
+    def wait(self, run_ids: list[str], timeout_s: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            statuses = {r: self.status(r) for r in run_ids}
+            if all(s in ("SUCCESS", "FAILURE", "CANCELED") for s in statuses.values()):
+                return statuses
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"runs not finished: {statuses}\n{self.logs()}")
+            time.sleep(2)
+
+
+def _instance(env: dict[str, str]):
+    import dagster as dg
+
+    saved = dict(os.environ)
+    os.environ.update(env)  # the instance's dagster.yaml reads DAGSTER_PG_* from the environment
+    try:
+        return dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def deployment(pg_server, s3_server):
+    home = Path(tempfile.mkdtemp(prefix="deploy-"))
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    inbox = home / "inbox"
+    docs = [
+        json.loads(line) for line in (ROOT / "assets" / "corpus" / "sample.jsonl").read_text().splitlines()
+    ]
+    for i, day in enumerate([*DAYS, "2026-01-03"]):
+        (inbox / day).mkdir(parents=True)
+        chunk = docs[i * 20 : (i + 1) * 20]
+        (inbox / day / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in chunk))
+    pg_server.create_database("dagster")
+    cache_url = pg_server.create_database("llm_cache")
+    with LlamaServer() as llm:
+        env = {
+            **os.environ,
+            **s3_server.env,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(pg_server.port),
+            "DAGSTER_PG_USER": "postgres",
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": "dagster",
+            "PERSONAHUB_LAKE": s3_server.url("scale"),
+            "PERSONAHUB_CACHE": cache_url,
+            "PERSONAHUB_INBOX": str(inbox),
+            "PERSONAHUB_SHARDS": str(len(SHARDS)),
+            "PERSONAHUB_START_DATE": DAYS[0],
+            "PERSONAHUB_MODEL": f"openai/{llm.model}",
+            "PERSONAHUB_API_BASE": llm.base_url,
+            "PERSONAHUB_CONCURRENCY": "2",
+            "HF_HUB_OFFLINE": "1",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "PYTHONPATH": str(ROOT),
+        }
+        d = Deployment(home, env, llm)
+        try:
+            d.start()
+            yield d
+        finally:
+            d.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _step_windows(instance, run_ids: list[str], step: str) -> list[tuple[float, float]]:
+    from dagster import DagsterEventType
+
+    windows = []
+    for run_id in run_ids:
+        events = [e for e in instance.all_logs(run_id) if e.step_key == step and e.dagster_event]
+        start = [e.timestamp for e in events if e.dagster_event.event_type == DagsterEventType.STEP_START]
+        end = [
+            e.timestamp
+            for e in events
+            if e.dagster_event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
+        ]
+        assert start and end, f"{step} did not run in {run_id}"
+        windows.append((min(start), max(end)))
+    return sorted(windows)
+
+
+def test_two_days_of_two_shards_through_the_deployment(deployment, s3_server, tmp_path, monkeypatch):
+    for key, value in s3_server.env.items():  # to read the remote lake from here
+        monkeypatch.setenv(key, value)
+    started = time.monotonic()
+    config = run_config(max_texts=4, hops=1)
+    runs = [deployment.submit(day, shard, config) for day in DAYS for shard in SHARDS]
+    statuses = deployment.wait(runs, timeout_s=900)
+    wall = time.monotonic() - started
+    print(f"\n4 runs (2 days x 2 shards) through the queued deployment: {wall:.0f} s wall")
+    assert set(statuses.values()) == {"SUCCESS"}, f"{statuses}\n{deployment.logs()}"
+
+    instance = _instance(deployment.env)
+    # hub growth never ran twice at once: its steps' windows do not overlap
+    windows = _step_windows(instance, runs, "persona_hub")
+    for (_, end), (start, _) in pairwise(windows):
+        assert start >= end, f"persona_hub steps overlapped: {windows}"
+    # …while the runs themselves did overlap (the queue let several in at once)
+    run_windows = sorted((r.start_time, r.end_time) for r in (instance.get_run_record_by_id(i) for i in runs))
+    assert any(b[0] < a[1] for a, b in pairwise(run_windows))
+
+    # the LLM server answered each distinct request once: its log against the shared journal
+    cache = open_cache(deployment.env["PERSONAHUB_CACHE"])
+    calls = cache.calls_frame()
+    served = deployment.llm.completions_served()
+    assert served == calls.height > 0
+    ok = calls.filter(pl.col("status") == "ok")
+    assert ok["request_hash"].n_unique() == ok.height
+
+    # the hub's marks equal those of one in-process run over the same texts, shard after shard,
+    # on a local lake with the same (shared) cache: not one request more reaches the server
+    from personahub_dagster.core.lake import Lake
+
+    remote = Lake(deployment.env["PERSONAHUB_LAKE"])
+    local = _in_process_runs(deployment.env, tmp_path / "lake", config)
+    assert deployment.llm.completions_served() == served
+    cols = ["persona_id", "partition", "dup_of", "dup_reason"]
+    assert (
+        local.read("hub")
+        .select(cols)
+        .sort("persona_id")
+        .equals(remote.read("hub").select(cols).sort("persona_id"))
+    )
+    parts = sorted(remote.read("hub")["partition"].unique().to_list())
+    assert parts == [f"{d}.s{s}" for d in DAYS for s in SHARDS]
+    # the shards split each day's texts without overlap
+    texts = remote.read("source_texts")
+    assert texts["text_id"].n_unique() == texts.height > 0
+
+    # nothing was written to a local lake: the lake is remote, the cache is Postgres
+    home = deployment.home
+    assert not (home / "lake").exists()
+    assert not list(home.rglob("*.sqlite")) and not list(home.rglob("*.parquet"))
+
+
+def _in_process_runs(env: dict[str, str], lake_dir: Path, config: dict):
+    """The same partitions, in order, in this process, on a local lake — the reference marks."""
+    code = f"""
+import dagster as dg
+from personahub_dagster.definitions import defs
+job = defs().resolve_job_def({JOB!r})
+for day in {DAYS!r}:
+    for shard in {SHARDS!r}:
+        key = dg.MultiPartitionKey({{"day": day, "shard": shard}})
+        r = job.execute_in_process(run_config={config!r}, partition_key=key,
+                                   instance=dg.DagsterInstance.ephemeral())
+        assert r.success
+"""
+    local_env = {**env, "PERSONAHUB_LAKE": str(lake_dir)}
+    local_env.pop("DAGSTER_HOME")
+    subprocess.run([sys.executable, "-c", code], env=local_env, check=True, cwd=lake_dir.parent)
+    from personahub_dagster.core.lake import Lake
+
+    return Lake(lake_dir)
+
+
+def test_a_killed_run_worker_is_failed_by_monitoring_and_resumes_without_paying_twice(deployment):
+    from dagster import DagsterEventType
+
+    cache = open_cache(deployment.env["PERSONAHUB_CACHE"])
+    run_id = deployment.submit("2026-01-03", "0", run_config(max_texts=12, hops=2))
+    instance = _instance(deployment.env)
+
+    # wait until the run is mid-stage: its worker has stored some answers and is asking for more
+    deadline = time.monotonic() + 300
+    pid = None
+    while True:
+        calls = cache.calls_frame().filter(pl.col("run_id") == run_id)
+        if pid is None:
+            for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+                if (e.dagster_event.message or "").startswith("Started process for run"):
+                    pid = int(e.dagster_event.engine_event_data.metadata["pid"].value)
+        if pid is not None and calls.height >= 3:
+            break
+        assert time.monotonic() < deadline, deployment.logs()
+        time.sleep(0.2)
+    # the machine of the run worker is lost: the worker and the code server that started it, at once
+    # (a worker that dies alone is noticed by its code server; here only run monitoring can tell)
+    code_server = _parent(pid)
+    os.kill(code_server, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    answered = set(cache.calls_frame().filter(pl.col("status") == "ok")["request_hash"])
+
+    # run monitoring notices the worker is gone and fails the run (it would stay STARTED otherwise)
+    assert deployment.wait([run_id], timeout_s=180)[run_id] == "FAILURE"
+    messages = [e.message or "" for e in instance.all_logs(run_id)]
+    assert any(f"FAILED: 'run worker process {pid} is gone'" in m for m in messages), messages[-5:]
+
+    served_before = deployment.llm.completions_served()
+    retry = deployment.reexecute_from_failure(run_id)
+    assert deployment.wait([retry], timeout_s=600)[retry] == "SUCCESS", deployment.logs()
+
+    after = cache.calls_frame().filter(pl.col("created_at").dt.epoch("s") > killed_at)
+    assert after.height > 0  # the re-execution asked for what had not been answered…
+    assert not set(after["request_hash"]) & answered  # …and nothing that had
+    assert deployment.llm.completions_served() == served_before + after.height
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
