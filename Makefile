@@ -1,7 +1,8 @@
 # personahub-dagster — one command to set up and run, one to test.
 #   make demo   create .venv, install, materialize every asset on the sample corpus with the local models
 #   make test   create .venv, install, run the test suite (unit + end-to-end with the real local models,
-#               and the UI in headless Chromium, installed from Debian's packages by `make browser`)
+#               the UI in headless Chromium, and the team deployment on real servers: Chromium and
+#               PostgreSQL come from Debian's packages, `make browser` and `make postgres`)
 #   make ui     start the Dagster UI on http://127.0.0.1:3000
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ export PERSONAHUB_INBOX ?= $(CURDIR)/inbox
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browser demo test ui lint bench clean
+.PHONY: install browser postgres demo test ui lint bench clean
 
 install: $(STAMP)
 
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet -e '.[dev]'
-	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME) && { [ -s $(DAGSTER_HOME)/dagster.yaml ] || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml; }
 	@touch $(STAMP)
 
 demo: install
@@ -37,7 +38,14 @@ browser:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
-test: install browser
+# PostgreSQL server binaries for the deployment tests (Debian's package; the tests start their own
+# throwaway server as the postgres user, on 127.0.0.1, and stop it)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; }
+
+test: install browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

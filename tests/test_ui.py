@@ -64,7 +64,7 @@ def graphql(url: str, query: str, variables: dict | None = None) -> dict:
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("")
+    shutil.copy(ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")  # what `make ui` uses
     lake = tmp_path_factory.mktemp("ui_lake")
     inbox = tmp_path_factory.mktemp("inbox")
     # today's partition holds two texts of the sample corpus: the launched run is the real pipeline,
