@@ -88,11 +88,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for dt in DATA_TYPES.values():
             ops[dt.asset] = {"config": {"n_personas": args.personas}}
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    from personahub_dagster.defs.partitions import run_keys
+
     job = defs().resolve_job_def("persona_hub_pipeline")
     started = time.monotonic()
-    result = job.execute_in_process(
-        run_config={"ops": ops}, instance=instance, partition_key=day, raise_on_error=False
-    )
+    for key in run_keys(day):  # the day, or each of its shards in order (PERSONAHUB_SHARDS)
+        result = job.execute_in_process(
+            run_config={"ops": ops}, instance=instance, partition_key=key, raise_on_error=False
+        )
+        if not result.success:
+            break
     elapsed = time.monotonic() - started
     lake = _lake(None)
     if not result.success:
