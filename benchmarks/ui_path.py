@@ -1,15 +1,18 @@
-"""One day's "Materialize all", three ways, same day, same corpus, each on a fresh lake and cache:
+"""One day's "Materialize all", four ways, same day, same corpus, each on a fresh lake and cache:
 
 * **CLI** — ``personahub demo``: every step in one process, one after the other (the baseline);
-* **UI path, no pools** — the job through Dagster's default multiprocess executor (what the UI's
-  "Materialize all" launches), with an instance that has no pools (the earlier ``dagster.yaml``);
-* **UI path, pools** — the same with ``deploy/local/dagster.yaml`` (what ``make install`` now puts in
-  ``DAGSTER_HOME``): the ``llm`` pool runs one LLM step at a time.
+* **UI path, multiprocess, no pools** — the job as the UI launched it before: Dagster's multiprocess
+  executor, an instance without pools (the earlier empty ``dagster.yaml``);
+* **UI path, multiprocess, pools** — the same with ``deploy/local/dagster.yaml`` (what ``make install``
+  now puts in ``DAGSTER_HOME``): the ``llm`` pool runs one LLM step at a time;
+* **UI path, as shipped** — pools, and the executor the definitions now pick for the embedded model:
+  one process (``defs/executor.py``).
 
-On a small machine two LLM steps at once means two llama.cpp processes on the same cores; the table
-shows the wall time and the slowest LLM step of each way.
+The UI path is timed through ``dagster job execute`` (the run the UI's button launches, without the
+browser). On a small machine two LLM steps at once means two llama.cpp processes on the same cores;
+the table shows the wall time and the slowest LLM step of each way.
 
-    python benchmarks/ui_path.py [--texts 4] [--hops 2] [--personas 3]
+    python benchmarks/ui_path.py [--texts 4] [--hops 2] [--personas 2]
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--texts", type=int, default=4)
     ap.add_argument("--hops", type=int, default=2)
-    ap.add_argument("--personas", type=int, default=3)
+    ap.add_argument("--personas", type=int, default=2)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ui-path-"))
     inbox = work / "inbox"
@@ -80,15 +83,18 @@ def main() -> None:
         "HF_HUB_OFFLINE": "1",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
-    base_env.pop("PERSONAHUB_CACHE", None)
+    for key in ("PERSONAHUB_CACHE", "PERSONAHUB_EXECUTOR", "PERSONAHUB_MODEL", "PERSONAHUB_SHARDS"):
+        base_env.pop(key, None)
     config = work / "run_config.json"
     config.write_text(json.dumps(run_config(args.texts, args.hops, args.personas)))
     llm_names = llm_steps()
     rows = []
-    for name, instance_yaml, cli in (
-        ("CLI (personahub demo, in-process)", ROOT / "deploy/local/dagster.yaml", True),
-        ("UI path, multiprocess, no pools", None, False),
-        ("UI path, multiprocess, pools (deploy/local)", ROOT / "deploy/local/dagster.yaml", False),
+    local = ROOT / "deploy/local/dagster.yaml"
+    for name, instance_yaml, cli, executor in (
+        ("CLI (personahub demo, in-process)", local, True, None),
+        ("UI path, multiprocess, no pools (before)", None, False, "multiprocess"),
+        ("UI path, multiprocess, pools", local, False, "multiprocess"),
+        ("UI path as shipped (pools, one process)", local, False, None),
     ):
         home, lake = work / f"home-{len(rows)}", work / f"lake-{len(rows)}"
         home.mkdir()
@@ -97,6 +103,8 @@ def main() -> None:
         else:
             (home / "dagster.yaml").write_text("")
         env = {**base_env, "DAGSTER_HOME": str(home), "PERSONAHUB_LAKE": str(lake)}
+        if executor:
+            env["PERSONAHUB_EXECUTOR"] = executor
         if cli:
             cmd = [str(BIN / "personahub"), "demo", "--date", DAY, "--texts", str(args.texts),
                    "--hops", str(args.hops), "--personas", str(args.personas)]  # fmt: skip
