@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for dt in DATA_TYPES.values():
             ops[dt.asset] = {"config": {"n_personas": args.personas}}
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    from personahub_dagster.defs.partitions import run_keys
+    from personahub_dagster.defs.partitions import lake_partition, run_keys
 
     job = defs().resolve_job_def("persona_hub_pipeline")
     started = time.monotonic()
@@ -114,7 +114,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print('  SQL:      personahub sql "SELECT …"   (add --as-of to read an earlier version)')
     if row:
         print(f"  Lineage:  personahub lineage {row[0]}")
-    print(f"  Report:   {lake.files.uri(f'reports/{day}.html')}  (counts, yields, diversity, contamination)")
+    report = lake.files.uri(f"reports/{lake_partition(key)}.html")
+    print(f"  Report:   {report}  (counts, yields, diversity, contamination)")
     print("  UI:       make ui   → http://127.0.0.1:3000 (asset graph, runs, metadata)")
     return 0
 

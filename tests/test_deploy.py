@@ -31,6 +31,7 @@ def test_instance_configs_are_valid_and_their_classes_load(path, tmp_path, monke
     assert config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
     if path == "local/dagster.yaml":
         assert "storage" not in config  # the laptop keeps SQLite
+        assert config["run_launcher"]["class"] == "HostRunLauncher"
         return
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert "max_concurrent_runs" not in config["run_coordinator"].get("config", {})

@@ -267,9 +267,14 @@ def test_two_days_of_two_shards_through_the_deployment(deployment, s3_server, tm
     )
     parts = sorted(remote.read("hub")["partition"].unique().to_list())
     assert parts == [f"{d}.s{s}" for d in DAYS for s in SHARDS]
-    # the shards split each day's texts without overlap
+    # the shards split each day's texts without overlap, and a shard's lineage is the usual chain
     texts = remote.read("source_texts")
     assert texts["text_id"].n_unique() == texts.height > 0
+    expanded = remote.read("personas", "hop = 1").sort("persona_id")
+    chain = remote.lineage(expanded["persona_id"][0])
+    assert [step.kind for step in chain] == ["persona", "persona", "text"]
+    source = texts.filter(pl.col("text_id") == chain[-1].id)
+    assert source["partition"].to_list() == [expanded["partition"][0]]  # the persona's own shard
 
     # nothing was written to a local lake: the lake is remote, the cache is Postgres
     home = deployment.home
@@ -343,3 +348,30 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_resumes_without_paying_
 
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_a_stage_runs_against_the_llama_cpp_server_through_the_direct_transport(deployment, tmp_path):
+    """Text-to-Persona on the real server, as a team's vLLM or llama.cpp server is reached: the gateway
+    picks its direct HTTP transport (not litellm) for an OpenAI-compatible base URL."""
+    from personahub_dagster.core.ingest import Document, to_source_texts
+    from personahub_dagster.core.llm import LLMConfig, LLMGateway
+    from personahub_dagster.core.llm_cache import ResponseCache
+    from personahub_dagster.core.personas import text_to_persona
+    from personahub_dagster.core.prompts import load_prompt
+    from personahub_dagster.core.transports import OpenAIHTTPTransport
+
+    llm = deployment.llm
+    gateway = LLMGateway(
+        LLMConfig(model=f"openai/{llm.model}", api_base=llm.base_url, concurrency=2),
+        ResponseCache(tmp_path / "cache.sqlite"),
+    )
+    assert isinstance(gateway.transport, OpenAIHTTPTransport)
+    docs = [json.loads(line) for line in (ROOT / "assets/corpus/sample.jsonl").read_text().splitlines()[-2:]]
+    texts, _ = to_source_texts([Document(f"doc:{d['doc_id']}", d["doc_id"], d["text"]) for d in docs], "d")
+    before = llm.completions_served()
+    out = text_to_persona(
+        texts, gateway, load_prompt("text_to_persona"), perspectives=["read"], partition="d"
+    )
+    assert llm.completions_served() == before + 2
+    assert out.rows.height + out.rejects.height == 2 and out.rows.height >= 1
+    assert out.stats.calls == 2 and out.stats.prompt_tokens > 0

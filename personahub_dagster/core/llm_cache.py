@@ -75,6 +75,14 @@ class CallRecord:
     error: str | None
     run_id: str | None = None
 
+    def row(self, created_at: float) -> tuple:
+        """The journal row, in ``ResponseCache.CALL_SCHEMA`` order."""
+        return (
+            self.request_hash, self.stage, self.model, self.attempt, self.prompt_tokens,
+            self.completion_tokens, self.cost_usd, self.latency_s, self.status, self.error, created_at,
+            self.run_id,
+        )  # fmt: skip
+
 
 class CacheError(RuntimeError):
     """The cache cannot be reached or used; the message names the setting and hides any password."""
@@ -171,37 +179,15 @@ class ResponseCache:
                     for h, model, r in responses
                 ],
             )
-            for call in calls:
-                self._insert_call(con, call)
-
-    @staticmethod
-    def _insert_call(con: sqlite3.Connection, c: CallRecord) -> None:
-        con.execute(
-            f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                c.request_hash,
-                c.stage,
-                c.model,
-                c.attempt,
-                c.prompt_tokens,
-                c.completion_tokens,
-                c.cost_usd,
-                c.latency_s,
-                c.status,
-                c.error,
-                time.time(),
-                c.run_id,
-            ),
-        )
+            con.executemany(
+                f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * len(self.CALL_SCHEMA))})",
+                [c.row(now) for c in calls],
+            )
 
     def calls_frame(self) -> pl.DataFrame:
         """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
         rows = self._conn().execute(f"SELECT {_CALL_COLUMNS} FROM llm_calls ORDER BY rowid").fetchall()
-        schema = {**self.CALL_SCHEMA, "created_at": pl.Float64}  # stored as epoch seconds
-        df = pl.DataFrame(rows, schema=schema, orient="row")  # typed: old rows have no run_id
-        return df.with_columns(
-            (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
-        ).cast(self.CALL_SCHEMA)
+        return calls_frame(rows)  # typed: old rows have no run_id
 
     def run_spend(self, run_id: str) -> tuple[int, float]:
         """Tokens and dollars the journal records for one run, over every stage and process of it."""
@@ -225,6 +211,15 @@ class ResponseCache:
 
 
 _CALL_COLUMNS = ", ".join(ResponseCache.CALL_SCHEMA)
+
+
+def calls_frame(rows: list[tuple]) -> pl.DataFrame:
+    """Journal rows (``created_at`` as epoch seconds, as both backends store it) as a typed frame."""
+    schema = {**ResponseCache.CALL_SCHEMA, "created_at": pl.Float64}
+    df = pl.DataFrame(rows, schema=schema, orient="row")
+    return df.with_columns(
+        (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+    ).cast(ResponseCache.CALL_SCHEMA)
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:

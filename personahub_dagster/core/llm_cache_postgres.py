@@ -22,7 +22,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
-from personahub_dagster.core.llm_cache import CachedResponse, CacheError, CallRecord, ResponseCache
+from personahub_dagster.core.llm_cache import (
+    CachedResponse,
+    CacheError,
+    CallRecord,
+    ResponseCache,
+    calls_frame,
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -132,33 +138,12 @@ class PostgresResponseCache(ResponseCache):
                 execute_values(
                     cur,
                     f"INSERT INTO llm_calls ({', '.join(_COLUMNS)}) VALUES %s",
-                    [
-                        (
-                            c.request_hash,
-                            c.stage,
-                            c.model,
-                            c.attempt,
-                            c.prompt_tokens,
-                            c.completion_tokens,
-                            c.cost_usd,
-                            c.latency_s,
-                            c.status,
-                            c.error,
-                            now,
-                            c.run_id,
-                        )
-                        for c in calls
-                    ],
+                    [c.row(now) for c in calls],
                     page_size=max(len(calls), 1),
                 )
 
     def calls_frame(self) -> pl.DataFrame:
-        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM llm_calls ORDER BY id")
-        schema = {**self.CALL_SCHEMA, "created_at": pl.Float64}
-        df = pl.DataFrame(rows, schema=schema, orient="row")
-        return df.with_columns(
-            (pl.col("created_at") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
-        ).cast(self.CALL_SCHEMA)
+        return calls_frame(self._query(f"SELECT {', '.join(_COLUMNS)} FROM llm_calls ORDER BY id"))
 
     def run_spend(self, run_id: str) -> tuple[int, float]:
         (tokens, cost), *_ = self._query(

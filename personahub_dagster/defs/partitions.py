@@ -39,12 +39,16 @@ pipeline_partitions: dg.PartitionsDefinition = (
 )
 
 
-def partition_of(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
-    """The lake partition a run writes: the day, or ``<day>.s<shard>`` when days are sharded."""
-    key = context.partition_key
+def lake_partition(key: str | dg.MultiPartitionKey) -> str:
+    """The lake partition of a partition key: the day, or ``<day>.s<shard>`` when days are sharded."""
     if isinstance(key, dg.MultiPartitionKey):
         return shard_partition(key.keys_by_dimension["day"], key.keys_by_dimension["shard"])
     return key
+
+
+def partition_of(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    """The lake partition a run writes."""
+    return lake_partition(context.partition_key)
 
 
 def run_keys(day: str) -> list[str | dg.MultiPartitionKey]:
