@@ -65,6 +65,7 @@ bench: install
 	$(BIN)/python benchmarks/pii_scrub.py
 	$(BIN)/python benchmarks/lake.py
 	$(BIN)/python benchmarks/rate_limits.py
+	$(BIN)/python benchmarks/ui_path.py
 	@if [ -d "$(PERSONAHUB_LAKE)/tables/hub" ]; then $(BIN)/python benchmarks/cost_model.py --lake $(PERSONAHUB_LAKE); \
 	else echo "cost model: run 'make demo' first (it scales what a real run measured)"; fi
 
