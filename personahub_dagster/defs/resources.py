@@ -134,7 +134,8 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "lake": LakeResource(
             path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE),
             inbox=env.get("PERSONAHUB_INBOX", DEFAULT_INBOX),
-            cache=env.get("PERSONAHUB_CACHE") or None,
+            # by name: a postgresql:// URL may carry a password, and the UI shows an EnvVar's name only
+            cache=dg.EnvVar("PERSONAHUB_CACHE") if env.get("PERSONAHUB_CACHE") else None,
         ),
         "llm": LLMResource(
             model=env.get("PERSONAHUB_MODEL", DEFAULT_MODEL),
