@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import time
 
 import pytest
 
@@ -49,9 +48,10 @@ def test_the_first_answer_stored_stays(pg_url):
     assert cache.journal_size() == 2  # both attempts were paid for, and both are in the journal
 
 
-def _worker(url: str, base: str, n: int, start_at: float, out) -> None:
-    time.sleep(max(0.0, start_at - time.time()))
-    results, stats = _gateway(url, base, run_id="shared-run").generate(_requests(n), "t")
+def _worker(url: str, base: str, n: int, barrier, out) -> None:
+    gateway = _gateway(url, base, run_id="shared-run")
+    barrier.wait(timeout=120)  # both imported and connected: go together
+    results, stats = gateway.generate(_requests(n), "t")
     out.put((stats.calls, sum(r.ok for r in results)))
 
 
@@ -60,10 +60,9 @@ def test_two_workers_asking_the_same_requests_at_once_pay_at_most_twice(pg_url):
     that takes 50 ms an answer: nothing is paid three times, every answer comes back, the journal holds
     exactly what the provider was paid for, and the run's spend is summed over both workers."""
     ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
+    out, barrier = ctx.Queue(), ctx.Barrier(2)
     with FakeOpenAI(latency_s=0.05) as server:
-        start_at = time.time() + 4  # both have imported and connected by then
-        procs = [ctx.Process(target=_worker, args=(pg_url, server.base_url, 40, start_at, out)) for _ in "ab"]
+        procs = [ctx.Process(target=_worker, args=(pg_url, server.base_url, 40, barrier, out)) for _ in "ab"]
         for p in procs:
             p.start()
         answers = [out.get(timeout=120) for _ in procs]
@@ -73,6 +72,7 @@ def test_two_workers_asking_the_same_requests_at_once_pay_at_most_twice(pg_url):
     for body in server.requests:
         asked[body["messages"][-1]["content"]] = asked.get(body["messages"][-1]["content"], 0) + 1
     assert len(asked) == 40 and max(asked.values()) <= 2
+    assert len(server.requests) > 40  # the race did happen: some requests were asked by both
     assert all(ok == 40 for _, ok in answers)
     cache = PostgresResponseCache(pg_url)
     assert cache.journal_size() == len(server.requests) == sum(calls for calls, _ in answers)
