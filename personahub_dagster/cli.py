@@ -305,12 +305,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from personahub_dagster.core.embedder import Embedder
-    from personahub_dagster.core.evaluation import (
-        band_summary,
-        check_contamination,
-        diversity,
-        load_benchmark,
-    )
+    from personahub_dagster.core.evaluation import check_contamination, load_benchmark
 
     lake = _lake(args.lake)
     embedder = Embedder(backend=os.environ.get("PERSONAHUB_EMBEDDER_BACKEND", "torch"))
@@ -338,21 +333,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
         return 0
 
+    import dagster as dg
+
     from personahub_dagster.defs.resources import default_resources
 
-    resources = default_resources()
+    # resolved as a run would (EnvVar settings such as PERSONAHUB_API_KEY read now, not passed as names)
+    with dg.build_resources({k: default_resources()[k] for k in ("llm", "prompts")}) as built:
+        return _evaluate_diversity(args, lake, embedder, built.llm, built.prompts)
+
+
+def _evaluate_diversity(args: argparse.Namespace, lake, embedder, llm, prompts) -> int:
+    from personahub_dagster.core.evaluation import band_summary, diversity
+
     day = args.dates[0] if args.dates else _today()
     hub = lake.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
     if hub.is_empty():
         print(f"evaluate diversity: the hub in {lake.uri} has no personas up to {day}", file=sys.stderr)
         return 2
-    dt = resources["prompts"].data_type(args.data_type)
+    dt = prompts.data_type(args.data_type)
     pairs, out, stats = diversity(
         hub,
         embedder,
-        resources["llm"].gateway(lake),
+        llm.gateway(lake),
         dt,
-        resources["prompts"].template(dt.template),
+        prompts.template(dt.template),
         per_band=args.per_band,
         partition=day,
     )
