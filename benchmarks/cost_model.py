@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from personahub_dagster.core.batch import BATCH_DISCOUNT
 from personahub_dagster.core.lake import Lake
 
 PERSONA_STAGES = ("text_personas", "expanded_personas")
@@ -51,11 +52,15 @@ def main() -> None:
         f"= {calls_per_persona:.2f} calls per hub persona; Text-to-Persona prompt set to {args.text_tokens} "
         f"tokens; {tokens_in:.0f} prompt + {tokens_out:.0f} completion tokens per hub persona\n"
     )
-    rate, price = f"hours at {args.req_per_s:g} req/s", f"$ at {args.price_in:g}/{args.price_out:g} per 1M"
-    print(
-        f"| hub personas | requests | prompt tokens | completion tokens | {rate} | client CPU h | {price} |"
+    rate, price = (
+        f"hours at {args.req_per_s:g} req/s",
+        f"$ online at {args.price_in:g}/{args.price_out:g} per 1M",
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| hub personas | requests | prompt tokens | completion tokens | {rate} | client CPU h | {price} "
+        f"| $ batch API (×{BATCH_DISCOUNT:g}) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in (1_000_000, 1_000_000_000):
         req = n * calls_per_persona
         tin, tout = n * tokens_in, n * tokens_out
@@ -63,7 +68,8 @@ def main() -> None:
         cpu = req * args.client_ms / 1000 / 3600
         dollars = tin / 1e6 * args.price_in + tout / 1e6 * args.price_out
         print(
-            f"| {n:,} | {req:,.0f} | {tin:,.0f} | {tout:,.0f} | {hours:,.1f} | {cpu:,.1f} | {dollars:,.0f} |"
+            f"| {n:,} | {req:,.0f} | {tin:,.0f} | {tout:,.0f} | {hours:,.1f} | {cpu:,.1f} | {dollars:,.0f} "
+            f"| {dollars * BATCH_DISCOUNT:,.0f} |"
         )
 
 

@@ -23,6 +23,13 @@ as 1,000 requests per second"), a request counted against TPM as its prompt plus
 them a 429 with ``Retry-After`` (the seconds until it would fit) — such requests are recorded in
 ``limited``, not in ``requests`` — and ``x-ratelimit-*`` headers on every answer. ``latency_s`` delays
 every answer (a provider is not instant). ``set_limits`` changes the limits mid-run.
+
+``batches=FakeBatches(...)`` serves OpenAI's ``/v1/files`` and ``/v1/batches`` with time compressed: a
+batch is ``validating``, then ``in_progress``, then ``completed`` after ``polls`` status reads (or stays
+in progress while ``hold`` is set); its answers come from ``script``. Faults: the first
+``expire_first`` batches end ``expired`` with half their requests answered; ``fail(body)`` marks
+requests answered with an error line; ``malformed`` cuts one output line in half. Every submitted
+request's ``custom_id`` is recorded in ``batches.submitted``.
 """
 
 from __future__ import annotations
@@ -86,16 +93,104 @@ def echo_script(_n: int, body: dict) -> Action:
     return ("ok", "Echo: " + body["messages"][-1]["content"][:200])
 
 
+class FakeBatches:
+    """The batch API's state and its injected faults (see the module docstring)."""
+
+    def __init__(
+        self,
+        polls: int = 2,
+        expire_first: int = 0,
+        fail: Callable[[dict], bool] | None = None,
+        malformed: bool = False,
+    ):
+        self.polls, self.expire_first, self.fail, self.malformed = polls, expire_first, fail, malformed
+        self.hold = threading.Event()  # set: batches stay in progress
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}
+        self.reads: dict[str, int] = {}
+        self.submitted: list[str] = []
+        self._lock = threading.RLock()  # retrieve uploads the output while holding it
+
+    def upload(self, data: bytes) -> dict:
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+        return {"id": file_id, "object": "file", "bytes": len(data), "purpose": "batch"}
+
+    def create(self, body: dict) -> dict:
+        lines = [json.loads(x) for x in self.files[body["input_file_id"]].splitlines() if x.strip()]
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            self.submitted += [x["custom_id"] for x in lines]
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "status": "validating", "lines": lines,
+                "input_file_id": body["input_file_id"], "output_file_id": None, "error_file_id": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            }  # fmt: skip
+            self.reads[batch_id] = 0
+        return self.public(batch_id)
+
+    def public(self, batch_id: str) -> dict:
+        return {k: v for k, v in self.batches[batch_id].items() if k != "lines"}
+
+    def retrieve(self, batch_id: str, script: Callable[[int, dict], Action]) -> dict:
+        with self._lock:
+            batch = self.batches[batch_id]
+            if batch["status"] in ("completed", "expired", "failed", "cancelled") or self.hold.is_set():
+                return self.public(batch_id)
+            self.reads[batch_id] += 1
+            if self.reads[batch_id] < self.polls:
+                batch["status"] = "in_progress"
+                return self.public(batch_id)
+            expire = int(batch_id.split("_")[1]) <= self.expire_first
+            lines = batch["lines"][: len(batch["lines"]) // 2] if expire else batch["lines"]
+            out, err = [], []
+            for n, line in enumerate(lines, 1):
+                if self.fail and self.fail(line["body"]):
+                    err.append(
+                        {
+                            "id": f"r{n}",
+                            "custom_id": line["custom_id"],
+                            "response": {
+                                "status_code": 400,
+                                "body": {"error": {"message": "injected per-request error"}},
+                            },
+                        }
+                    )
+                    continue
+                _kind, text = script(n, line["body"])
+                out.append({"id": f"r{n}", "custom_id": line["custom_id"], "response": {
+                    "status_code": 200, "body": _completion(line["body"], text)}})  # fmt: skip
+            data = b"".join(json.dumps(x).encode() + b"\n" for x in out)
+            if self.malformed and out:
+                first = json.dumps(out[0]).encode()
+                data = first[: len(first) // 2] + b"\n" + data.split(b"\n", 1)[1]
+            batch["output_file_id"] = self.upload(data)["id"] if out else None
+            if err:
+                batch["error_file_id"] = self.upload(b"".join(json.dumps(x).encode() + b"\n" for x in err))[
+                    "id"
+                ]
+            batch["status"] = "expired" if expire else "completed"
+            batch["request_counts"] = {
+                "total": len(batch["lines"]),
+                "completed": len(out),
+                "failed": len(err),
+            }
+            return self.public(batch_id)
+
+
 class FakeOpenAI:
     def __init__(
         self,
         script: Callable[[int, dict], Action] = echo_script,
         limits: ProviderLimits | None = None,
         latency_s: float = 0.0,
+        batches: FakeBatches | None = None,
     ):
         self.script = script
         self.limits = limits
         self.latency_s = latency_s
+        self.batches = batches
         self.limited: list[float] = []  # arrival times of requests refused for the rate limits
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
@@ -109,9 +204,32 @@ class FakeOpenAI:
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
 
+            def _send_json(self, payload: dict | bytes, status: int = 200) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                parts = self.path.rstrip("/").split("/")
+                if server.batches is None:
+                    return self._send_json({"error": {"message": "no batch API"}}, 404)
+                if parts[-2] == "batches":
+                    return self._send_json(server.batches.retrieve(parts[-1], server.script))
+                if parts[-1] == "content":
+                    return self._send_json(server.batches.files[parts[-2]])
+                return self._send_json({"error": {"message": "not found"}}, 404)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if server.batches is not None and self.path.endswith("/files"):
+                    return self._send_json(server.batches.upload(_multipart_file(self.headers, raw)))
+                if server.batches is not None and self.path.endswith("/batches"):
+                    return self._send_json(server.batches.create(json.loads(raw)))
+                body = json.loads(raw or b"{}")
                 limit_headers: dict[str, str] = {}
                 if server.limits is not None:
                     wait, limit_headers = server.limits.admit(
@@ -203,6 +321,20 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _multipart_file(headers: Any, raw: bytes) -> bytes:
+    """The ``file`` part of a multipart/form-data upload."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + raw
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    raise ValueError("no file part")
 
 
 def _prompt_tokens(body: dict) -> int:

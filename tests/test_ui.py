@@ -134,13 +134,14 @@ def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev):
         "sensorState { status } } } } }",
     )
     schedules = {s["name"]: s for s in automation["schedulesOrError"]["results"]}
-    [sensor] = automation["sensorsOrError"]["results"]
+    sensors = {s["name"]: s for s in automation["sensorsOrError"]["results"]}
     assert set(schedules) == {"nightly_hub_growth", "weekly_lake_maintenance"}
     assert schedules["nightly_hub_growth"]["cronSchedule"] == "0 2 * * *"
     assert schedules["weekly_lake_maintenance"]["cronSchedule"] == "0 3 * * 0"
     for schedule in schedules.values():
         assert schedule["executionTimezone"] == "UTC" and schedule["scheduleState"]["status"] == "STOPPED"
-    assert sensor["name"] == "inbox_sensor" and sensor["sensorState"]["status"] == "STOPPED"
+    assert set(sensors) == {"inbox_sensor", "llm_batch_sensor"}
+    assert all(sensor["sensorState"]["status"] == "STOPPED" for sensor in sensors.values())
 
 
 LAUNCH = """

@@ -62,6 +62,7 @@ from personahub_dagster.core.local_models import (
 )
 from personahub_dagster.core.pii import PII_VERSION, scrub_messages
 from personahub_dagster.core.rate_limit import Pacer
+from personahub_dagster.core.storage import Store
 from personahub_dagster.core.transports import choose_transport
 
 _CHUNK = 64  # requests fingerprinted, looked up and launched at a time (see LLMGateway.agenerate)
@@ -94,6 +95,13 @@ class LLMConfig:
     temperature: float = 0.7
     max_tokens: int = 256
     seed: int | None = 0
+    # online: one request at a time; batch: the provider's batch API (half price, answers within its
+    # window; core/batch.py), for OpenAI-compatible endpoints
+    mode: str = "online"
+    batch_poll_s: float = 30.0
+    batch_max_wait_s: float | None = None  # past it: BatchPending, the record is kept for the next run
+    batch_max_requests: int = 50_000
+    batch_on_error: str = "reject"  # a request the batch answered with an error: reject | online
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,8 @@ class GatewayStats:
     allowed_rpm: float | None = None  # the request rate the pacer allowed at the end (after AIMD)
     sent_per_minute: float | None = None  # the request rate actually sent
     latencies_s: list[float] = field(default_factory=list)
+    batch_ids: list[str] = field(default_factory=list)  # batch mode: the provider's batches
+    batch_submitted: int = 0  # batch mode: requests submitted (0 when a resumed run only polled)
 
     @property
     def cache_hit_rate(self) -> float:
@@ -166,8 +176,10 @@ class GatewayStats:
             "skipped",
             "scrubbed",
             "rate_limited",
+            "batch_submitted",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.batch_ids.extend(b for b in other.batch_ids if b not in self.batch_ids)
         self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
         self.allowed_rpm = other.allowed_rpm if other.allowed_rpm is not None else self.allowed_rpm
         self.sent_per_minute = other.sent_per_minute or self.sent_per_minute
@@ -286,12 +298,28 @@ def _chunks(items: Iterable[LLMRequest], size: int) -> Iterator[list[LLMRequest]
         yield chunk
 
 
+def replace_mode(gateway: LLMGateway, mode: str) -> LLMGateway:
+    """The same gateway (cache, transport, run) in another mode."""
+    other = LLMGateway.__new__(LLMGateway)
+    other.__dict__.update(gateway.__dict__)
+    other.config = replace(gateway.config, mode=mode)
+    return other
+
+
 class LLMGateway:
     """Cached, bounded, retried, accounted access to one model."""
 
-    def __init__(self, config: LLMConfig, cache: ResponseCache):
+    log: Callable[[str], None] = staticmethod(print)  # batch mode's progress lines (the asset's logger)
+    batch_context: dict[str, str] | None = None  # batch mode: who to re-run when batches end (the record)
+
+    def __init__(self, config: LLMConfig, cache: ResponseCache, batch_store: Store | None = None):
+        if config.mode not in ("online", "batch"):
+            raise ValueError(f"mode {config.mode!r}: use online or batch")
+        if config.batch_on_error not in ("reject", "online"):
+            raise ValueError(f"batch_on_error {config.batch_on_error!r}: use reject or online")
         self.config = config
         self.cache = cache
+        self.batch_store = batch_store  # where batch mode records its batch ids (the lake)
         self.run_id = config.run_id or uuid.uuid4().hex  # journal rows always name their run
         import litellm
 
@@ -369,8 +397,103 @@ class LLMGateway:
         stage: str,
         progress: Callable[[int, int], None] | None = None,
     ) -> tuple[list[LLMResult], GatewayStats]:
-        """Synchronous entry point (Dagster assets are sync); runs :meth:`agenerate` in a fresh loop."""
+        """Synchronous entry point (Dagster assets are sync); runs :meth:`agenerate` in a fresh loop,
+        or, in ``batch`` mode, :meth:`generate_batch`."""
+        if self.config.mode == "batch":
+            return self.generate_batch(list(requests), stage)
         return asyncio.run(self.agenerate(requests, stage, progress))
+
+    def generate_batch(self, requests: list[LLMRequest], stage: str) -> tuple[list[LLMResult], GatewayStats]:
+        """Answer every request from the cache or the provider's batch API (:mod:`.batch`); results in
+        request order, as :meth:`agenerate` gives them. Requests the batch answered with an error are
+        errors, or are asked online (``batch_on_error``)."""
+        from personahub_dagster.core.batch import (
+            BATCH_DISCOUNT,
+            STATE_FOLDER,
+            BatchAPI,
+            BatchRun,
+            BatchSettings,
+            journal_rows,
+        )
+        from personahub_dagster.core.transports import OpenAIHTTPTransport
+
+        cfg, stats = self.config, GatewayStats()
+        if not isinstance(self.transport, OpenAIHTTPTransport):
+            raise ValueError(
+                f"batch mode needs an OpenAI-compatible endpoint with a batch API; {cfg.model} is reached "
+                "through litellm (set PERSONAHUB_API_BASE, or mode online)"
+            )
+        if self.batch_store is None:
+            raise ValueError("batch mode needs a place to record its batches (the lake)")
+        hashes = [self.fingerprint(r) for r in requests]
+        cached = self.cache.get_many(list(dict.fromkeys(hashes)))
+        bodies: dict[str, dict] = {}
+        for h, r in zip(hashes, requests, strict=True):
+            if h not in cached and h not in bodies:
+                messages = scrub_messages(r.messages) if self.scrubs_pii else r.messages
+                stats.scrubbed += messages != r.messages
+                bodies[h] = {
+                    "model": self.transport.model_name,
+                    "messages": messages,
+                    **self.request_params(r.params),
+                }
+
+        def store(answers: dict[str, CachedResponse], costs: dict[str, float | None]) -> None:
+            self.cache.put_many(*journal_rows(answers, costs, stage, cfg.model, self.run_id))
+
+        def price(pt: int | None, ct: int | None) -> float | None:
+            online = self.transport.price(None, pt, ct)
+            return None if online is None else online * BATCH_DISCOUNT
+
+        run = BatchRun(
+            BatchAPI(self.transport.url.removesuffix("/chat/completions"), cfg.api_key, cfg.timeout_s),
+            self.batch_store.child(STATE_FOLDER),
+            stage,
+            hashes,
+            BatchSettings(cfg.batch_poll_s, cfg.batch_max_wait_s, cfg.batch_max_requests),
+            store,
+            price,
+            log=self.log,
+            context=self.batch_context,
+        )
+        outcome = run.run(bodies) if bodies else None
+        answered = dict(cached)
+        if outcome is not None:
+            answered.update(outcome.answers)
+            stats.batch_ids = outcome.batch_ids
+            stats.batch_submitted = outcome.submitted
+            stats.calls = outcome.submitted
+            stats.cost_usd = outcome.cost_usd
+            for a in outcome.answers.values():
+                stats.prompt_tokens += a.prompt_tokens or 0
+                stats.completion_tokens += a.completion_tokens or 0
+        errors = outcome.errors if outcome is not None else {}
+        online: dict[str, LLMResult] = {}
+        if errors and cfg.batch_on_error == "online":
+            retry = [r for h, r in zip(hashes, requests, strict=True) if h in errors]
+            again, more = asyncio.run(replace_mode(self, "online").agenerate(retry, stage))
+            online = {res.request_hash: res for res in again}
+            stats.merge(more)
+        results = []
+        for h, r in zip(hashes, requests, strict=True):
+            if h in online:
+                results.append(replace(online[h], key=r.key))
+            elif h in answered:
+                a = answered[h]
+                hit = h in cached
+                stats.cache_hits += hit
+                results.append(
+                    LLMResult(
+                        r.key, h, a.content, None, hit, a.prompt_tokens, a.completion_tokens, a.finish_reason
+                    )
+                )
+            else:
+                stats.failures += 1
+                results.append(LLMResult(r.key, h, None, errors.get(h, "batch: no answer")))
+        stats.requests = len(requests)
+        if outcome is not None and not errors:
+            run.forget()  # every answer is in the cache
+        return results, stats
 
     async def agenerate(
         self,

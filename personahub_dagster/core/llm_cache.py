@@ -70,7 +70,7 @@ class CallRecord:
     prompt_tokens: int | None
     completion_tokens: int | None
     cost_usd: float | None
-    latency_s: float
+    latency_s: float | None  # None: a batch call (no per-request latency)
     status: str
     error: str | None
     run_id: str | None = None

@@ -101,13 +101,19 @@ def build_report(lake: Lake, partition: str | None = None, prompts_dir: str | No
         lake,
         """SELECT stage, model, count(*) AS attempts, count(*) FILTER (WHERE status = 'ok') AS ok,
                   sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                  round(sum(cost_usd), 6) AS cost_usd, round(avg(latency_s), 3) AS mean_latency_s
+                  count(*) FILTER (WHERE status = 'ok' AND latency_s IS NULL) AS batch_calls,
+                  round(sum(cost_usd), 6) AS cost_usd,
+                  round(sum(cost_usd * CASE WHEN latency_s IS NULL THEN 1 ELSE 0.5 END), 6)
+                      AS cost_usd_all_batch,
+                  round(avg(latency_s), 3) AS mean_latency_s
            FROM llm_calls GROUP BY 1, 2 ORDER BY 1""",
         [],
     )
     sections.append(
         "<h2>LLM calls, tokens and cost</h2><p class='muted'>All runs in this lake (the call journal is "
-        f"not partitioned).</p>{_table(calls)}"
+        "not partitioned). <code>batch_calls</code> were answered through the provider's batch API, at its "
+        "price; <code>cost_usd_all_batch</code> is what every call would have cost there (half the online "
+        f"price).</p>{_table(calls)}"
     )
 
     hub = lake.read("hub", "partition = ?", p) if partition else lake.read("hub")

@@ -38,7 +38,13 @@ from personahub_dagster.defs.metadata import (
 )
 from personahub_dagster.defs.partitions import SHARDS, partition_of, pipeline_partitions
 from personahub_dagster.defs.pools import HUB_POOL, LLM_POOL, LLM_RETRY
-from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.resources import (
+    EmbedderResource,
+    LakeResource,
+    LLMResource,
+    LLMStageConfig,
+    PromptsResource,
+)
 
 
 class RawTextsConfig(dg.Config):
@@ -68,7 +74,7 @@ class PersonaFilterConfig(dg.Config):
         return PersonaFilters(**self.model_dump())
 
 
-class TextPersonasConfig(dg.Config):
+class TextPersonasConfig(LLMStageConfig):
     perspectives: list[str] = Field(default=["read", "write", "like", "dislike"])
     granularity: str = Field(default="fine", description="fine | coarse (see the prompt file)")
     max_text_tokens: int = Field(default=1024, description="Longer texts are cut (and flagged).")
@@ -77,7 +83,7 @@ class TextPersonasConfig(dg.Config):
     checks: CheckThresholds = CheckThresholds()
 
 
-class ExpandedPersonasConfig(dg.Config):
+class ExpandedPersonasConfig(LLMStageConfig):
     hops: int = Field(default=6, ge=0, description="Persona-to-Persona iterations (the paper: 6).")
     fanout: int = Field(default=1, ge=1, description="Relations asked per persona per hop.")
     template: str = Field(default="persona_to_persona", description="…_free: the model names the relation")
@@ -205,7 +211,7 @@ def text_personas(
     texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
         texts,
-        llm.gateway(lk, run_id=context.run_id),
+        llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context),
         prompts.template(config.template),
         perspectives=config.perspectives,
         granularity=config.granularity,
@@ -257,7 +263,7 @@ def expanded_personas(
 
     out = persona_to_persona(
         seeds,
-        llm.gateway(lk, run_id=context.run_id),
+        llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context),
         prompts.template(config.template),
         hops=config.hops,
         fanout=config.fanout,

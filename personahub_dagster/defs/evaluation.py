@@ -28,7 +28,13 @@ from personahub_dagster.defs.metadata import (
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
 from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
-from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.resources import (
+    EmbedderResource,
+    LakeResource,
+    LLMResource,
+    LLMStageConfig,
+    PromptsResource,
+)
 from personahub_dagster.defs.synthesis import synthesis_assets
 
 
@@ -87,7 +93,7 @@ def contamination_checks(
     )
 
 
-class DiversityConfig(dg.Config):
+class DiversityConfig(LLMStageConfig):
     bands: list[float] = Field(default=list(BANDS), description="Persona similarity bands (the paper's).")
     tolerance: float = Field(default=0.01, description="A pair is in a band within ± this.")
     per_band: int = Field(default=3, ge=1, description="Pairs per band (the paper: many; this: demo-sized).")
@@ -119,7 +125,7 @@ def diversity_bands(
     pairs, out, stats = diversity(
         hub,
         embedder.embedder(),
-        llm.gateway(lk, run_id=context.run_id),
+        llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context),
         dt,
         prompts.template(dt.template),
         bands=config.bands,

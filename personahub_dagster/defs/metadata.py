@@ -75,6 +75,14 @@ def llm_metadata(stats: GatewayStats) -> dict[str, object]:
         "rate_limited_429s": stats.rate_limited,
         "rpm_allowed_at_end": round(stats.allowed_rpm, 1) if stats.allowed_rpm is not None else None,
         "rpm_sent": round(stats.sent_per_minute, 1) if stats.sent_per_minute is not None else None,
+        **(
+            {
+                "llm_batch_ids": dg.MetadataValue.json(stats.batch_ids),
+                "llm_batch_submitted": stats.batch_submitted,
+            }
+            if stats.batch_ids
+            else {}
+        ),
     }
 
 

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from personahub_dagster.core.batch import BatchPending
 from personahub_dagster.core.data_types import DataType, load_data_types
 from personahub_dagster.core.embedder import DEFAULT_EMBEDDER, Embedder
 from personahub_dagster.core.lake import Lake
@@ -73,10 +74,35 @@ class LLMResource(dg.ConfigurableResource):
         default=1.0, gt=0, le=1, description="This worker's share of rpm/tpm: 1/N for N workers on one key."
     )
     adaptive: bool = Field(default=True, description="AIMD: halve rate and concurrency on 429, grow back.")
+    mode: str = Field(
+        default="online",
+        description="online, or batch: the provider's batch API (half price, answers within 24 h)",
+    )
+    batch_poll_s: float = Field(default=30.0, gt=0, description="Batch mode: seconds between status polls.")
+    batch_max_wait_s: float | None = Field(
+        default=1800.0,
+        description="Batch mode: end the run after this wait (llm_batch_sensor re-runs it); null: wait.",
+    )
+    batch_on_error: str = Field(
+        default="reject", description="Batch mode: a request answered with an error: reject | online"
+    )
 
-    def gateway(self, lake: Lake, model: str | None = None, run_id: str | None = None) -> LLMGateway:
+    def batch_api_base(self) -> str:
+        """Where the batch API is: the configured base URL, else OpenAI's."""
+        return self.api_base or "https://api.openai.com/v1"
+
+    def gateway(
+        self,
+        lake: Lake,
+        model: str | None = None,
+        run_id: str | None = None,
+        mode: str | None = None,
+        context: dg.AssetExecutionContext | None = None,
+    ) -> LLMGateway:
         """The gateway over the lake's cache; ``model`` swaps in another model with the same settings
-        (the math agreement filter's independent solvers); ``run_id`` ties the budget to the run."""
+        (the math agreement filter's independent solvers); ``run_id`` ties the budget to the run;
+        ``mode`` overrides the resource's (an asset's ``llm_mode``); ``context`` names the asset and
+        partition a batch record asks the sensor to re-run, and takes batch mode's progress lines."""
         config = LLMConfig(
             model=model or self.model,
             api_base=self.api_base,
@@ -95,8 +121,43 @@ class LLMResource(dg.ConfigurableResource):
             tpm=self.tpm,
             rate_share=self.rate_share,
             adaptive=self.adaptive,
+            mode=mode or self.mode,
+            batch_poll_s=self.batch_poll_s,
+            batch_max_wait_s=self.batch_max_wait_s,
+            batch_on_error=self.batch_on_error,
         )
-        return LLMGateway(config, lake.response_cache())
+        gateway = DagsterGateway(config, lake.response_cache(), lake.files)
+        if context is not None:
+            gateway.log = context.log.info
+            gateway.batch_context = {
+                "asset": context.asset_key.to_user_string(),
+                "partition_key": str(context.partition_key) if context.has_partition_key else "",
+            }
+        return gateway
+
+
+class LLMStageConfig(dg.Config):
+    """What every LLM asset's config has: the mode, overriding the ``llm`` resource's for this asset."""
+
+    llm_mode: str | None = Field(
+        default=None, description="online | batch for this asset; null: the llm resource's mode"
+    )
+
+
+class DagsterGateway(LLMGateway):
+    """The gateway, with batch mode's "still waiting" turned into a Dagster failure that is not retried:
+    the run ends (freeing its run and pool slots) and ``llm_batch_sensor`` re-runs the asset when the
+    provider says the batches are done."""
+
+    def generate(self, requests, stage, progress=None):
+        try:
+            return super().generate(requests, stage, progress)
+        except BatchPending as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"llm_batch_ids": dg.MetadataValue.json(exc.batch_ids)},
+                allow_retries=False,
+            ) from None
 
 
 class EmbedderResource(dg.ConfigurableResource):
@@ -147,6 +208,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             rpm=_optional(env.get("PERSONAHUB_RPM"), float),
             tpm=_optional(env.get("PERSONAHUB_TPM"), float),
             rate_share=float(env.get("PERSONAHUB_RATE_SHARE") or 1.0),
+            mode=env.get("PERSONAHUB_LLM_MODE") or "online",
+            batch_poll_s=float(env.get("PERSONAHUB_BATCH_POLL_S") or 30.0),
+            batch_max_wait_s=_optional(env.get("PERSONAHUB_BATCH_MAX_WAIT_S") or "1800", float),
         ),
         "embedder": EmbedderResource(
             model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER),

@@ -34,12 +34,12 @@ from personahub_dagster.defs.metadata import (
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
 from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
-from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.resources import LakeResource, LLMResource, LLMStageConfig, PromptsResource
 
 DATA_TYPES = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
 
 
-class SynthesisConfig(dg.Config):
+class SynthesisConfig(LLMStageConfig):
     """How many personas, which prompting modes, which constraints. Unset fields take the data type's
     defaults from the registry."""
 
@@ -90,7 +90,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         lk, day = lake.lake(context), partition_of(context)
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
-        gateway = llm.gateway(lk, run_id=context.run_id)
+        gateway = llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context)
         days = config.partitions or [day]
         hub = lk.read("hub", f"partition IN ({', '.join('?' for _ in days)})", days).sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
@@ -171,7 +171,7 @@ class SolverConfig(dg.Config):
     model: str | None = Field(default=None, description="litellm model string; default: the LLM resource's")
 
 
-class MathChecksConfig(dg.Config):
+class MathChecksConfig(LLMStageConfig):
     solvers: list[SolverConfig] = Field(
         default=[
             {"name": "step_by_step", "style": "step_by_step"},
@@ -205,7 +205,12 @@ if MATH is not None:
         lk, day = lake.lake(context), partition_of(context)
         problems = lk.read("generations", "data_type = ? AND partition = ?", [MATH.name, day]).sort("row_id")
         solvers = [
-            Solver(s.name, s.style, llm.gateway(lk, s.model, run_id=context.run_id)) for s in config.solvers
+            Solver(
+                s.name,
+                s.style,
+                llm.gateway(lk, s.model, run_id=context.run_id, mode=config.llm_mode, context=context),
+            )
+            for s in config.solvers
         ]
         out = check_problems(
             problems,
