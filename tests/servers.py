@@ -37,6 +37,18 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def stop_group(proc: subprocess.Popen | None, timeout_s: float = 15) -> None:
+    """SIGTERM a server's process group, SIGKILL it if it has not gone within ``timeout_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class SeaweedS3:
     """``with SeaweedS3() as s3: s3.env`` — the AWS_* variables a client needs, and ``s3.url(prefix)``."""
 
@@ -138,13 +150,7 @@ class SeaweedS3:
                 time.sleep(0.5)
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -271,13 +277,7 @@ class LlamaServer:
         return (self.dir / "server.log").read_text(errors="replace")[-2000:]
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         if self.proc is not None:
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -38,6 +38,7 @@ from personahub_dagster.core.storage import Store
 BATCH_DISCOUNT = 0.5  # OpenAI Batch API and Anthropic Message Batches: half the online price
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 STATE_FOLDER = "llm_batches"
+MAX_EXPIRED = 3  # batches ending expired/cancelled before the stage gives up resubmitting
 
 
 class BatchError(RuntimeError):
@@ -175,6 +176,12 @@ class BatchRun:
             asked = {h for b in active for h in b["hashes"]}
             missing = [h for h in bodies if h not in out.answers and h not in out.errors and h not in asked]
             if missing:
+                rounds = sum(1 for b in record["batches"] if b["status"] in ("expired", "cancelled"))
+                if rounds > MAX_EXPIRED:
+                    raise BatchError(
+                        f"{self.stage}: {rounds} batches ended expired or cancelled; {len(missing)} requests "
+                        "still unanswered (the answers received are stored): check the provider's queue"
+                    )
                 self._submit(record, missing, bodies, out)
                 continue
             if not active:

@@ -491,8 +491,8 @@ class LLMGateway:
                 stats.failures += 1
                 results.append(LLMResult(r.key, h, None, errors.get(h, "batch: no answer")))
         stats.requests = len(requests)
-        if outcome is not None and not errors:
-            run.forget()  # every answer is in the cache
+        if outcome is not None:
+            run.forget()  # every answer is in the cache, every error in the results: the record is done
         return results, stats
 
     async def agenerate(

@@ -23,7 +23,10 @@ import polars as pl
 
 from personahub_dagster.core.ids import digest
 
-_DDL = """
+
+def responses_ddl(float_type: str) -> str:
+    """The answers table, in SQLite's (``REAL``) or Postgres's (``DOUBLE PRECISION``) words."""
+    return f"""
 CREATE TABLE IF NOT EXISTS responses (
     request_hash TEXT PRIMARY KEY,
     model TEXT NOT NULL,
@@ -31,8 +34,14 @@ CREATE TABLE IF NOT EXISTS responses (
     finish_reason TEXT,
     prompt_tokens INTEGER,
     completion_tokens INTEGER,
-    created_at REAL NOT NULL
+    created_at {float_type} NOT NULL
 );
+"""
+
+
+_DDL = (
+    responses_ddl("REAL")
+    + """
 CREATE TABLE IF NOT EXISTS llm_calls (
     request_hash TEXT NOT NULL,
     stage TEXT,
@@ -49,6 +58,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 );
 CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
+)
 
 
 @dataclass(frozen=True)

@@ -28,18 +28,12 @@ from personahub_dagster.core.llm_cache import (
     CallRecord,
     ResponseCache,
     calls_frame,
+    responses_ddl,
 )
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS responses (
-    request_hash TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    content TEXT NOT NULL,
-    finish_reason TEXT,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    created_at DOUBLE PRECISION NOT NULL
-);
+_DDL = (
+    responses_ddl("DOUBLE PRECISION")
+    + """
 CREATE TABLE IF NOT EXISTS llm_calls (
     id BIGSERIAL PRIMARY KEY,
     request_hash TEXT NOT NULL,
@@ -57,6 +51,7 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 );
 CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
+)
 _COLUMNS = list(ResponseCache.CALL_SCHEMA)
 
 
