@@ -57,11 +57,11 @@ def _worker(url: str, base: str, n: int, barrier, out) -> None:
 
 def test_two_workers_asking_the_same_requests_at_once_pay_at_most_twice(pg_url):
     """Two processes, one database, the same 40 requests released at the same instant against a provider
-    that takes 50 ms an answer: nothing is paid three times, every answer comes back, the journal holds
+    that takes 0.5 s an answer: nothing is paid three times, every answer comes back, the journal holds
     exactly what the provider was paid for, and the run's spend is summed over both workers."""
     ctx = multiprocessing.get_context("spawn")
     out, barrier = ctx.Queue(), ctx.Barrier(2)
-    with FakeOpenAI(latency_s=0.05) as server:
+    with FakeOpenAI(latency_s=0.5) as server:
         procs = [ctx.Process(target=_worker, args=(pg_url, server.base_url, 40, barrier, out)) for _ in "ab"]
         for p in procs:
             p.start()
