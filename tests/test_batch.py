@@ -248,3 +248,17 @@ def test_an_asset_in_batch_mode_ends_its_run_while_waiting_and_the_next_run_coll
         finish(materialize("text_personas", day, env, config))
     assert server.requests == [] and len(batches.batches) == 1 and len(batches.submitted) == 4
     assert lake.read("personas", "partition = ?", [day]).height == 4
+
+
+def test_batches_go_to_the_direct_endpoint_or_openais_own_and_nowhere_else(tmp_path):
+    from personahub_dagster.core.llm import batch_endpoint
+    from personahub_dagster.core.transports import choose_transport
+
+    def endpoint(model: str, api_base: str | None = None) -> tuple[str, str]:
+        cfg = LLMConfig(model=model, api_base=api_base)
+        return batch_endpoint(cfg, choose_transport(model, api_base, None, 4, None))
+
+    assert endpoint("openai/gpt-4o-mini") == ("https://api.openai.com/v1", "gpt-4o-mini")
+    assert endpoint("openai/smollm2", "http://10.0.0.5:8000/v1/") == ("http://10.0.0.5:8000/v1", "smollm2")
+    with pytest.raises(ValueError, match="has none here"):
+        endpoint("anthropic/claude-3-5-haiku-20241022")

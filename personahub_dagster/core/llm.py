@@ -298,6 +298,27 @@ def _chunks(items: Iterable[LLMRequest], size: int) -> Iterator[list[LLMRequest]
         yield chunk
 
 
+def batch_endpoint(config: LLMConfig, transport: object) -> tuple[str, str]:
+    """Where a batch goes, and the model name the provider knows: the direct transport's endpoint, or
+    OpenAI's own (``openai/…`` without a base URL); other providers have no OpenAI batch API."""
+    from personahub_dagster.core.transports import OpenAIHTTPTransport
+
+    if isinstance(transport, OpenAIHTTPTransport):
+        return transport.url.removesuffix("/chat/completions"), transport.model_name
+    import litellm
+
+    try:
+        name, provider, _, _ = litellm.get_llm_provider(model=config.model, api_base=config.api_base)
+    except Exception:
+        provider, name = None, config.model
+    if provider == "openai":
+        return (config.api_base or "https://api.openai.com/v1").rstrip("/"), name
+    raise ValueError(
+        f"batch mode needs an OpenAI-compatible batch API; {config.model} has none here "
+        "(set PERSONAHUB_API_BASE to a server with /v1/batches, or use mode online)"
+    )
+
+
 def replace_mode(gateway: LLMGateway, mode: str) -> LLMGateway:
     """The same gateway (cache, transport, run) in another mode."""
     other = LLMGateway.__new__(LLMGateway)
@@ -415,14 +436,11 @@ class LLMGateway:
             BatchSettings,
             journal_rows,
         )
-        from personahub_dagster.core.transports import OpenAIHTTPTransport
+        from personahub_dagster.core.transports import Pricer
 
         cfg, stats = self.config, GatewayStats()
-        if not isinstance(self.transport, OpenAIHTTPTransport):
-            raise ValueError(
-                f"batch mode needs an OpenAI-compatible endpoint with a batch API; {cfg.model} is reached "
-                "through litellm (set PERSONAHUB_API_BASE, or mode online)"
-            )
+        base, model_name = batch_endpoint(cfg, self.transport)
+        pricer = Pricer(cfg.model)
         if self.batch_store is None:
             raise ValueError("batch mode needs a place to record its batches (the lake)")
         hashes = [self.fingerprint(r) for r in requests]
@@ -433,7 +451,7 @@ class LLMGateway:
                 messages = scrub_messages(r.messages) if self.scrubs_pii else r.messages
                 stats.scrubbed += messages != r.messages
                 bodies[h] = {
-                    "model": self.transport.model_name,
+                    "model": model_name,
                     "messages": messages,
                     **self.request_params(r.params),
                 }
@@ -442,11 +460,11 @@ class LLMGateway:
             self.cache.put_many(*journal_rows(answers, costs, stage, cfg.model, self.run_id))
 
         def price(pt: int | None, ct: int | None) -> float | None:
-            online = self.transport.price(None, pt, ct)
+            online = pricer(None, pt, ct)
             return None if online is None else online * BATCH_DISCOUNT
 
         run = BatchRun(
-            BatchAPI(self.transport.url.removesuffix("/chat/completions"), cfg.api_key, cfg.timeout_s),
+            BatchAPI(base, cfg.api_key, cfg.timeout_s),
             self.batch_store.child(STATE_FOLDER),
             stage,
             hashes,
