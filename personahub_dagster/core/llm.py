@@ -301,7 +301,7 @@ def _chunks(items: Iterable[LLMRequest], size: int) -> Iterator[list[LLMRequest]
 def batch_endpoint(config: LLMConfig, transport: object) -> tuple[str, str]:
     """Where a batch goes, and the model name the provider knows: the direct transport's endpoint, or
     OpenAI's own (``openai/…`` without a base URL); other providers have no OpenAI batch API."""
-    from personahub_dagster.core.transports import OpenAIHTTPTransport
+    from personahub_dagster.core.transports import OPENAI_API_BASE, OpenAIHTTPTransport
 
     if isinstance(transport, OpenAIHTTPTransport):
         return transport.url.removesuffix("/chat/completions"), transport.model_name
@@ -312,19 +312,11 @@ def batch_endpoint(config: LLMConfig, transport: object) -> tuple[str, str]:
     except Exception:
         provider, name = None, config.model
     if provider == "openai":
-        return (config.api_base or "https://api.openai.com/v1").rstrip("/"), name
+        return (config.api_base or OPENAI_API_BASE).rstrip("/"), name
     raise ValueError(
         f"batch mode needs an OpenAI-compatible batch API; {config.model} has none here "
         "(set PERSONAHUB_API_BASE to a server with /v1/batches, or use mode online)"
     )
-
-
-def replace_mode(gateway: LLMGateway, mode: str) -> LLMGateway:
-    """The same gateway (cache, transport, run) in another mode."""
-    other = LLMGateway.__new__(LLMGateway)
-    other.__dict__.update(gateway.__dict__)
-    other.config = replace(gateway.config, mode=mode)
-    return other
 
 
 class LLMGateway:
@@ -489,7 +481,7 @@ class LLMGateway:
         online: dict[str, LLMResult] = {}
         if errors and cfg.batch_on_error == "online":
             retry = [r for h, r in zip(hashes, requests, strict=True) if h in errors]
-            again, more = asyncio.run(replace_mode(self, "online").agenerate(retry, stage))
+            again, more = asyncio.run(self.agenerate(retry, stage))  # agenerate is the online path
             online = {res.request_hash: res for res in again}
             stats.merge(more)
         results = []

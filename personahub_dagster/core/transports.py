@@ -218,6 +218,9 @@ class Pricer:
         return prompt_tokens * self._rates[0] + completion_tokens * self._rates[1]
 
 
+OPENAI_API_BASE = "https://api.openai.com/v1"
+
+
 def choose_transport(
     model: str, api_base: str | None, api_key: str | None, concurrency: int, fast_path: bool | None
 ) -> Transport:
@@ -238,7 +241,7 @@ def choose_transport(
         name, provider, dynamic_key, resolved_base = litellm.get_llm_provider(model=model, api_base=api_base)
     except Exception:
         return LiteLLMTransport(model, api_base, api_key, _litellm_cost)
-    default_base = "https://api.openai.com/v1" if fast_path and provider == "openai" else None
+    default_base = OPENAI_API_BASE if fast_path and provider == "openai" else None
     base = api_base or (resolved_base if provider != "openai" else None) or default_base
     if provider not in OPENAI_COMPATIBLE or not base:
         return LiteLLMTransport(model, api_base, api_key, _litellm_cost)

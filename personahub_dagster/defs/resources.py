@@ -14,6 +14,7 @@ from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import LLMConfig, LLMGateway
 from personahub_dagster.core.local_models import DEFAULT_MODEL
 from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load_prompt
+from personahub_dagster.core.transports import OPENAI_API_BASE
 
 DEFAULT_LAKE = "lake"
 DEFAULT_INBOX = "inbox"
@@ -89,7 +90,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def batch_api_base(self) -> str:
         """Where the batch API is: the configured base URL, else OpenAI's."""
-        return self.api_base or "https://api.openai.com/v1"
+        return self.api_base or OPENAI_API_BASE
 
     def gateway(
         self,
