@@ -123,3 +123,34 @@ def test_concurrent_threads_of_one_worker_use_their_own_connections(pg_url):
     for t in threads:
         t.join()
     assert not errors and len(cache.get_many([f"h{i}-{j}" for i in range(4) for j in range(20)])) == 80
+
+
+def test_workers_committing_overlapping_answers_in_opposite_orders_never_deadlock(pg_url):
+    """Two workers whose turns hold the same answers in opposite orders: each insert would wait on a
+    row the other holds (a deadlock Postgres resolves by aborting one, journal rows and all) unless the
+    cache takes its locks in one order. Every journal row must arrive."""
+    caches = [PostgresResponseCache(pg_url) for _ in range(2)]
+    hashes = [f"d{i:03d}" for i in range(300)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def commit(cache: PostgresResponseCache, order: list[str]) -> None:
+        try:
+            start.wait(timeout=30)
+            for round_ in range(5):
+                rows = [(f"{h}-{round_}", "m", CachedResponse(h, "stop", 1, 1)) for h in order]
+                calls = [CallRecord(h, "t", "m", 1, 1, 1, None, 0.1, "ok", None, "dl") for h, _, _ in rows]
+                cache.put_many(rows, calls)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=commit, args=(caches[0], hashes)),
+        threading.Thread(target=commit, args=(caches[1], hashes[::-1])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert caches[0].calls_frame().filter(run_id="dl").height == 2 * 5 * 300

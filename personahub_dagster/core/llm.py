@@ -567,8 +567,10 @@ class LLMGateway:
         finally:
             for task in tasks.values():
                 task.cancel()  # no-op for finished ones; an error above must not leave calls running
-            self._flush()
-            await self.transport.aclose()
+            try:
+                self._flush()
+            finally:
+                await self.transport.aclose()
 
         stats.requests = len(order)
         stats.allowed_rpm = self.pacer.allowed_rpm
@@ -713,11 +715,17 @@ class LLMGateway:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Commit what is queued. When the commit fails, the rows stay queued: the next turn, or the
+        flush that ends :meth:`generate` (which raises), tries again — a paid call is never dropped."""
         self._flush_scheduled = False
         if self._pending_calls:
             responses, calls = self._pending_responses, self._pending_calls
             self._pending_responses, self._pending_calls = [], []
-            self.cache.put_many(responses, calls)
+            try:
+                self.cache.put_many(responses, calls)
+            except Exception:
+                self._pending_responses[:0], self._pending_calls[:0] = responses, calls
+                raise
 
     def _redact(self, text: str) -> str:
         key = self.config.api_key

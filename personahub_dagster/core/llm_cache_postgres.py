@@ -8,7 +8,8 @@ Same interface and semantics as the SQLite cache (:class:`~.llm_cache.ResponseCa
   is one transaction of two statements — ``INSERT … ON CONFLICT DO NOTHING`` of the answers, one
   multi-row ``INSERT`` of the journal rows — so a worker makes one round trip per turn, not per answer.
 * ``ON CONFLICT DO NOTHING``: two workers that asked the same request at the same moment both paid,
-  and the first answer committed stays; the second never overwrites it.
+  and the first answer committed stays; the second never overwrites it. Answers are inserted in hash
+  order, so two such transactions never wait on each other in a cycle.
 * Look-ups are ``request_hash = ANY(%s)`` with an array parameter: one statement for any number of
   keys, and one plan.
 * Run budgets sum the journal by ``run_id`` across every worker of a run.
@@ -114,6 +115,22 @@ class PostgresResponseCache(ResponseCache):
         return {h: CachedResponse(*rest) for h, *rest in rows}
 
     def put_many(self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord]) -> None:
+        """One transaction. Answers go in hash order: two workers inserting overlapping keys in
+        different orders would each wait on a row the other holds, and Postgres would abort one of them
+        as a deadlock (its answers and journal rows with it). A deadlock or serialization failure that
+        still happens is retried, so a paid call is never left out of the journal."""
+        import psycopg2.errors
+
+        responses = sorted(responses, key=lambda item: item[0])
+        for attempt in range(5):
+            try:
+                return self._put_many(responses, calls)
+            except (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+
+    def _put_many(self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord]) -> None:
         from psycopg2.extras import execute_values
 
         now = time.time()
