@@ -30,12 +30,12 @@ from personahub_dagster.core.data_types import DataType
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.ingest import read_documents
 from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.llm import LLMGateway
+from personahub_dagster.core.llm import LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.parsing import words
 from personahub_dagster.core.prompts import PromptTemplate
 from personahub_dagster.core.schemas import now_utc, rows_frame
-from personahub_dagster.core.stage import Progress, StageOutput
-from personahub_dagster.core.synthesis import synthesize
+from personahub_dagster.core.stage import Parsed, Progress, StageOutput, run_stage
+from personahub_dagster.core.synthesis import synthesis_stage
 
 BANDS = (0.4, 0.6, 0.8, 0.9)
 
@@ -118,23 +118,32 @@ def diversity(
     vectors = embedder.encode(personas["persona"].to_list())
     pairs = pairs_in_bands(vectors, bands, tolerance, per_band, seed)
     used = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    out = synthesize(
+    requests, parse_problem = synthesis_stage(
         personas[used],
         gateway,
         data_type,
         template,
         modes=["zero_shot"],
         partition=partition,
-        stage=stage,
-        progress=progress,
         params={"temperature": 0.0},
     )
     # The problem each persona got: the accepted one, else the model's raw answer (a weak model's
     # answers often fail the dataset's validator, but they are still what the persona produced).
-    problem = {r["input_id"].split("|", 1)[1]: r["raw_output"] for r in out.rejects.iter_rows(named=True)}
-    problem = {k: v for k, v in problem.items() if v and v.strip()}
-    valid = dict(zip(out.rows["persona_id"], out.rows["output"], strict=True))
-    problem.update(valid)
+    problem: dict[str, str] = {}
+    valid: set[str] = set()
+
+    def parse(request: LLMRequest, res: LLMResult) -> Parsed:
+        row, reason = parse_problem(request, res)
+        persona_id = request.context[1]["persona_id"]
+        if row is not None:
+            problem[persona_id] = row["output"]
+            valid.add(persona_id)
+        elif res.content and res.content.strip():
+            problem[persona_id] = res.content
+        return row, reason
+
+    answers = run_stage(gateway, requests, parse, stage=stage, progress=progress)
+    out = answers.output("generations", stage, partition)
     ids = personas["persona_id"].to_list()
     made = [p for p in pairs if ids[p.a] in problem and ids[p.b] in problem]
     texts = sorted({problem[ids[i]] for p in made for i in (p.a, p.b)})

@@ -106,11 +106,14 @@ class LLMConfig:
 
 @dataclass(frozen=True)
 class LLMRequest:
-    """One chat request. ``key`` is the caller's id for the input, carried through to the result."""
+    """One chat request. ``key`` is the caller's id for the input, carried through to the result (and
+    into ``rejects.input_id``); ``context`` is whatever the stage needs to turn the answer into a row
+    (never sent, never part of the cache key)."""
 
     key: str
     messages: list[dict[str, str]]
     params: dict[str, Any] = field(default_factory=dict)  # overrides of the config's sampling params
+    context: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import polars as pl
 from math_verify import parse, verify
 
-from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest
+from personahub_dagster.core.llm import LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.prompts import PromptTemplate
 from personahub_dagster.core.schemas import now_utc, rows_frame
-from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
+from personahub_dagster.core.stage import Answers, Parsed, Progress, StageOutput, reject_rows, run_stage
 
 _FINAL = re.compile(r"final answer\s*[:：]\s*(.+)", re.IGNORECASE)
 
@@ -84,36 +84,46 @@ def check_problems(
         raise ValueError(f"unknown solution styles {unknown}; the template defines {sorted(styles)}")
     if len({s.name for s in solvers}) != len(solvers):
         raise ValueError("solver names must be unique")
-    stats = GatewayStats()
-    by_problem: dict[str, list[dict]] = {rid: [] for rid in problems["row_id"]}
-    rejects = []
+    answers = Answers()
+
+    def parse(request: LLMRequest, res: LLMResult) -> Parsed:
+        solver, row_id = request.context
+        parsed = extract_answer(res.content) if res.ok else None
+        solution = {
+            "_row_id": row_id,
+            "solver": solver.name,
+            "model": solver.gateway.config.model,
+            "style": solver.style,
+            "answer": str(parsed[-1]) if parsed else None,
+            "solution": res.content,
+            "request_hash": res.request_hash,
+            "_parsed": parsed,
+        }
+        return solution, "no_final_answer" if res.ok and parsed is None else None
+
     for solver in solvers:
-        requests = [
+        requests = (
             LLMRequest(
                 f"{solver.name}|{p['row_id']}",
                 template.render(problem=p["output"], style=solver.style, styles=styles),
                 dict(template.params),
+                context=(solver, p["row_id"]),
             )
             for p in problems.select("row_id", "output").iter_rows(named=True)
-        ]
-        results, solver_stats = solver.gateway.generate(requests, f"{stage}.{solver.name}", progress)
-        stats.merge(solver_stats)
-        for res in results:
-            row_id = res.key.split("|", 1)[1]
-            parsed = extract_answer(res.content) if res.ok else None
-            if parsed is None:
-                rejects.append(reject(res, "no_final_answer" if res.ok else None))
-            by_problem[row_id].append(
-                {
-                    "solver": solver.name,
-                    "model": solver.gateway.config.model,
-                    "style": solver.style,
-                    "answer": str(parsed[-1]) if parsed else None,
-                    "solution": res.content,
-                    "request_hash": res.request_hash,
-                    "_parsed": parsed,
-                }
+        )
+        answers.merge(
+            run_stage(
+                solver.gateway,
+                requests,
+                parse,
+                stage=f"{stage}.{solver.name}",
+                progress=progress,
+                parse_failures=True,  # a failed solver is a solution without an answer
             )
+        )
+    by_problem: dict[str, list[dict]] = {rid: [] for rid in problems["row_id"]}
+    for solution in answers.rows:  # solver by solver, so each problem's solutions are in solver order
+        by_problem[solution["_row_id"]].append(solution)
     rows, ts = [], now_utc()
     for p in problems.select("row_id", "persona_id", "source_text_id").iter_rows(named=True):
         sols = by_problem[p["row_id"]]
@@ -125,9 +135,11 @@ def check_problems(
                 "agreeing": n,
                 "agreement": n >= min_agree,
                 "answer": sols[idx]["answer"] if idx is not None and n >= min_agree else None,
-                "solutions": json.dumps([{k: v for k, v in s.items() if k != "_parsed"} for s in sols]),
+                "solutions": json.dumps([{k: v for k, v in s.items() if k[0] != "_"} for s in sols]),
                 "created_at": ts,
                 "partition": partition,
             }
         )
-    return StageOutput(rows_frame("math_checks", rows), reject_rows(rejects, stage, partition), stats)
+    return StageOutput(
+        rows_frame("math_checks", rows), reject_rows(answers.rejects, stage, partition), answers.stats
+    )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import polars as pl
 
 from personahub_dagster.core.ids import content_id, digest
-from personahub_dagster.core.llm import GatewayStats, LLMGateway, LLMRequest, LLMResult
+from personahub_dagster.core.llm import LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.parsing import (
     DEFAULT_FILTERS,
     PersonaFields,
@@ -23,12 +23,8 @@ from personahub_dagster.core.parsing import (
     parse_relation,
 )
 from personahub_dagster.core.prompts import PromptTemplate
-from personahub_dagster.core.schemas import now_utc, rows_frame
-from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
-
-
-def _frame(rows: list[dict]) -> pl.DataFrame:
-    return rows_frame("personas", rows)
+from personahub_dagster.core.schemas import now_utc
+from personahub_dagster.core.stage import Answers, Parsed, Progress, StageOutput, run_stage
 
 
 def _persona_row(fields: PersonaFields, res: LLMResult, provenance: dict, **columns: object) -> dict:
@@ -80,49 +76,48 @@ def text_to_persona(
     if granularity not in grains:
         raise ValueError(f"unknown granularity {granularity!r}; the template defines {sorted(grains)}")
 
-    meta = {}
+    provenance = _provenance(gateway, template, partition)
 
     def requests() -> Iterator[LLMRequest]:  # built as the gateway asks: calls start with the first
         for row in texts.select("text_id", "text").iter_rows(named=True):
             text, truncated = gateway.truncate(row["text"], max_text_tokens)
             for perspective in perspectives:
-                key = f"{row['text_id']}|{perspective}"
                 messages = template.render(
                     text=text,
                     perspective=perspective,
                     perspective_phrase=phrases[perspective],
                     granularity_instruction=grains[granularity],
                 )
-                meta[key] = (row["text_id"], perspective, row["text"], truncated)
-                yield LLMRequest(key, messages, dict(template.params))
+                yield LLMRequest(
+                    f"{row['text_id']}|{perspective}",
+                    messages,
+                    dict(template.params),
+                    context=(row["text_id"], perspective, row["text"], truncated),
+                )
 
-    results, stats = gateway.generate(requests(), stage, progress)
-    rows, rejects = [], []
-    provenance = _provenance(gateway, template, partition)
-    for res in results:
-        text_id, perspective, text, truncated = meta[res.key]
-        fields, reason = parse_persona(res.content, text, filters) if res.ok else (None, None)
+    def parse(request: LLMRequest, res: LLMResult) -> Parsed:
+        text_id, perspective, text, truncated = request.context
+        fields, reason = parse_persona(res.content, text, filters)
         if fields is None:
-            rejects.append(reject(res, reason))
-            continue
-        rows.append(
-            _persona_row(
-                fields,
-                res,
-                provenance,
-                persona_id=content_id("persona", "text", text_id, perspective, fields.persona),
-                method="text",
-                perspective=perspective,
-                source_text_id=text_id,
-                hop=0,
-                text_truncated=truncated,
-            )
+            return None, reason
+        row = _persona_row(
+            fields,
+            res,
+            provenance,
+            persona_id=content_id("persona", "text", text_id, perspective, fields.persona),
+            method="text",
+            perspective=perspective,
+            source_text_id=text_id,
+            hop=0,
+            text_truncated=truncated,
         )
-    return StageOutput(
-        _frame(rows).unique("persona_id", keep="first", maintain_order=True),
-        reject_rows(rejects, stage, partition),
-        stats,
+        return row, None
+
+    out = run_stage(gateway, requests(), parse, stage=stage, progress=progress).output(
+        "personas", stage, partition
     )
+    out.rows = out.rows.unique("persona_id", keep="first", maintain_order=True)
+    return out
 
 
 def persona_to_persona(
@@ -153,65 +148,64 @@ def persona_to_persona(
     """
     relations: list[str] = list(template.extras.get("relations") or [])
     known = {normalize_for_match(p) for p in seeds["persona"].to_list()}
-    frontier = seeds.select("persona_id", "persona", "source_text_id")
-    all_rows: list[dict] = []
-    rejects: list[dict] = []
-    total = GatewayStats()
+    frontier = seeds.select("persona_id", "persona", "source_text_id").to_dicts()
     base_seed = gateway.config.seed or 0
-    for hop in range(1, hops + 1):
-        if frontier.is_empty():
-            break
-        requests, meta = [], {}
-        for parent in frontier.iter_rows(named=True):
+    provenance = _provenance(gateway, template, partition)
+
+    def requests(parents: list[dict]) -> Iterator[LLMRequest]:
+        for parent in parents:
             for k in range(fanout):
                 relation = (
                     relations[int(digest(parent["persona_id"], k)[:8], 16) % len(relations)]
                     if relations
                     else None
                 )
-                key = f"{parent['persona_id']}|r{k}"
-                messages = template.render(persona=parent["persona"], relation=relation or "")
-                requests.append(LLMRequest(key, messages, {**template.params, "seed": base_seed + k}))
-                meta[key] = (parent, relation)
-        results, stats = gateway.generate(requests, stage, progress)
-        total.merge(stats)
-        provenance = _provenance(gateway, template, partition)
-        accepted = []
-        for res in results:
-            parent, relation = meta[res.key]
-            parsed, reason = (
-                _parse_expansion(res.content, parent["persona"], relation, filters)
-                if res.ok
-                else (None, None)
-            )
-            if parsed is not None and normalize_for_match(parsed[1].persona) in known:
-                parsed, reason = None, "known_persona"
-            if parsed is None:
-                rejects.append(reject(res, reason))
-                continue
-            relation, fields = parsed
-            known.add(normalize_for_match(fields.persona))
-            accepted.append(
-                _persona_row(
-                    fields,
-                    res,
-                    provenance,
-                    persona_id=content_id(
-                        "persona", "relation", parent["persona_id"], relation, fields.persona
-                    ),
-                    method="relation",
-                    source_text_id=parent["source_text_id"],
-                    parent_persona_id=parent["persona_id"],
-                    relation=relation,
-                    hop=hop,
-                    text_truncated=False,
+                yield LLMRequest(
+                    f"{parent['persona_id']}|r{k}",
+                    template.render(persona=parent["persona"], relation=relation or ""),
+                    {**template.params, "seed": base_seed + k},
+                    context=(parent, relation),
                 )
-            )
-        all_rows.extend(accepted)
+
+    def parse(request: LLMRequest, res: LLMResult, hop: int) -> Parsed:
+        parent, relation = request.context
+        parsed, reason = _parse_expansion(res.content, parent["persona"], relation, filters)
+        if parsed is not None and normalize_for_match(parsed[1].persona) in known:
+            parsed, reason = None, "known_persona"
+        if parsed is None:
+            return None, reason
+        relation, fields = parsed
+        known.add(normalize_for_match(fields.persona))
+        row = _persona_row(
+            fields,
+            res,
+            provenance,
+            persona_id=content_id("persona", "relation", parent["persona_id"], relation, fields.persona),
+            method="relation",
+            source_text_id=parent["source_text_id"],
+            parent_persona_id=parent["persona_id"],
+            relation=relation,
+            hop=hop,
+            text_truncated=False,
+        )
+        return row, None
+
+    out = Answers()
+    for hop in range(1, hops + 1):
+        if not frontier:
+            break
+        answers = run_stage(
+            gateway,
+            requests(frontier),
+            lambda request, res, hop=hop: parse(request, res, hop),
+            stage=stage,
+            progress=progress,
+        )
+        out.merge(answers)
         if on_hop:
-            on_hop(hop, len(accepted), len(requests) - len(accepted))
-        frontier = _frame(accepted).select("persona_id", "persona", "source_text_id")
-    return StageOutput(_frame(all_rows), reject_rows(rejects, stage, partition), total)
+            on_hop(hop, len(answers.rows), len(answers.rejects))
+        frontier = [{k: row[k] for k in ("persona_id", "persona", "source_text_id")} for row in answers.rows]
+    return out.output("personas", stage, partition)
 
 
 def _parse_expansion(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import polars as pl
@@ -28,8 +28,8 @@ from personahub_dagster.core.llm import LLMGateway, LLMRequest, LLMResult
 from personahub_dagster.core.parsing import DEFAULT_FILTERS, PersonaFilters, is_echo
 from personahub_dagster.core.personas import text_to_persona
 from personahub_dagster.core.prompts import PromptTemplate
-from personahub_dagster.core.schemas import now_utc, rows_frame
-from personahub_dagster.core.stage import Progress, StageOutput, reject, reject_rows
+from personahub_dagster.core.schemas import now_utc
+from personahub_dagster.core.stage import Parse, Parsed, Progress, StageOutput, reject_rows, run_stage
 from personahub_dagster.core.validators import Validator
 
 Exemplar = dict[str, str]
@@ -105,8 +105,6 @@ def _check(
     """The type's validator, plus what every type must pass: an answer cut off by the token limit is
     rejected (or trimmed to its last sentence, where the type allows), and it is neither a copy of an
     exemplar (few-shot prompts invite that) nor the persona repeated back."""
-    if not res.ok:
-        return None, None
     content = res.content
     if res.finish_reason == "length":
         content = trim_to_sentence(content) if on_truncation == "trim" else None
@@ -142,6 +140,36 @@ def synthesize(
     with personas); ``variables`` fill the template's other slots (focus, difficulty, world, …);
     ``params`` override sampling parameters (the diversity evaluation runs at temperature 0).
     """
+    requests, parse = synthesis_stage(
+        personas,
+        gateway,
+        data_type,
+        template,
+        modes=modes,
+        exemplars=exemplars,
+        variables=variables,
+        partition=partition,
+        params=params,
+    )
+    answers = run_stage(gateway, requests, parse, stage=stage, progress=progress)
+    return answers.output("generations", stage, partition)
+
+
+def synthesis_stage(
+    personas: pl.DataFrame,
+    gateway: LLMGateway,
+    data_type: DataType,
+    template: PromptTemplate,
+    *,
+    modes: Sequence[str] = MODES,
+    exemplars: dict[str, list[Exemplar]] | None = None,
+    variables: dict[str, Any] | None = None,
+    partition: str,
+    params: dict[str, Any] | None = None,
+) -> tuple[Iterator[LLMRequest], Parse]:
+    """The requests and the parse of :func:`synthesize`, for a stage that reads the answers its own
+    way (the diversity evaluation also keeps answers the validator refused). Each request's context
+    is ``(mode, persona row, messages)``."""
     exemplars = exemplars or {}
     for mode in modes:
         if mode not in MODES:
@@ -157,43 +185,38 @@ def synthesize(
     constraints = json.dumps({k: v for k, v in slots.items() if k != "world" and v}, sort_keys=True)
     params = {**template.params, **data_type.params, **(params or {})}
 
-    personas_by_id = dict(zip(personas["persona_id"], personas["persona"], strict=True))
-    requests, meta = [], {}
-    for mode in modes:
-        examples = exemplars.get(mode, []) if mode != "zero_shot" else []
-        for p in personas.select("persona_id", "persona", "source_text_id").iter_rows(named=True):
-            key = f"{mode}|{p['persona_id']}"
-            messages = template.render(persona=p["persona"], mode=mode, examples=examples, **slots)
-            requests.append(LLMRequest(key, messages, params))
-            meta[key] = (mode, p["persona_id"], p["source_text_id"], messages[-1]["content"])
+    model, ts = gateway.config.model, now_utc()
 
-    results, stats = gateway.generate(requests, stage, progress)
-    rows, rejects = [], []
-    ts = now_utc()
-    for res in results:
-        mode, persona_id, source_text_id, prompt = meta[res.key]
+    def requests() -> Iterator[LLMRequest]:
+        for mode in modes:
+            examples = exemplars.get(mode, []) if mode != "zero_shot" else []
+            for p in personas.select("persona_id", "persona", "source_text_id").iter_rows(named=True):
+                messages = template.render(persona=p["persona"], mode=mode, examples=examples, **slots)
+                yield LLMRequest(f"{mode}|{p['persona_id']}", messages, params, context=(mode, p, messages))
+
+    def parse(request: LLMRequest, res: LLMResult) -> Parsed:
+        mode, persona, messages = request.context
         output, reason = _check(
-            res, validate, personas_by_id[persona_id], exemplars.get(mode, []), data_type.on_truncation
+            res, validate, persona["persona"], exemplars.get(mode, []), data_type.on_truncation
         )
         if output is None:
-            rejects.append(reject(res, reason))
-            continue
-        rows.append(
-            {
-                "row_id": content_id("generation", data_type.name, mode, persona_id, res.request_hash),
-                "data_type": data_type.name,
-                "description": data_type.description,
-                "prompting_mode": mode,
-                "constraints": constraints,
-                "persona_id": persona_id,
-                "source_text_id": source_text_id,
-                "prompt": prompt,
-                "output": output,
-                "model": gateway.config.model,
-                "prompt_hash": template.template_hash,
-                "request_hash": res.request_hash,
-                "created_at": ts,
-                "partition": partition,
-            }
-        )
-    return StageOutput(rows_frame("generations", rows), reject_rows(rejects, stage, partition), stats)
+            return None, reason
+        row = {
+            "row_id": content_id("generation", data_type.name, mode, persona["persona_id"], res.request_hash),
+            "data_type": data_type.name,
+            "description": data_type.description,
+            "prompting_mode": mode,
+            "constraints": constraints,
+            "persona_id": persona["persona_id"],
+            "source_text_id": persona["source_text_id"],
+            "prompt": messages[-1]["content"],
+            "output": output,
+            "model": model,
+            "prompt_hash": template.template_hash,
+            "request_hash": res.request_hash,
+            "created_at": ts,
+            "partition": partition,
+        }
+        return row, None
+
+    return requests(), parse
