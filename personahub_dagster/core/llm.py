@@ -8,11 +8,11 @@ What it adds on top of litellm, and why:
   being flooded; within that, a :class:`~personahub_dagster.core.rate_limit.Pacer` keeps the requests-
   and tokens-per-minute budgets (``rpm``, ``tpm``, this worker's ``rate_share`` of them) and adapts
   rate and concurrency on 429s (AIMD) and on the provider's rate-limit headers.
-* **Retries with exponential backoff and jitter** (tenacity) on transient failures only — rate limits,
-  timeouts, connection drops, 5xx — never on a bad request or a bad key. A ``Retry-After`` from the
-  provider is honoured (up to ``retry_after_max_s``), and attempts stop at ``max_retries``. litellm's
-  own retries are switched off so that attempts are counted once, here.
-* **A per-attempt timeout**, enforced both by litellm and by ``asyncio.wait_for`` (a hung provider
+* **Retries with exponential backoff and jitter** (one loop, tenacity's backoff formula) on transient
+  failures only — rate limits, timeouts, connection drops, 5xx — never on a bad request or a bad key.
+  A ``Retry-After`` from the provider is honoured (up to ``retry_after_max_s``), and attempts stop at
+  ``max_retries``. litellm's own retries are switched off so that attempts are counted once, here.
+* **A per-attempt timeout**, enforced both by the transport and by ``asyncio.timeout`` (a hung provider
   cannot stall a stage).
 * **Accounting**: one ``llm_calls`` row per attempt — tokens, latency, cost where litellm knows the
   price, status and error text — committed with the answer, in one transaction per event-loop turn.
@@ -41,13 +41,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import wait_exponential_jitter
 
 from personahub_dagster.core.llm_cache import (
     CachedResponse,
@@ -57,8 +51,6 @@ from personahub_dagster.core.llm_cache import (
 )
 from personahub_dagster.core.local_models import (
     DEFAULT_MODEL,
-    LOCAL_PROVIDER,
-    count_local_tokens,
 )
 from personahub_dagster.core.pii import PII_VERSION, scrub_messages
 from personahub_dagster.core.rate_limit import Pacer
@@ -263,10 +255,6 @@ def is_rate_limit(exc: BaseException) -> bool:
     return isinstance(exc, litellm.exceptions.RateLimitError) or getattr(exc, "status_code", None) == 429
 
 
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _AttemptFailed) and exc.transient
-
-
 def classify(exc: BaseException) -> bool:
     """True when a failure is worth retrying (rate limit, timeout, connection, server error)."""
     import litellm
@@ -344,26 +332,24 @@ class LLMGateway:
         self._pending_calls: list[CallRecord] = []
         self._flush_scheduled = False
         self.transport = choose_transport(
-            config.model, config.api_base, config.api_key, self.concurrency, config.fast_path
+            config.model, config.api_base, config.api_key, config.concurrency, config.fast_path
         )
+        # A local llama.cpp model runs one request at a time per process, so more in flight would only
+        # queue behind its lock and turn measured latency into waiting time.
+        self.concurrency = 1 if self.transport.local else max(1, config.concurrency)
+        self._backoff = wait_exponential_jitter(initial=config.backoff_initial_s, max=config.backoff_max_s)
         self.pacer = Pacer(
             config.rpm, config.tpm, self.concurrency, config.rate_share, adaptive=config.adaptive
         )
 
     @property
     def is_local(self) -> bool:
-        return self.config.model.startswith(f"{LOCAL_PROVIDER}/")
+        return self.transport.local
 
     @property
     def scrubs_pii(self) -> bool:
         """Personal data is scrubbed before it leaves the machine: by default for every remote model."""
         return self.config.scrub_pii if self.config.scrub_pii is not None else not self.is_local
-
-    @property
-    def concurrency(self) -> int:
-        """Requests in flight. A local llama.cpp model runs one request at a time per process, so more
-        would only queue behind its lock and turn measured latency into waiting time."""
-        return 1 if self.is_local else max(1, self.config.concurrency)
 
     # -- public API ----------------------------------------------------------------------------
     def request_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -377,16 +363,8 @@ class LLMGateway:
         return {k: v for k, v in params.items() if v is not None}
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` for this model: llama.cpp's tokenizer for local models, litellm's
-        (bundled, offline) tokenizers otherwise, ~4 characters a token when neither knows the model."""
-        if self.is_local:
-            return count_local_tokens(self.config.model.split("/", 1)[1], text)
-        import litellm
-
-        try:
-            return len(litellm.encode(model=self.config.model, text=text))  # token_counter encodes twice
-        except Exception:
-            return max(1, len(text) // 4)
+        """Tokens of ``text`` for this model, by the transport's tokenizer."""
+        return self.transport.count_tokens(text)
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
         """``text`` cut at a word boundary to at most ``max_tokens`` tokens, and whether it was cut."""
@@ -606,48 +584,30 @@ class LLMGateway:
 
     # -- internals -----------------------------------------------------------------------------
     async def _call_with_retries(self, h: str, r: LLMRequest, stage: str, stats: GatewayStats) -> LLMResult:
-        """The first attempt goes straight out (building a tenacity retry loop costs ~150 µs, a
-        quarter of the per-request budget at full speed); tenacity takes over only after a failure."""
+        """Attempts until one answers, the failure is not transient, or ``max_retries`` retries are
+        spent. Between attempts: the provider's Retry-After when it gave one (capped at
+        ``retry_after_max_s``), else exponential backoff with jitter (tenacity's formula). A plain loop,
+        not a tenacity ``AsyncRetrying``: building one costs ~150 µs, a quarter of the per-request
+        budget at full speed, and almost every request succeeds at once."""
         cfg = self.config
-        try:
-            return await self._attempt(h, r, stage, 1, stats)
-        except _AttemptFailed as exc:
-            if not exc.transient or cfg.max_retries == 0:
-                stats.failures += 1
-                return LLMResult(
-                    r.key, h, None, str(exc) if not exc.transient else f"gave up after 1 attempts: {exc}"
-                )
-            first = exc
-        backoff = wait_exponential_jitter(initial=cfg.backoff_initial_s, max=cfg.backoff_max_s)
-
-        def delay(attempts_failed: int, failure: BaseException | None) -> float:
-            # The provider's Retry-After, when it gave one (capped), else exponential backoff.
-            wait = backoff(SimpleNamespace(attempt_number=attempts_failed))
-            asked = getattr(failure, "retry_after", None)
-            return max(wait, min(asked, cfg.retry_after_max_s)) if asked else wait
-
-        await asyncio.sleep(delay(1, first))
-        attempt = 1
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(cfg.max_retries),
-            wait=lambda state: delay(state.attempt_number + 1, state.outcome.exception()),
-            retry=retry_if_exception(_is_transient),
-            reraise=False,
-        )
-        try:
-            async for try_ in retrying:
-                with try_:
-                    attempt += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(h, r, stage, attempt, stats)
+            except _AttemptFailed as exc:
+                if exc.transient and attempt <= cfg.max_retries:
                     stats.retries += 1
-                    return await self._attempt(h, r, stage, attempt, stats)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            stats.failures += 1
-            return LLMResult(r.key, h, None, f"gave up after {attempt} attempts: {last}")
-        except _AttemptFailed as exc:
-            stats.failures += 1
-            return LLMResult(r.key, h, None, str(exc))
-        raise AssertionError("unreachable")  # pragma: no cover
+                    await asyncio.sleep(self._backoff_s(attempt, exc.retry_after))
+                    continue
+                stats.failures += 1
+                reason = f"gave up after {attempt} attempts: {exc}" if exc.transient else str(exc)
+                return LLMResult(r.key, h, None, reason)
+
+    def _backoff_s(self, attempts_failed: int, retry_after: float | None) -> float:
+        cfg = self.config
+        wait = self._backoff(SimpleNamespace(attempt_number=attempts_failed))
+        return max(wait, min(retry_after, cfg.retry_after_max_s)) if retry_after else wait
 
     async def _attempt(
         self, h: str, r: LLMRequest, stage: str, attempt: int, stats: GatewayStats

@@ -116,6 +116,12 @@ def generate_local(name: str, messages: list[dict[str, str]], **params: Any) -> 
     return _runner(name).chat(messages, kwargs)
 
 
+def is_local_model(model: str) -> bool:
+    """Whether a litellm model string names the embedded llama.cpp model (``local/…``): the one place
+    that decides it."""
+    return model.startswith(f"{LOCAL_PROVIDER}/")
+
+
 def count_local_tokens(name: str, text: str) -> int:
     """Tokens of ``text`` under a local model's own tokenizer (no BOS)."""
     return len(_runner(name).llama.tokenize(text.encode("utf-8"), add_bos=False))

@@ -23,7 +23,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from personahub_dagster.core.local_models import LOCAL_PROVIDER, ensure_registered, generate_local
+from personahub_dagster.core.local_models import (
+    count_local_tokens,
+    ensure_registered,
+    generate_local,
+    is_local_model,
+)
 
 # Providers whose API *is* OpenAI's chat completions API, spoken over HTTP at a base URL.
 OPENAI_COMPATIBLE = frozenset(
@@ -52,21 +57,48 @@ class ProviderHTTPError(Exception):
 
 class Transport(Protocol):
     name: str
+    local: bool  # the embedded model: one request at a time, nothing leaves the machine
 
     async def complete(
         self, messages: list[dict[str, str]], params: dict[str, Any], timeout_s: float
     ) -> Completion: ...
 
+    def count_tokens(self, text: str) -> int: ...
+
     async def aclose(self) -> None: ...
 
 
-class LiteLLMTransport:
+class _ModelTransport:
+    """What every transport knows from its litellm model string: whether the model is the embedded one,
+    and how to count its tokens — llama.cpp's tokenizer for local models, litellm's (bundled, offline)
+    tokenizers otherwise, ~4 characters a token when neither knows the model."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.local = is_local_model(model)
+
+    def count_tokens(self, text: str) -> int:
+        if self.local:
+            return count_local_tokens(self.model.split("/", 1)[1], text)
+        import litellm
+
+        try:
+            return len(litellm.encode(model=self.model, text=text))  # token_counter encodes twice
+        except Exception:
+            return max(1, len(text) // 4)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class LiteLLMTransport(_ModelTransport):
     """Any provider litellm supports, through ``litellm.acompletion`` (its own retries off)."""
 
     name = "litellm"
 
     def __init__(self, model: str, api_base: str | None, api_key: str | None, price: Any):
-        self.model, self.api_base, self.api_key, self.price = model, api_base, api_key, price
+        super().__init__(model)
+        self.api_base, self.api_key, self.price = api_base, api_key, price
 
     async def complete(
         self, messages: list[dict[str, str]], params: dict[str, Any], timeout_s: float
@@ -90,11 +122,8 @@ class LiteLLMTransport:
         content, cost = choice.message.content or "", self.price(resp, pt, ct)
         return Completion(content, choice.finish_reason, pt, ct, cost, _headers(resp))
 
-    async def aclose(self) -> None:
-        return None
 
-
-class LocalTransport:
+class LocalTransport(_ModelTransport):
     """The embedded llama.cpp model, without litellm's per-call work (it costs nothing to price).
 
     It runs on the event loop's own thread. llama.cpp generates ~20% fewer tokens/s when called from
@@ -104,6 +133,7 @@ class LocalTransport:
     name = "local"
 
     def __init__(self, model: str):
+        super().__init__(model)
         self.local_name = model.split("/", 1)[1]
 
     async def complete(
@@ -120,22 +150,22 @@ class LocalTransport:
             0.0,
         )
 
-    async def aclose(self) -> None:
-        return None
 
-
-class OpenAIHTTPTransport:
+class OpenAIHTTPTransport(_ModelTransport):
     """POST ``{api_base}/chat/completions`` over one keep-alive connection pool."""
 
     name = "openai-http"
 
-    def __init__(self, model_name: str, api_base: str, api_key: str | None, concurrency: int, price: Any):
+    def __init__(
+        self, model: str, model_name: str, api_base: str, api_key: str | None, concurrency: int, price: Any
+    ):
+        super().__init__(model)
         self.model_name = model_name
         self.url = api_base.rstrip("/") + "/chat/completions"
         self._headers = {"Content-Type": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self.concurrency = concurrency
+        self.concurrency = max(1, concurrency)
         self.price = price
         self._session: Any = None
 
@@ -228,7 +258,7 @@ def choose_transport(
     path for OpenAI-compatible providers that have a base URL configured (self-hosted servers and
     proxies, where parameters pass through as they are); True also sends provider ``openai`` without
     one straight to api.openai.com; False always goes through litellm."""
-    if model.startswith(f"{LOCAL_PROVIDER}/"):
+    if is_local_model(model):
         if fast_path is not False:
             return LocalTransport(model)
         ensure_registered()  # litellm's custom-provider route to the same llama.cpp model
@@ -246,7 +276,7 @@ def choose_transport(
     if provider not in OPENAI_COMPATIBLE or not base:
         return LiteLLMTransport(model, api_base, api_key, _litellm_cost)
     key = api_key or dynamic_key or (os.environ.get("OPENAI_API_KEY") if provider == "openai" else None)
-    return OpenAIHTTPTransport(name, base, key, concurrency, Pricer(model))
+    return OpenAIHTTPTransport(model, name, base, key, concurrency, Pricer(model))
 
 
 def _free(*_args: Any) -> float:

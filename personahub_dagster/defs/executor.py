@@ -16,7 +16,7 @@ import os
 
 import dagster as dg
 
-from personahub_dagster.core.local_models import DEFAULT_MODEL, LOCAL_PROVIDER
+from personahub_dagster.core.local_models import DEFAULT_MODEL, is_local_model
 
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multi_or_in_process_executor}
 
@@ -29,7 +29,7 @@ def executor_name(env: dict[str, str] | None = None) -> str:
             raise ValueError(f"PERSONAHUB_EXECUTOR={chosen!r}: use one of {sorted(EXECUTORS)}")
         return chosen
     model = env.get("PERSONAHUB_MODEL") or DEFAULT_MODEL
-    return "in_process" if model.startswith(f"{LOCAL_PROVIDER}/") else "multiprocess"
+    return "in_process" if is_local_model(model) else "multiprocess"
 
 
 @dg.definitions
