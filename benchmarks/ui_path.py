@@ -34,13 +34,13 @@ DAY = "2026-03-01"
 
 def run_config(texts: int, hops: int, personas: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from personahub_dagster.defs.synthesis import DATA_TYPES
+    from personahub_dagster.defs.synthesis import registry
 
     ops: dict[str, dict] = {
         "raw_texts": {"config": {"max_texts": texts}},
         "expanded_personas": {"config": {"hops": hops}},
     }
-    for dt in DATA_TYPES.values():
+    for dt in registry().values():
         ops[dt.asset] = {"config": {"n_personas": personas}}
     return {"ops": ops}
 

@@ -14,6 +14,7 @@
     personahub evaluate diversity [--per-band N] [--date D] persona-similarity bands → problem similarity
     personahub evaluate contamination --against FILE…       n-gram + embedding overlap with a benchmark
     personahub report [--out FILE] [--date D]               the self-contained HTML dataset report
+    personahub settings [--table]                           every PERSONAHUB_* setting and its value
 
 The lake is ``--lake`` or ``$PERSONAHUB_LAKE``: a folder (default ``./lake``) or ``s3://bucket/prefix``.
 ``--as-of`` takes a timestamp (``2026-11-29T10:00:00Z``) or ``TABLE=VERSION,…`` as a run's metadata
@@ -32,14 +33,13 @@ from pathlib import Path
 
 import polars as pl
 
-DEFAULT_LAKE = "lake"
-DEFAULT_INBOX = "inbox"
+from personahub_dagster.core.settings import Settings, SettingsError, settings, settings_table
 
 
 def _lake(path: str | None):
     from personahub_dagster.core.lake import Lake
 
-    return Lake(path or os.environ.get("PERSONAHUB_LAKE", DEFAULT_LAKE))
+    return Lake(path or settings().lake)
 
 
 def _as_of(text: str | None):
@@ -49,13 +49,13 @@ def _as_of(text: str | None):
 
 
 def _inbox(path: str | None = None) -> str:
-    return path or os.environ.get("PERSONAHUB_INBOX", DEFAULT_INBOX)
+    return path or settings().inbox
 
 
 def _today() -> str:
     from zoneinfo import ZoneInfo
 
-    tz = ZoneInfo(os.environ.get("PERSONAHUB_TIMEZONE", "UTC"))
+    tz = ZoneInfo(settings().timezone)
     return datetime.datetime.now(tz).strftime("%Y-%m-%d")
 
 
@@ -83,9 +83,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.hops is not None:
         ops["expanded_personas"] = {"config": {"hops": args.hops}}
     if args.personas is not None:
-        from personahub_dagster.defs.synthesis import DATA_TYPES
+        from personahub_dagster.defs.synthesis import registry
 
-        for dt in DATA_TYPES.values():
+        for dt in registry().values():
             ops[dt.asset] = {"config": {"n_personas": args.personas}}
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     from personahub_dagster.defs.partitions import lake_partition, run_keys
@@ -286,7 +286,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from personahub_dagster.core.data_types import load_data_types
     from personahub_dagster.core.export import export_frame, write_export
 
-    types = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+    types = load_data_types(settings().prompts_dir)
     by_any_name = {k: dt for dt in types.values() for k in (dt.name, dt.asset, dt.release)}
     if args.type not in by_any_name:
         print(f"export: unknown data type {args.type!r}; choose one of {', '.join(types)}", file=sys.stderr)
@@ -308,7 +308,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from personahub_dagster.core.evaluation import check_contamination, load_benchmark
 
     lake = _lake(args.lake)
-    embedder = Embedder(backend=os.environ.get("PERSONAHUB_EMBEDDER_BACKEND", "torch"))
+    embedder = Embedder(settings().embedder, backend=settings().embedder_backend)
     if args.what == "contamination":
         if not args.against:
             print("evaluate contamination: --against FILE… is required", file=sys.stderr)
@@ -374,7 +374,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from personahub_dagster.core.report import write_report
 
     lake = _lake(args.lake)
-    path = write_report(lake, args.out, args.date, os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+    path = write_report(lake, args.out, args.date, settings().prompts_dir)
     print(f"report → {path}")
     return 0
 
@@ -413,6 +413,22 @@ def cmd_lake(args: argparse.Namespace) -> int:
         return 0
     for table, version in lake.versions().items():
         print(f"{table:<16} {version}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.table:
+        print(settings_table(), end="")
+        return 0
+    from personahub_dagster.core.llm_cache_postgres import redact_url
+
+    current = settings()
+    for name in Settings.model_fields:
+        value = getattr(current, name)
+        shown = "" if value is None else value  # a SecretStr prints as **********
+        if name == "cache" and value:
+            shown = redact_url(value)  # a postgresql:// URL may carry a password
+        print(f"PERSONAHUB_{name.upper():<20} {shown}")
     return 0
 
 
@@ -516,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lake.add_argument("--lake")
     lake.set_defaults(func=cmd_lake)
+
+    current = sub.add_parser("settings", help="every PERSONAHUB_* setting: its value here, or the table")
+    current.add_argument("--table", action="store_true", help="the markdown table of docs/settings.md")
+    current.set_defaults(func=cmd_settings)
     return parser
 
 
@@ -526,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (StorageError, CacheError) as exc:  # a lake or cache unusable as configured: one line
+    except (StorageError, CacheError, SettingsError) as exc:  # unusable as configured: one line
         print(f"personahub: {exc}", file=sys.stderr)
         return 2
 

@@ -122,9 +122,10 @@ def test_a_user_adds_a_data_type_with_files_only(tmp_path):
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"template": "x", "validator": {}, "colour": "red"}, "unknown keys"),
-        ({"validator": {}}, "needs a 'template'"),
-        ({"template": "x", "validator": {}, "modes": ["ten_shot"]}, "unknown modes"),
+        ({"template": "x", "validator": {}, "colour": "red"}, "key 'colour': Extra inputs are not permitted"),
+        ({"validator": {}}, "key 'template': Field required"),
+        ({"template": "x", "validator": {}, "modes": ["ten_shot"]}, "key 'modes.0': Input should be"),
+        ({"template": "x", "validator": {}, "modes": ["zero_shot"], "n_personas": "many"}, "n_personas"),
         ({"template": "x", "validator": {}, "modes": ["few_shot"]}, "need 'exemplars'"),
         ({"template": "x", "validator": {"kind": "text", "size": 3}, "modes": ["zero_shot"]}, "bad options"),
         (
@@ -136,3 +137,25 @@ def test_a_user_adds_a_data_type_with_files_only(tmp_path):
 def test_bad_registry_entries_fail_when_loaded(entry, message):
     with pytest.raises(ValueError, match=message):
         DataType.from_entry("x", entry, Path("data_types.yaml"))
+
+
+def test_a_registry_error_names_the_file_the_key_and_the_line(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    registry = tmp_path / "data_types.yaml"
+    registry.write_text(
+        textwrap.dedent(
+            """\
+            recipe:
+              template: recipe
+              validator: {kind: text}
+              modes:
+                - zero_shot
+                - ten_shot
+            """
+        )
+    )
+    with pytest.raises(ValueError) as err:
+        load_data_types(str(tmp_path / "prompts"))
+    message = str(err.value)
+    assert message.startswith(f"{registry}:6: data type 'recipe', key 'modes.1': Input should be")
+    assert "\n" not in message

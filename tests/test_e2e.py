@@ -13,7 +13,7 @@ import pytest
 from personahub_dagster.cli import main as cli
 from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import Lake
-from personahub_dagster.defs.synthesis import DATA_TYPES
+from personahub_dagster.defs.synthesis import registry
 from tests.test_ui import ASSETS
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ RUN_CONFIG = {
         "contamination_checks": {"config": {"against": [str(BENCHMARK)], "text_field": "problem"}},
     }
 }
-SYNTHESIS = {t.asset: t for t in DATA_TYPES.values()}
+SYNTHESIS = {t.asset: t for t in registry().values()}
 DAY1, DAY2 = "2026-11-20", "2026-11-21"
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "corpus" / "sample.jsonl"
 
@@ -166,7 +166,7 @@ def test_math_problems_are_checked_and_datasets_exported(pipeline):
             "SELECT count(*), count(*) FILTER (WHERE n_solutions >= 1) FROM math_checks"
         ).fetchone()
     assert checks[0] == problems and checks[1] >= 1
-    for dt in DATA_TYPES.values():
+    for dt in registry().values():
         df = pl.read_parquet(lake.root / "datasets" / dt.release / f"{DAY1}.parquet")
         assert df.columns[:3] == ["input persona", "synthesized text", "description"]
         assert df["input persona"].null_count() == 0 and df["source_text_id"].str.starts_with("t-").all()

@@ -17,7 +17,7 @@ from personahub_dagster.core.dedup import HubIndex
 from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import AsOf, Lake
 from personahub_dagster.core.schemas import SCHEMAS, TS
-from personahub_dagster.defs.synthesis import DATA_TYPES
+from personahub_dagster.defs.synthesis import registry
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ CONFIG = {
         "text_personas": {"config": {"perspectives": ["read", "write"]}},
         "expanded_personas": {"config": {"hops": 1}},
         "contamination_checks": {"config": {"against": [str(BENCHMARK)], "text_field": "problem"}},
-        **{dt.asset: {"config": {"n_personas": 1}} for dt in DATA_TYPES.values()},
+        **{dt.asset: {"config": {"n_personas": 1}} for dt in registry().values()},
     }
 }
 
@@ -87,7 +87,7 @@ def test_two_days_on_s3_give_the_same_lake_as_on_local_disk(s3, tmp_path):
 
     # everything the lake holds followed the URL: exports and reports are objects, nothing local
     keys = remote.files.list()
-    for dt in DATA_TYPES.values():
+    for dt in registry().values():
         assert f"datasets/{dt.release}/{DAYS[1]}.parquet" in keys
     assert f"reports/{DAYS[1]}.html" in keys
     assert list(remote_cwd.iterdir()) == []  # the S3 runs wrote no file where they ran

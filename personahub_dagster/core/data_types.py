@@ -10,30 +10,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from personahub_dagster.core.prompts import bundled_assets_dir
 from personahub_dagster.core.validators import Validator, build_validator
 
 MODES = ("zero_shot", "few_shot", "persona_few_shot")
 REGISTRY = "data_types.yaml"
-_KEYS = {
-    "asset",
-    "release",
-    "description",
-    "template",
-    "exemplars",
-    "validator",
-    "variables",
-    "world",
-    "params",
-    "n_personas",
-    "modes",
-    "on_truncation",
-}
-TRUNCATION = ("reject", "trim")
+Mode = Literal["zero_shot", "few_shot", "persona_few_shot"]
+
+
+class RegistryError(ValueError):
+    """A registry entry that cannot be used: ``file:line: data type 'x', key 'y': why``."""
+
+
+class DataTypeEntry(BaseModel):
+    """One entry of ``data_types.yaml`` as written: unknown keys and wrong types are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    template: str
+    validator: dict[str, Any]
+    asset: str | None = None
+    release: str | None = None
+    description: str | None = None
+    exemplars: str | None = None
+    variables: dict[str, Any] = {}
+    world: str | None = None
+    params: dict[str, Any] = {}
+    n_personas: int = Field(3, ge=1)
+    modes: tuple[Mode, ...] = MODES
+    on_truncation: Literal["reject", "trim"] = "reject"  # an answer cut off by max_tokens
+
+    @model_validator(mode="after")
+    def _few_shot_needs_exemplars(self) -> DataTypeEntry:
+        if any(m != "zero_shot" for m in self.modes) and not self.exemplars:
+            raise ValueError("the few-shot modes need 'exemplars'")
+        return self
 
 
 @dataclass(frozen=True)
@@ -68,36 +84,57 @@ class DataType:
         return path.read_text(encoding="utf-8")
 
     @classmethod
-    def from_entry(cls, name: str, entry: dict[str, Any], source: Path) -> DataType:
-        if unknown := set(entry) - _KEYS:
-            raise ValueError(f"{source}: data type {name!r} has unknown keys {sorted(unknown)}")
-        if "template" not in entry or "validator" not in entry:
-            raise ValueError(f"{source}: data type {name!r} needs a 'template' and a 'validator'")
-        modes = tuple(entry.get("modes", MODES))
-        if bad := [m for m in modes if m not in MODES]:
-            raise ValueError(f"{source}: data type {name!r}: unknown modes {bad}; choose from {MODES}")
-        if any(m != "zero_shot" for m in modes) and not entry.get("exemplars"):
-            raise ValueError(f"{source}: data type {name!r}: the few-shot modes need 'exemplars'")
-        if entry.get("on_truncation", "reject") not in TRUNCATION:
-            raise ValueError(f"{source}: data type {name!r}: on_truncation must be one of {TRUNCATION}")
+    def from_entry(cls, name: str, entry: dict[str, Any], source: Path, node: Any = None) -> DataType:
+        """A data type from its registry entry; ``node`` (the entry's YAML node) gives errors a line."""
+        try:
+            e = DataTypeEntry.model_validate(entry)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = [str(x) for x in err["loc"]]
+            where = f"{source}:{_line(node, loc)}" if node is not None else str(source)
+            key = f", key {'.'.join(loc)!r}" if loc else ""
+            message = err["msg"].removeprefix("Value error, ")
+            raise RegistryError(f"{where}: data type {name!r}{key}: {message}") from None
         data_type = cls(
             name=name,
-            asset=entry.get("asset", f"{name}s"),
-            release=entry.get("release", name),
-            description=entry.get("description", name.replace("_", " ")),
-            template=entry["template"],
-            exemplars=entry.get("exemplars"),
-            validator_spec=dict(entry["validator"]),
-            variables=dict(entry.get("variables") or {}),
-            world=entry.get("world"),
-            params=dict(entry.get("params") or {}),
-            n_personas=int(entry.get("n_personas", 3)),
-            modes=modes,
-            on_truncation=entry.get("on_truncation", "reject"),
+            asset=e.asset or f"{name}s",
+            release=e.release or name,
+            description=e.description or name.replace("_", " "),
+            template=e.template,
+            exemplars=e.exemplars,
+            validator_spec=dict(e.validator),
+            variables=dict(e.variables),
+            world=e.world,
+            params=dict(e.params),
+            n_personas=e.n_personas,
+            modes=e.modes,
+            on_truncation=e.on_truncation,
             base_dir=str(source.parent),
         )
-        data_type.validator()  # a bad validator spec fails when the registry loads, not mid-run
+        try:
+            data_type.validator()  # a bad validator spec fails when the registry loads, not mid-run
+        except ValueError as exc:
+            where = f"{source}:{_line(node, ['validator'])}" if node is not None else str(source)
+            raise RegistryError(f"{where}: data type {name!r}, key 'validator': {exc}") from None
         return data_type
+
+
+def _line(node: Any, loc: list[str]) -> int:
+    """The 1-based line of the deepest YAML node along ``loc`` (a key, then list indexes)."""
+    line = node.start_mark.line
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if k.value == part]
+            if not found:
+                break
+            key, node = found[0]
+            line = key.start_mark.line
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line
+        else:
+            break
+    return line + 1
 
 
 def load_data_types(prompts_dir: str | None = None) -> dict[str, DataType]:
@@ -107,12 +144,17 @@ def load_data_types(prompts_dir: str | None = None) -> dict[str, DataType]:
         files.append(user)
     types: dict[str, DataType] = {}
     for path in files:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        try:
+            entries, root = yaml.safe_load(text) or {}, yaml.compose(text)
+        except yaml.YAMLError as exc:
+            raise RegistryError(f"{path}: not YAML: {exc}".replace("\n", " ")) from None
         if not isinstance(entries, dict):
-            raise ValueError(f"{path}: expected a mapping of data type names to entries")
+            raise RegistryError(f"{path}: expected a mapping of data type names to entries")
+        nodes = {k.value: v for k, v in root.value} if isinstance(root, yaml.MappingNode) else {}
         for name, entry in entries.items():
-            types[name] = DataType.from_entry(name, entry or {}, path)
+            types[name] = DataType.from_entry(name, entry or {}, path, nodes.get(name))
     assets = [t.asset for t in types.values()]
     if dupes := sorted({a for a in assets if assets.count(a) > 1}):
-        raise ValueError(f"data types share asset names {dupes}")
+        raise RegistryError(f"data types share asset names {dupes}")
     return types

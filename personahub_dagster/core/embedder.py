@@ -133,7 +133,9 @@ class OnnxEncoder:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("PERSONAHUB_CACHE_DIR") or Path.home() / ".cache" / "personahub")
+    from personahub_dagster.core.settings import settings  # settings names this module's default model
+
+    return Path(settings().cache_dir or Path.home() / ".cache" / "personahub")
 
 
 def _exported(path: str) -> Path:

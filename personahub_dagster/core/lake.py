@@ -44,6 +44,7 @@ import polars as pl
 from personahub_dagster.core.ids import kind_of
 from personahub_dagster.core.llm_cache import ResponseCache, is_postgres, open_cache
 from personahub_dagster.core.schemas import SCHEMAS, conform, sql_type
+from personahub_dagster.core.settings import settings
 from personahub_dagster.core.storage import Location, StorageError, Store, check_store, parse_location
 
 PRODUCER = "_producer"  # the hidden partition column: which stage wrote a row
@@ -55,12 +56,12 @@ def default_cache_path(location: Location, env: Mapping[str, str] | None = None)
     """``PERSONAHUB_CACHE`` if set (a file, or a ``postgresql://`` URL shared by many workers); else
     ``llm_cache.sqlite`` beside a local lake, or one file per remote lake under ``PERSONAHUB_CACHE_DIR``
     (default ``~/.cache/personahub``) — never on object storage."""
-    env = os.environ if env is None else env
-    if env.get("PERSONAHUB_CACHE"):
-        return _cache_target(env["PERSONAHUB_CACHE"])
+    current = settings(env)
+    if current.cache:
+        return _cache_target(current.cache)
     if location.is_local:
         return Path(location.uri) / "llm_cache.sqlite"
-    folder = Path(env.get("PERSONAHUB_CACHE_DIR") or "~/.cache/personahub").expanduser()
+    folder = Path(current.cache_dir or "~/.cache/personahub").expanduser()
     return folder / f"llm_cache-{location.bucket}-{location.key()}.sqlite"
 
 

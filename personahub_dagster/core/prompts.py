@@ -8,7 +8,6 @@ sending an empty slot to a paid model.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,14 +17,15 @@ import jinja2
 import yaml
 
 from personahub_dagster.core.ids import digest
+from personahub_dagster.core.settings import settings
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 def bundled_assets_dir() -> Path:
     """The repository's ``assets/`` folder (overridable with ``PERSONAHUB_ASSETS``)."""
-    env = os.environ.get("PERSONAHUB_ASSETS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "assets"
+    folder = settings().assets
+    return Path(folder) if folder else Path(__file__).resolve().parents[2] / "assets"
 
 
 @dataclass(frozen=True)

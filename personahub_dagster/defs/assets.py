@@ -99,16 +99,15 @@ class PersonaHubConfig(dg.Config):
     ann_target_recall: float = Field(
         default=0.99, description="Share of planted near-duplicates the approximate search must find"
     )
+    ann_nprobe: int | None = Field(
+        default=None, description="IVF lists probed per query; null: chosen for ann_target_recall"
+    )
+    seed: int = Field(default=42, description="MinHash permutations' seed (part of the hub's state)")
+    block_size: int = Field(default=4096, ge=1, description="Personas embedded and searched per block")
     checks: CheckThresholds = CheckThresholds()
 
     def dedup(self) -> DedupConfig:
-        return DedupConfig(
-            minhash_threshold=self.minhash_threshold,
-            num_perm=self.num_perm,
-            cosine_threshold=self.cosine_threshold,
-            ann_min_size=self.ann_min_size,
-            ann_target_recall=self.ann_target_recall,
-        )
+        return DedupConfig(**self.model_dump(exclude={"checks"}))
 
 
 HUB_COMMIT_ATTEMPTS = 5
@@ -211,7 +210,7 @@ def text_personas(
     texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
         texts,
-        llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context),
+        llm.gateway(lk, context, config),
         prompts.template(config.template),
         perspectives=config.perspectives,
         granularity=config.granularity,
@@ -263,7 +262,7 @@ def expanded_personas(
 
     out = persona_to_persona(
         seeds,
-        llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context),
+        llm.gateway(lk, context, config),
         prompts.template(config.template),
         hops=config.hops,
         fanout=config.fanout,

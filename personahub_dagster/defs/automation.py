@@ -11,16 +11,16 @@ runs a day as soon as its files land in the inbox. Both start stopped: turn them
 """
 
 import json
-import os
 
 import dagster as dg
 
 from personahub_dagster.core.inbox import fingerprints
+from personahub_dagster.core.settings import settings
 from personahub_dagster.defs.assets import pipeline_job
 from personahub_dagster.defs.partitions import TIMEZONE, days, run_keys
 from personahub_dagster.defs.resources import LakeResource
 
-NIGHTLY_CRON = os.environ.get("PERSONAHUB_NIGHTLY_CRON", "0 2 * * *")
+NIGHTLY_CRON = settings().nightly_cron
 
 
 def _valid(day: str) -> bool:

@@ -5,8 +5,6 @@
 ``<lake>/reports/<day>.html``, the page to open before training on the day's data.
 """
 
-import os
-
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -19,6 +17,7 @@ from personahub_dagster.core.evaluation import (
     load_benchmark,
 )
 from personahub_dagster.core.report import write_report
+from personahub_dagster.core.settings import settings
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     llm_metadata,
@@ -35,7 +34,6 @@ from personahub_dagster.defs.resources import (
     LLMStageConfig,
     PromptsResource,
 )
-from personahub_dagster.defs.synthesis import synthesis_assets
 
 
 class ContaminationConfig(dg.Config):
@@ -49,12 +47,18 @@ class ContaminationConfig(dg.Config):
     cosine_threshold: float = Field(default=0.9, description="Embedding similarity that flags a row.")
 
 
-@dg.asset(
-    deps=[a.key for a in synthesis_assets],
-    group_name="evaluation",
-    kinds={"deltalake"},
-    partitions_def=pipeline_partitions,
-)
+def contamination_checks_asset(synthesized: list[str]) -> dg.AssetsDefinition:
+    """``contamination_checks`` after the registry's synthesis assets (built with them, in
+    :func:`personahub_dagster.defs.synthesis.synthesis`)."""
+    return dg.asset(
+        name="contamination_checks",
+        deps=synthesized,
+        group_name="evaluation",
+        kinds={"deltalake"},
+        partitions_def=pipeline_partitions,
+    )(contamination_checks)
+
+
 def contamination_checks(
     context: dg.AssetExecutionContext,
     config: ContaminationConfig,
@@ -64,7 +68,7 @@ def contamination_checks(
     """The day's synthesized rows against benchmark test sets: word 13-gram overlap and embedding
     near-duplicates. Flagged rows stay in the lake (table ``contamination``) and leave the exports."""
     lk, day = lake.lake(context), partition_of(context)
-    paths = config.against or [p for p in os.environ.get("PERSONAHUB_BENCHMARKS", "").split(":") if p]
+    paths = config.against or settings().benchmark_files()
     try:
         benchmarks = dict(load_benchmark(p, config.text_field) for p in paths)
     except (ValueError, FileNotFoundError) as exc:
@@ -125,7 +129,7 @@ def diversity_bands(
     pairs, out, stats = diversity(
         hub,
         embedder.embedder(),
-        llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context),
+        llm.gateway(lk, context, config),
         dt,
         prompts.template(dt.template),
         bands=config.bands,
@@ -152,7 +156,7 @@ def diversity_bands(
 
 
 @dg.asset(
-    deps=["datasets", contamination_checks, diversity_bands],
+    deps=["datasets", "contamination_checks", diversity_bands],
     group_name="evaluation",
     kinds={"html"},
     partitions_def=pipeline_partitions,

@@ -12,24 +12,19 @@
   still picks one process).
 """
 
-import os
-
 import dagster as dg
 
-from personahub_dagster.core.local_models import DEFAULT_MODEL, is_local_model
+from personahub_dagster.core.local_models import is_local_model
+from personahub_dagster.core.settings import settings
 
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multi_or_in_process_executor}
 
 
 def executor_name(env: dict[str, str] | None = None) -> str:
-    env = dict(os.environ) if env is None else env
-    chosen = env.get("PERSONAHUB_EXECUTOR")
-    if chosen:
-        if chosen not in EXECUTORS:
-            raise ValueError(f"PERSONAHUB_EXECUTOR={chosen!r}: use one of {sorted(EXECUTORS)}")
-        return chosen
-    model = env.get("PERSONAHUB_MODEL") or DEFAULT_MODEL
-    return "in_process" if is_local_model(model) else "multiprocess"
+    current = settings(env)
+    if current.executor:
+        return current.executor
+    return "in_process" if is_local_model(current.model) else "multiprocess"
 
 
 @dg.definitions

@@ -7,15 +7,14 @@ grows. The schedule starts stopped, like the other automation; the retention win
 ``--as-of`` can reach afterwards (Delta's default: 7 days).
 """
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
+from personahub_dagster.core.settings import settings
 from personahub_dagster.defs.partitions import TIMEZONE
 from personahub_dagster.defs.resources import LakeResource
 
-MAINTENANCE_CRON = os.environ.get("PERSONAHUB_MAINTENANCE_CRON", "0 3 * * 0")  # Sundays 03:00
+MAINTENANCE_CRON = settings().maintenance_cron  # default: Sundays 03:00
 
 
 class OptimizeConfig(dg.Config):

@@ -19,15 +19,15 @@ Today's partition exists already (``end_offset=1``), so a file dropped in today'
 by the inbox sensor at once; the nightly schedule runs the newest day that has input.
 """
 
-import os
-
 import dagster as dg
 
+from personahub_dagster.core.settings import settings
 from personahub_dagster.core.shards import shard_names, shard_partition
 
-START_DATE = os.environ.get("PERSONAHUB_START_DATE", "2026-01-01")
-TIMEZONE = os.environ.get("PERSONAHUB_TIMEZONE", "UTC")
-SHARDS = int(os.environ.get("PERSONAHUB_SHARDS") or 1)
+_SETTINGS = settings()
+START_DATE = _SETTINGS.start_date
+TIMEZONE = _SETTINGS.timezone
+SHARDS = _SETTINGS.shards
 
 days = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=TIMEZONE, end_offset=1)
 pipeline_partitions: dg.PartitionsDefinition = (

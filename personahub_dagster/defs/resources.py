@@ -2,8 +2,6 @@
 around a core object. Secrets arrive only through environment variables (``dg.EnvVar``), which the
 Dagster UI shows by name, never by value."""
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
@@ -14,10 +12,8 @@ from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import LLMConfig, LLMGateway
 from personahub_dagster.core.local_models import DEFAULT_MODEL
 from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load_prompt
+from personahub_dagster.core.settings import Settings, settings
 from personahub_dagster.core.transports import OPENAI_API_BASE
-
-DEFAULT_LAKE = "lake"
-DEFAULT_INBOX = "inbox"
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -27,9 +23,12 @@ class LakeResource(dg.ConfigurableResource):
     (``PERSONAHUB_INBOX``, default ``./inbox``: one ``YYYY-MM-DD`` folder per daily partition)."""
 
     path: str = Field(
-        default=DEFAULT_LAKE, description="Lake: a folder or s3://bucket/prefix (Delta tables)."
+        default=Settings.model_fields["lake"].default,
+        description="Lake: a folder or s3://bucket/prefix (Delta tables).",
     )
-    inbox: str = Field(default=DEFAULT_INBOX, description="Drop folder: inbox/YYYY-MM-DD/ per partition.")
+    inbox: str = Field(
+        default=Settings.model_fields["inbox"].default, description="Drop folder: inbox/YYYY-MM-DD/ per day."
+    )
     cache: str | None = Field(
         default=None, description="Response cache: a SQLite file or postgresql:// URL; null: the default."
     )
@@ -45,8 +44,10 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class LLMResource(dg.ConfigurableResource):
-    """Any litellm model string. Keys: set the provider's own variable (``OPENAI_API_KEY`` …), which
-    litellm reads itself, or ``PERSONAHUB_API_KEY``, passed here as an ``EnvVar``."""
+    """Any litellm model string, and every knob of the gateway (:class:`~personahub_dagster.core.llm.
+    LLMConfig`): the fields mirror it one to one, so whatever the gateway can do the launchpad can set.
+    Keys: set the provider's own variable (``OPENAI_API_KEY`` …), which litellm reads itself, or
+    ``PERSONAHUB_API_KEY``, passed here as an ``EnvVar``."""
 
     model: str = Field(default=DEFAULT_MODEL, description="litellm model string, e.g. openai/gpt-4o-mini")
     api_base: str | None = Field(default=None, description="Base URL for vLLM / Ollama / proxies.")
@@ -54,6 +55,9 @@ class LLMResource(dg.ConfigurableResource):
     concurrency: int = Field(default=8, ge=1)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    backoff_initial_s: float = Field(default=1.0, ge=0, description="First retry's backoff (doubles).")
+    backoff_max_s: float = Field(default=30.0, ge=0, description="Longest backoff between retries.")
+    retry_after_max_s: float = Field(default=60.0, ge=0, description="Cap on a provider's Retry-After.")
     temperature: float = 0.7
     max_tokens: int = Field(default=256, ge=1)
     seed: int | None = 0
@@ -66,6 +70,10 @@ class LLMResource(dg.ConfigurableResource):
     scrub_pii: bool | None = Field(
         default=None,
         description="Scrub e-mails, phones, cards, addresses, names before sending; null: on for remote.",
+    )
+    fast_path: bool | None = Field(
+        default=None,
+        description="Direct HTTP to OpenAI-compatible servers; null: when api_base is set; false: litellm.",
     )
     rpm: float | None = Field(default=None, gt=0, description="The key's requests per minute (null: none).")
     tpm: float | None = Field(
@@ -84,6 +92,7 @@ class LLMResource(dg.ConfigurableResource):
         default=1800.0,
         description="Batch mode: end the run after this wait (llm_batch_sensor re-runs it); null: wait.",
     )
+    batch_max_requests: int = Field(default=50_000, ge=1, description="Batch mode: requests per batch.")
     batch_on_error: str = Field(
         default="reject", description="Batch mode: a request answered with an error: reject | online"
     )
@@ -95,39 +104,20 @@ class LLMResource(dg.ConfigurableResource):
     def gateway(
         self,
         lake: Lake,
-        model: str | None = None,
-        run_id: str | None = None,
-        mode: str | None = None,
         context: dg.AssetExecutionContext | None = None,
+        config: "LLMStageConfig | None" = None,
+        model: str | None = None,
     ) -> LLMGateway:
-        """The gateway over the lake's cache; ``model`` swaps in another model with the same settings
-        (the math agreement filter's independent solvers); ``run_id`` ties the budget to the run;
-        ``mode`` overrides the resource's (an asset's ``llm_mode``); ``context`` names the asset and
-        partition a batch record asks the sensor to re-run, and takes batch mode's progress lines."""
-        config = LLMConfig(
-            model=model or self.model,
-            api_base=self.api_base,
-            api_key=self.api_key,
-            concurrency=self.concurrency,
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-            max_run_tokens=self.max_run_tokens,
-            max_run_cost_usd=self.max_run_cost_usd,
-            run_id=run_id,
-            scrub_pii=self.scrub_pii,
-            rpm=self.rpm,
-            tpm=self.tpm,
-            rate_share=self.rate_share,
-            adaptive=self.adaptive,
-            mode=mode or self.mode,
-            batch_poll_s=self.batch_poll_s,
-            batch_max_wait_s=self.batch_max_wait_s,
-            batch_on_error=self.batch_on_error,
-        )
-        gateway = DagsterGateway(config, lake.response_cache(), lake.files)
+        """The gateway over the lake's cache, as an asset needs it: ``context`` ties the budget to the
+        run, names the asset and partition a batch record asks the sensor to re-run and takes batch
+        mode's progress lines; ``config`` is the asset's (its ``llm_mode`` overrides the resource's
+        mode); ``model`` swaps in another model with the same settings (the math agreement filter's
+        independent solvers)."""
+        knobs = self.model_dump()
+        knobs["model"] = model or self.model
+        knobs["mode"] = (config.llm_mode if config is not None else None) or self.mode
+        knobs["run_id"] = context.run_id if context is not None else None
+        gateway = DagsterGateway(LLMConfig(**knobs), lake.response_cache(), lake.files)
         if context is not None:
             gateway.log = context.log.info
             gateway.batch_context = {
@@ -189,40 +179,34 @@ class PromptsResource(dg.ConfigurableResource):
         return load_data_types(self.prompts_dir)[name]
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """Resources configured from the environment, so the same code runs the demo and a real provider."""
-    env = os.environ
+def default_resources(current: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources configured from the settings (``PERSONAHUB_*``), so the same code runs the demo and a
+    real provider. Values that may hold a secret go in as ``EnvVar``: the UI shows their names only."""
+    s = current or settings()
     return {
         "lake": LakeResource(
-            path=env.get("PERSONAHUB_LAKE", DEFAULT_LAKE),
-            inbox=env.get("PERSONAHUB_INBOX", DEFAULT_INBOX),
+            path=s.lake,
+            inbox=s.inbox,
             # by name: a postgresql:// URL may carry a password, and the UI shows an EnvVar's name only
-            cache=dg.EnvVar("PERSONAHUB_CACHE") if env.get("PERSONAHUB_CACHE") else None,
+            cache=dg.EnvVar("PERSONAHUB_CACHE") if s.cache else None,
         ),
         "llm": LLMResource(
-            model=env.get("PERSONAHUB_MODEL", DEFAULT_MODEL),
-            api_base=env.get("PERSONAHUB_API_BASE") or None,
-            api_key=dg.EnvVar("PERSONAHUB_API_KEY") if env.get("PERSONAHUB_API_KEY") else None,
-            concurrency=int(env.get("PERSONAHUB_CONCURRENCY", "8")),
-            max_run_tokens=_optional(env.get("PERSONAHUB_MAX_RUN_TOKENS"), int),
-            max_run_cost_usd=_optional(env.get("PERSONAHUB_MAX_RUN_COST_USD"), float),
-            rpm=_optional(env.get("PERSONAHUB_RPM"), float),
-            tpm=_optional(env.get("PERSONAHUB_TPM"), float),
-            rate_share=float(env.get("PERSONAHUB_RATE_SHARE") or 1.0),
-            mode=env.get("PERSONAHUB_LLM_MODE") or "online",
-            batch_poll_s=float(env.get("PERSONAHUB_BATCH_POLL_S") or 30.0),
-            batch_max_wait_s=_optional(env.get("PERSONAHUB_BATCH_MAX_WAIT_S") or "1800", float),
+            model=s.model,
+            api_base=s.api_base,
+            api_key=dg.EnvVar("PERSONAHUB_API_KEY") if s.api_key else None,
+            concurrency=s.concurrency,
+            max_run_tokens=s.max_run_tokens,
+            max_run_cost_usd=s.max_run_cost_usd,
+            rpm=s.rpm,
+            tpm=s.tpm,
+            rate_share=s.rate_share,
+            mode=s.llm_mode,
+            batch_poll_s=s.batch_poll_s,
+            batch_max_wait_s=s.batch_max_wait_s,
         ),
-        "embedder": EmbedderResource(
-            model=env.get("PERSONAHUB_EMBEDDER", DEFAULT_EMBEDDER),
-            backend=env.get("PERSONAHUB_EMBEDDER_BACKEND", "torch"),
-        ),
-        "prompts": PromptsResource(prompts_dir=env.get("PERSONAHUB_PROMPTS_DIR") or None),
+        "embedder": EmbedderResource(model=s.embedder, backend=s.embedder_backend),
+        "prompts": PromptsResource(prompts_dir=s.prompts_dir),
     }
-
-
-def _optional(value: str | None, kind: type) -> object:
-    return kind(value) if value else None
 
 
 @dg.definitions

@@ -6,11 +6,11 @@ agreement filter, and the exported datasets.
                 → instructions, knowledge_texts,├→ datasets
                   game_npcs, tools ─────────────┘
 
-The assets are made from the registry when the definitions load, so a data type added there (a prompt
-file + an entry; see README) appears in the asset graph with no code.
+The assets are made from the registry inside :func:`synthesis` (a ``@dg.definitions`` function), so
+the registry is read when the code location loads — not when this module is imported — and a data type
+added there (a prompt file + an entry; see README) appears in the asset graph with no code. A broken
+registry is then a code-location load error naming the file, key and line.
 """
-
-import os
 
 import dagster as dg
 import polars as pl
@@ -19,10 +19,12 @@ from pydantic import Field
 from personahub_dagster.core.data_types import MODES, DataType, load_data_types
 from personahub_dagster.core.export import RELEASE_COLUMNS, export_frame, export_writer
 from personahub_dagster.core.math_check import Solver, check_problems
+from personahub_dagster.core.settings import settings
 from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
 from personahub_dagster.defs import checks
 from personahub_dagster.defs.assets import PersonaFilterConfig, persona_hub
 from personahub_dagster.defs.checks import CheckThresholds
+from personahub_dagster.defs.evaluation import contamination_checks_asset
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     lineage_markdown,
@@ -36,7 +38,10 @@ from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
 from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
 from personahub_dagster.defs.resources import LakeResource, LLMResource, LLMStageConfig, PromptsResource
 
-DATA_TYPES = load_data_types(os.environ.get("PERSONAHUB_PROMPTS_DIR") or None)
+
+def registry() -> dict[str, DataType]:
+    """The data types the code location serves: the bundled registry plus ``PERSONAHUB_PROMPTS_DIR``'s."""
+    return load_data_types(settings().prompts_dir)
 
 
 class SynthesisConfig(LLMStageConfig):
@@ -90,7 +95,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         lk, day = lake.lake(context), partition_of(context)
         dt = prompts.data_type(data_type.name)
         modes = config.modes or list(dt.modes)
-        gateway = llm.gateway(lk, run_id=context.run_id, mode=config.llm_mode, context=context)
+        gateway = llm.gateway(lk, context, config)
         days = config.partitions or [day]
         hub = lk.read("hub", f"partition IN ({', '.join('?' for _ in days)})", days).sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
@@ -161,10 +166,6 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
     return _synthesize
 
 
-synthesis_assets = [synthesis_asset(dt) for dt in DATA_TYPES.values()]
-MATH = DATA_TYPES.get("math_problem")
-
-
 class SolverConfig(dg.Config):
     name: str
     style: str = Field(description="A style of the math_solution template: step_by_step | direct | program")
@@ -183,10 +184,11 @@ class MathChecksConfig(LLMStageConfig):
     template: str = "math_solution"
 
 
-if MATH is not None:
+def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
+    """The agreement filter over ``math``'s problems."""
 
     @dg.asset(
-        deps=[MATH.asset],
+        deps=[math.asset],
         group_name="synthesis",
         kinds={"deltalake"},
         partitions_def=pipeline_partitions,
@@ -203,12 +205,12 @@ if MATH is not None:
         """The agreement filter: each math problem solved by independent solvers; kept for a test set
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
         lk, day = lake.lake(context), partition_of(context)
-        problems = lk.read("generations", "data_type = ? AND partition = ?", [MATH.name, day]).sort("row_id")
+        problems = lk.read("generations", "data_type = ? AND partition = ?", [math.name, day]).sort("row_id")
         solvers = [
             Solver(
                 s.name,
                 s.style,
-                llm.gateway(lk, s.model, run_id=context.run_id, mode=config.llm_mode, context=context),
+                llm.gateway(lk, context, config, model=s.model),
             )
             for s in config.solvers
         ]
@@ -239,6 +241,8 @@ if MATH is not None:
             }
         )
 
+    return math_checks
+
 
 class DatasetsConfig(dg.Config):
     formats: list[str] = Field(default=["parquet", "jsonl"], description="parquet and/or jsonl")
@@ -248,42 +252,59 @@ EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "p
 EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8}
 
 
-@dg.asset(
-    deps=[
-        *(a.key for a in synthesis_assets),
-        *(["math_checks"] if MATH is not None else []),
-        "contamination_checks",
-    ],
-    group_name="datasets",
-    kinds={"parquet"},
-    partitions_def=pipeline_partitions,
-    check_specs=checks.specs("datasets", "export_schema", "lineage"),
-)
-def datasets(
-    context: dg.AssetExecutionContext, config: DatasetsConfig, lake: LakeResource
-) -> dg.MaterializeResult:
-    """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
-    in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
-    ``description``) plus ids that walk back to the source text."""
-    lk, day = lake.lake(context), partition_of(context)
-    counts, paths, frames = {}, {}, {}
-    for dt in DATA_TYPES.values():
-        df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
-        counts[dt.release] = df.height
-        frames[dt.release] = df
-        for fmt in config.formats:
-            key = f"{dt.release}/{day}.{fmt}"
-            paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
-    broken = lk.broken_lineage(day)
-    return dg.MaterializeResult(
-        metadata={
-            **lake_metadata(lk),
-            "rows_by_release": dg.MetadataValue.json(counts),
-            "rows": sum(counts.values()),
-            "files": dg.MetadataValue.json(paths),
-        },
-        check_results=[
-            checks.export_schema(frames, EXPORT_TYPES),
-            checks.lineage(broken, sum(counts.values())),
+def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
+    """The day's exports of every data type in ``types``."""
+
+    @dg.asset(
+        deps=[
+            *(dt.asset for dt in types.values()),
+            *(["math_checks"] if "math_problem" in types else []),
+            "contamination_checks",
         ],
+        group_name="datasets",
+        kinds={"parquet"},
+        partitions_def=pipeline_partitions,
+        check_specs=checks.specs("datasets", "export_schema", "lineage"),
     )
+    def datasets(
+        context: dg.AssetExecutionContext, config: DatasetsConfig, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
+        in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
+        ``description``) plus ids that walk back to the source text."""
+        lk, day = lake.lake(context), partition_of(context)
+        counts, paths, frames = {}, {}, {}
+        for dt in types.values():
+            df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
+            counts[dt.release] = df.height
+            frames[dt.release] = df
+            for fmt in config.formats:
+                key = f"{dt.release}/{day}.{fmt}"
+                paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
+        broken = lk.broken_lineage(day)
+        return dg.MaterializeResult(
+            metadata={
+                **lake_metadata(lk),
+                "rows_by_release": dg.MetadataValue.json(counts),
+                "rows": sum(counts.values()),
+                "files": dg.MetadataValue.json(paths),
+            },
+            check_results=[
+                checks.export_schema(frames, EXPORT_TYPES),
+                checks.lineage(broken, sum(counts.values())),
+            ],
+        )
+
+    return datasets
+
+
+@dg.definitions
+def synthesis() -> dg.Definitions:
+    """One asset per registry entry, the math agreement filter (when the registry has math problems),
+    the contamination check over all of them and the exports."""
+    types = registry()
+    made = [synthesis_asset(dt) for dt in types.values()]
+    if "math_problem" in types:
+        made.append(math_checks_asset(types["math_problem"]))
+    made += [contamination_checks_asset([dt.asset for dt in types.values()]), datasets_asset(types)]
+    return dg.Definitions(assets=made)
