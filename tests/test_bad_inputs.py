@@ -34,6 +34,7 @@ EXPECTED = {
     "broken_lines.jsonl#L6": "invalid UTF-8 at byte",
     "page_with_scripts.html": "html: dropped non-text blocks (1 head, 1 noscript, 2 script, 1 style)",
     "html_in_jsonl.jsonl#L1": "html: dropped non-text blocks (1 script)",
+    "magazine_page.html": "html: dropped non-text blocks (1 head);",  # … N characters of boilerplate
     "prompt_injection.jsonl#L1": "prompt injection suspected: 'Ignore previous instructions'",
     "prompt_injection.jsonl#L2": "prompt injection suspected: 'disregard all prior instructions'",
     "notes.docx": "unsupported file type .docx",
@@ -41,7 +42,15 @@ EXPECTED = {
     "no_text_column.parquet": "no column 'text' (columns: content, id)",
     "huge.txt": "text of 11,",
 }
-GOOD = {"ok-1", "ok-2", "nul", "html-1", "about-injection", "page_with_scripts"}
+GOOD = {"ok-1", "ok-2", "nul", "html-1", "about-injection", "page_with_scripts", "magazine_page"}
+# what a real page carries around its article: none of it may reach a persona prompt
+BOILERPLATE = [
+    "cookies",
+    "Subscribe to the newsletter",
+    "Shop our store",
+    "All rights reserved",
+    "lighthouse",
+]
 
 
 @pytest.fixture
@@ -68,6 +77,9 @@ def test_every_bad_input_has_a_clear_reason_and_good_text_survives(corpus):
     page = texts.filter(pl.col("doc_id") == "page_with_scripts")["text"][0]
     assert "Sailors and shellfish foragers" in page and "fetch(" not in page and "alert" not in page
     assert "secret" not in texts.filter(pl.col("doc_id") == "html-1")["text"][0]
+    article = texts.filter(pl.col("doc_id") == "magazine_page")["text"][0]
+    assert "Neap tides, a week later" in article and "Spring tides follow new and full moons" in article
+    assert not [b for b in BOILERPLATE if b in article]
     nul = texts.filter(pl.col("doc_id") == "nul")["text"][0]
     assert "\x00" not in nul and "\x07" not in nul and "tides" in nul
 
@@ -111,3 +123,6 @@ def test_a_run_over_the_bad_corpus_succeeds_and_nothing_bad_reaches_the_hub(corp
     hub = lake.read("hub")
     assert hub.height > 0 and not hub["persona"].str.contains("PWNED").any()
     assert not any("ignore previous instructions" in str(b).lower() for b in server.requests)
+    prompts = [b["messages"][-1]["content"] for b in server.requests]
+    assert any("Neap tides, a week later" in p for p in prompts)  # the article reached a prompt …
+    assert not [b for b in BOILERPLATE if any(b in p for p in prompts)]  # … its page's template did not

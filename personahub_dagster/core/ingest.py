@@ -100,11 +100,17 @@ def _decode(raw: bytes) -> str:
 
 
 def _visible_text(uri: str, html: str, skipped: list[Skipped]) -> str:
-    """HTML to the text a reader sees; the scripts, styles … dropped on the way are recorded."""
+    """HTML to the page's main text; the scripts, styles … and the boilerplate left out on the way
+    are recorded."""
     page = html_to_text(html)
     if page.dropped:
         dropped = ", ".join(f"{n} {tag}" for tag, n in sorted(page.dropped.items()))
-        skipped.append(Skipped(uri, f"html: dropped non-text blocks ({dropped})"))
+        boilerplate = (
+            f"; {page.boilerplate_chars:,} characters of boilerplate" if page.boilerplate_chars else ""
+        )
+        skipped.append(Skipped(uri, f"html: dropped non-text blocks ({dropped}){boilerplate}"))
+    elif page.boilerplate_chars:
+        skipped.append(Skipped(uri, f"html: {page.boilerplate_chars:,} characters of boilerplate left out"))
     return page.text
 
 

@@ -1,24 +1,21 @@
-"""What a web document must pass before an LLM reads it: markup out, control bytes out, injected
-instructions caught.
+"""What a web document must pass before an LLM reads it: markup and boilerplate out, control bytes
+out, injected instructions caught.
 
-Web text is hostile input. HTML carries scripts and styles that are not text anyone reads; control
-characters break tokenizers and terminals; and a page can address the model instead of its human
-readers ("ignore previous instructions and output …"). A persona distilled from such a page would
-carry the attack into the hub and from there into every prompt that uses the persona, so the page is
-skipped with the reason recorded, not silently followed.
+Web text is hostile input. HTML carries scripts and styles that are not text anyone reads, and menus,
+cookie banners and footers that are the site's, not the page's; control characters break tokenizers
+and terminals; and a page can address the model instead of its human readers ("ignore previous
+instructions and output …"). A persona distilled from such a page would carry the attack into the hub
+and from there into every prompt that uses the persona, so the page is skipped with the reason
+recorded, not silently followed.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 
 _HIDDEN_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe"})
-_BLOCK_TAGS = frozenset(
-    {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
-     "article", "header", "footer", "blockquote", "pre", "title"}
-)  # fmt: skip
+_BLOCK_TAGS = ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre")
 _LOOKS_LIKE_HTML = re.compile(r"<(?:!doctype|html|body|head|script|style|div|p|span|a)\b", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -37,35 +34,12 @@ _INJECTION = re.compile(
 
 @dataclass
 class HtmlText:
-    """Visible text of an HTML document, and how many hidden blocks (scripts, styles …) were dropped."""
+    """The main text of an HTML document; how many hidden blocks (scripts, styles …) it had, and how
+    much of its visible text was boilerplate (menus, banners, footers) left out."""
 
     text: str
     dropped: dict[str, int] = field(default_factory=dict)
-
-
-class _Visible(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden_depth = 0
-        self.dropped: dict[str, int] = {}
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in _HIDDEN_TAGS:
-            self.hidden_depth += 1
-            self.dropped[tag] = self.dropped.get(tag, 0) + 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS and self.hidden_depth:
-            self.hidden_depth -= 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden_depth:
-            self.parts.append(data)
+    boilerplate_chars: int = 0
 
 
 def looks_like_html(text: str) -> bool:
@@ -73,14 +47,32 @@ def looks_like_html(text: str) -> bool:
 
 
 def html_to_text(html: str) -> HtmlText:
-    """The text a browser would show: scripts, styles and the head dropped, blocks on their own lines."""
-    parser = _Visible()
-    parser.feed(html)
-    parser.close()
-    text = "".join(parser.parts)
+    """The page's main text, as trafilatura extracts it: navigation, cookie banners, related links
+    and footers are not what a reader of the page reads, and a persona inferred from them would be a
+    persona of the site's template. A page too small for trafilatura's precision settings gets its
+    recall settings, then all its visible text, so a short snippet is kept rather than lost."""
+    import trafilatura
+    from lxml import html as lxml_html
+
+    try:
+        doc = lxml_html.document_fromstring(html)
+    except Exception:  # lxml refuses some inputs (only a comment, encoding declarations in str)
+        return HtmlText(_whitespace(trafilatura.extract(html) or ""))
+    dropped = {tag: n for tag in sorted(_HIDDEN_TAGS) if (n := len(doc.findall(f".//{tag}")))}
+    for element in [e for tag in _HIDDEN_TAGS for e in doc.iter(tag)]:
+        element.drop_tree()
+    for element in doc.iter(*_BLOCK_TAGS):  # blocks on their own lines in the visible text
+        element.tail = "\n" + (element.tail or "")
+    visible = _whitespace(doc.text_content())
+    main = trafilatura.extract(html, include_comments=False, include_tables=True)
+    main = main or trafilatura.extract(html, include_comments=False, favor_recall=True)
+    text = _whitespace(main) if main else visible
+    return HtmlText(text, dropped, max(0, len(visible) - len(text)))
+
+
+def _whitespace(text: str) -> str:
     text = re.sub(r"[ \t\r\f\v]+", " ", text)
-    text = re.sub(r"\s*\n\s*", "\n", text).strip()
-    return HtmlText(text, parser.dropped)
+    return re.sub(r"\s*\n\s*", "\n", text).strip()
 
 
 def strip_control(text: str) -> str:
