@@ -229,7 +229,7 @@ def main() -> None:
 
     server = None
     if not args.no_s3:
-        from tests.servers import SeaweedS3
+        from tests.support.servers import SeaweedS3
 
         server = SeaweedS3().__enter__()
         os.environ.update(server.env)

@@ -32,7 +32,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
 from personahub_dagster.core.llm_cache import ResponseCache
-from tests.fake_openai import FakeOpenAI, ProviderLimits, _prompt_tokens
+from tests.support.fake_openai import FakeOpenAI, ProviderLimits, _prompt_tokens
 
 MAX_TOKENS = 64
 WORDS = [

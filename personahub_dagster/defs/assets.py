@@ -34,6 +34,7 @@ from personahub_dagster.defs.metadata import (
     md_table,
     progress_logger,
     reject_metadata,
+    table_definition,
     warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import SHARDS, partition_of, pipeline_partitions
@@ -122,6 +123,7 @@ def _llm_stage_checks(out: StageOutput, t: CheckThresholds) -> list[dg.AssetChec
 
 
 @dg.asset(
+    metadata=table_definition("source_texts"),
     group_name="ingest",
     kinds={"deltalake", "duckdb"},
     partitions_def=pipeline_partitions,
@@ -160,7 +162,7 @@ def raw_texts(
         context.log.warning(f"skipped {s.source_uri}: {s.reason}")
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk),
+            **lake_metadata(lk, "source_texts", texts.height),
             "inputs": dg.MetadataValue.json(paths),
             "documents_read": len(docs),
             "texts": texts.height,
@@ -190,6 +192,7 @@ def _skips(skipped: list[Skipped], partition: str) -> pl.DataFrame:
 
 
 @dg.asset(
+    metadata=table_definition("personas"),
     deps=[raw_texts],
     group_name="personas",
     kinds={"deltalake"},
@@ -224,7 +227,7 @@ def text_personas(
     warn_if_over_budget(context, out.stats)
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk),
+            **lake_metadata(lk, "personas", out.rows.height),
             "texts": texts.height,
             "texts_truncated": out.rows.filter(pl.col("text_truncated"))["source_text_id"].n_unique(),
             "personas": out.rows.height,
@@ -238,6 +241,7 @@ def text_personas(
 
 
 @dg.asset(
+    metadata=table_definition("personas"),
     deps=[text_personas],
     group_name="personas",
     kinds={"deltalake"},
@@ -280,7 +284,7 @@ def expanded_personas(
     warn_if_over_budget(context, out.stats)
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk),
+            **lake_metadata(lk, "personas", out.rows.height),
             "seed_personas": seeds.height,
             "personas": out.rows.height,
             "max_hop": int(out.rows["hop"].max()) if out.rows.height else 0,
@@ -295,6 +299,7 @@ def expanded_personas(
 
 
 @dg.asset(
+    metadata=table_definition("hub"),
     deps=[expanded_personas],
     group_name="hub",
     kinds={"deltalake", "faiss"},
@@ -343,7 +348,7 @@ def persona_hub(
         ).fetchone()
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk),
+            **lake_metadata(lk, "hub", mine.height),
             "partitions_marked": dg.MetadataValue.json(sorted(growth.hub)),
             "partitions_reused": dg.MetadataValue.json(growth.reused),
             "state_rebuilt": growth.rebuilt,

@@ -23,6 +23,7 @@ from personahub_dagster.defs.metadata import (
     llm_metadata,
     md_table,
     reject_metadata,
+    table_definition,
     warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
@@ -52,6 +53,7 @@ def contamination_checks_asset(synthesized: list[str]) -> dg.AssetsDefinition:
     :func:`personahub_dagster.defs.synthesis.synthesis`)."""
     return dg.asset(
         name="contamination_checks",
+        metadata=table_definition("contamination"),
         deps=synthesized,
         group_name="evaluation",
         kinds={"deltalake"},
@@ -86,7 +88,7 @@ def contamination_checks(
         context.log.info(f"{name}: {flagged.filter(pl.col('benchmark') == name).height} rows flagged")
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk),
+            **lake_metadata(lk, "contamination", found.height),
             "benchmarks": dg.MetadataValue.json(sorted(benchmarks)),
             "rows_checked": found["row_id"].n_unique(),
             "flagged": flagged.height,
@@ -106,6 +108,7 @@ class DiversityConfig(LLMStageConfig):
 
 
 @dg.asset(
+    metadata=table_definition("diversity_pairs"),
     deps=["persona_hub"],
     group_name="evaluation",
     kinds={"deltalake"},
@@ -145,7 +148,7 @@ def diversity_bands(
     summary = band_summary(pairs) if pairs.height else pairs
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk),
+            **lake_metadata(lk, "diversity_pairs", pairs.height),
             "pairs": pairs.height,
             **{f"hub_{k}": round(v, 4) if isinstance(v, float) else v for k, v in stats.items()},
             "bands": md_table(summary.with_columns(pl.col(pl.Float64).round(3)), list(summary.columns), n=20),

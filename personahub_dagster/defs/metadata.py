@@ -8,9 +8,10 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.lake import Lake, LineageStep
 from personahub_dagster.core.llm import GatewayStats
 from personahub_dagster.core.plots import png_base64
+from personahub_dagster.core.schemas import SCHEMAS, sql_type
 
 
 def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:
@@ -27,15 +28,35 @@ def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160)
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def lake_metadata(lake: Lake) -> dict[str, dg.MetadataValue]:
+def column_schema(table: str) -> dg.TableSchemaMetadataValue:
+    """A lake table's columns, as Dagster's catalog shows them (from :data:`~.schemas.SCHEMAS`)."""
+    columns = [dg.TableColumn(name, sql_type(dtype)) for name, dtype in SCHEMAS[table].items()]
+    return dg.MetadataValue.table_schema(dg.TableSchema(columns=columns))
+
+
+def table_definition(table: str) -> dict[str, object]:
+    """Definition metadata of an asset that writes ``table``: the catalog shows its columns before
+    any run."""
+    return {"dagster/column_schema": column_schema(table), "table": table}
+
+
+def lake_metadata(lake: Lake, table: str | None = None, rows: int | None = None) -> dict[str, object]:
     """Where the asset's tables are and the Delta version it committed to each: ``as_of`` pastes into
-    ``personahub sql --as-of`` to query the lake exactly as this materialization left it."""
+    ``personahub sql --as-of`` to query the lake exactly as this materialization left it. With the
+    asset's ``table``, Dagster's standard keys too: the rows this materialization wrote
+    (``dagster/row_count``), the columns (``dagster/column_schema``) and the table's ``dagster/uri``."""
     versions = dict(sorted(lake.committed.items()))
-    return {
+    out: dict[str, object] = {
         "lake": dg.MetadataValue.text(lake.uri),
         "delta_versions": dg.MetadataValue.json(versions),
         "as_of": dg.MetadataValue.text(",".join(f"{t}={v}" for t, v in versions.items())),
     }
+    if table is not None:
+        out["dagster/uri"] = dg.MetadataValue.text(lake.table_uri(table))
+        out["dagster/column_schema"] = column_schema(table)
+        if rows is not None:
+            out["dagster/row_count"] = dg.MetadataValue.int(rows)
+    return out
 
 
 def lineage_markdown(lake: Lake, row_ids: list[str], width: int = 140) -> dg.MetadataValue:
@@ -43,16 +64,18 @@ def lineage_markdown(lake: Lake, row_ids: list[str], width: int = 140) -> dg.Met
     so the chain is one click away in the UI (``personahub lineage ROW_ID`` prints the same)."""
     if not row_ids:
         return dg.MetadataValue.md("_no rows_")
-    blocks = []
-    for row_id in row_ids:
-        lines = []
-        for depth, step in enumerate(lake.lineage(row_id)):
-            text = step.text.replace("\n", " ")
-            text = text if len(text) <= width else text[: width - 1] + "…"
-            label = {"persona": f"persona (hop {step.detail.get('hop')})"}.get(step.kind, step.kind)
-            lines.append(f"{'  ' * depth}- **{label}** `{step.id}`: {text}")
-        blocks.append("\n".join(lines))
-    return dg.MetadataValue.md("\n\n".join(blocks))
+    return dg.MetadataValue.md("\n\n".join(steps_markdown(lake.lineage(r), width) for r in row_ids))
+
+
+def steps_markdown(steps: list[LineageStep], width: int = 140) -> str:
+    """One lineage chain as a nested markdown list, each step with its kind, id and (cut) text."""
+    lines = []
+    for depth, step in enumerate(steps):
+        text = step.text.replace("\n", " ")
+        text = text if len(text) <= width else text[: width - 1] + "…"
+        label = {"persona": f"persona (hop {step.detail.get('hop')})"}.get(step.kind, step.kind)
+        lines.append(f"{'  ' * depth}- **{label}** `{step.id}`: {text}")
+    return "\n".join(lines)
 
 
 def llm_metadata(stats: GatewayStats) -> dict[str, object]:

@@ -32,6 +32,7 @@ from personahub_dagster.defs.metadata import (
     md_table,
     progress_logger,
     reject_metadata,
+    table_definition,
     warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
@@ -79,7 +80,11 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         group_name="synthesis",
         kinds={"deltalake"},
         description=f"Persona-driven {data_type.description}s ({', '.join(data_type.modes)}).",
-        metadata={"data_type": data_type.name, "release": data_type.release},
+        metadata={
+            **table_definition("generations"),
+            "data_type": data_type.name,
+            "release": data_type.release,
+        },
         partitions_def=pipeline_partitions,
         pool=LLM_POOL,
         retry_policy=LLM_RETRY,
@@ -144,7 +149,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
-                **lake_metadata(lk),
+                **lake_metadata(lk, "generations", out.rows.height),
                 "personas_used": chosen.height,
                 "modes": dg.MetadataValue.json(modes),
                 "rows": out.rows.height,
@@ -188,6 +193,7 @@ def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
     """The agreement filter over ``math``'s problems."""
 
     @dg.asset(
+        metadata=table_definition("math_checks"),
         deps=[math.asset],
         group_name="synthesis",
         kinds={"deltalake"},
@@ -230,7 +236,7 @@ def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
         warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
-                **lake_metadata(lk),
+                **lake_metadata(lk, "math_checks", out.rows.height),
                 "problems": out.rows.height,
                 "agreed": agreed,
                 "agreement_rate": round(agreed / out.rows.height, 4) if out.rows.height else 0.0,

@@ -20,7 +20,7 @@ from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.personas import text_to_persona
 from personahub_dagster.core.prompts import load_prompt
 from personahub_dagster.core.schemas import now_utc, rows_frame
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 N_TEXTS = 520
 RETRY_AFTER_S = 0.3

@@ -14,11 +14,10 @@ from personahub_dagster.cli import main as cli
 from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.defs.synthesis import registry
-from tests.test_ui import ASSETS
 
 pytestmark = pytest.mark.e2e
 
-BENCHMARK = Path(__file__).parent / "fixtures" / "benchmark_math.jsonl"
+BENCHMARK = Path(__file__).parents[1] / "fixtures" / "benchmark_math.jsonl"
 RUN_CONFIG = {
     "ops": {
         "raw_texts": {"config": {"max_texts": 3}},
@@ -29,7 +28,7 @@ RUN_CONFIG = {
 }
 SYNTHESIS = {t.asset: t for t in registry().values()}
 DAY1, DAY2 = "2026-11-20", "2026-11-21"
-SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "corpus" / "sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "sample.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +48,10 @@ def pipeline(tmp_path_factory):
     mp.undo()
 
 
-def test_definitions_hold_the_whole_pipeline(pipeline):
+def test_definitions_hold_the_whole_pipeline(pipeline, pipeline_assets):
     _, definitions, *_ = pipeline
     keys = {k.to_user_string() for k in definitions.resolve_all_asset_keys()}
-    assert keys == ASSETS and set(SYNTHESIS) < keys
+    assert keys == pipeline_assets and set(SYNTHESIS) < keys
 
 
 def test_every_stage_produced_rows(pipeline):

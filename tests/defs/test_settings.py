@@ -18,7 +18,7 @@ from personahub_dagster.core.settings import Settings, SettingsError, settings, 
 from personahub_dagster.defs.assets import PersonaHubConfig
 from personahub_dagster.defs.resources import LLMResource, default_resources
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_docs_table_is_the_settings_model():

@@ -8,7 +8,7 @@ import pytest
 
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
 from personahub_dagster.core.llm_cache import ResponseCache
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 FAKE_KEY = "sk-fake-0123456789abcdef"
 

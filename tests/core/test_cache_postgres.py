@@ -11,7 +11,7 @@ from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
 from personahub_dagster.core.llm_cache import CachedResponse, CacheError, CallRecord, open_cache
 from personahub_dagster.core.llm_cache_postgres import PostgresResponseCache
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 
 def _gateway(url: str, base: str, **overrides) -> LLMGateway:

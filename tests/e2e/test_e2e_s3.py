@@ -21,8 +21,8 @@ from personahub_dagster.defs.synthesis import registry
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "corpus" / "sample.jsonl"
-BENCHMARK = Path(__file__).parent / "fixtures" / "benchmark_math.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "sample.jsonl"
+BENCHMARK = Path(__file__).parents[1] / "fixtures" / "benchmark_math.jsonl"
 DAYS = ("2026-11-20", "2026-11-21")
 CONFIG = {
     "ops": {

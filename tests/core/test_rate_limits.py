@@ -11,7 +11,7 @@ import pytest
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.rate_limit import Pacer, reset_seconds
-from tests.fake_openai import FakeOpenAI, ProviderLimits
+from tests.support.fake_openai import FakeOpenAI, ProviderLimits
 
 
 def gateway(server: FakeOpenAI, tmp_path, **config) -> LLMGateway:

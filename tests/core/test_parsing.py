@@ -125,7 +125,7 @@ def test_filters_are_knobs():
 
 
 FIXTURES = [
-    json.loads(line) for line in (Path(__file__).parent / "fixtures" / "smollm2_outputs.jsonl").open()
+    json.loads(line) for line in (Path(__file__).parents[1] / "fixtures" / "smollm2_outputs.jsonl").open()
 ]
 KNOWN_REASONS = {
     "empty",

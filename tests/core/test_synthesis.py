@@ -13,8 +13,7 @@ from personahub_dagster.core.math_check import Solver, check_problems
 from personahub_dagster.core.prompts import load_exemplars, load_prompt
 from personahub_dagster.core.schemas import now_utc, rows_frame
 from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
-from tests.fake_openai import FakeOpenAI
-from tests.test_personas import gateway
+from tests.support.fake_openai import FakeOpenAI
 
 TYPES = load_data_types()
 MATH = TYPES["math_problem"]
@@ -61,12 +60,12 @@ def script_by_mode(_n: int, body: dict):
     return "ok", PROBLEM.format(n=len(prompt))
 
 
-def test_every_request_is_a_row_or_a_reject_with_its_reason(tmp_path):
+def test_every_request_is_a_row_or_a_reject_with_its_reason(make_gateway):
     examples = [dict(ex, persona="A pharmacist.") for ex in load_exemplars("math_problem")]
     with FakeOpenAI(script_by_mode) as server:
         out = synthesize(
             select_personas(hub(), 4),
-            gateway(tmp_path, server),
+            make_gateway(server),
             MATH,
             load_prompt("math_problem"),
             exemplars={"few_shot": examples, "persona_few_shot": examples},
@@ -81,7 +80,7 @@ def test_every_request_is_a_row_or_a_reject_with_its_reason(tmp_path):
     assert out.rows["row_id"].n_unique() == 4 and out.rows["source_text_id"].str.starts_with("t-").all()
 
 
-def test_knowledge_texts_cut_by_the_token_limit_are_trimmed_to_a_sentence(tmp_path):
+def test_knowledge_texts_cut_by_the_token_limit_are_trimmed_to_a_sentence(make_gateway):
     article = (
         "Title: Night shifts\nNurses who work nights sleep in the day, often in two blocks. Dark curtains, "
         "a cool room and a fixed schedule help. Caffeine early in the shift keeps them alert, but not in "
@@ -90,7 +89,7 @@ def test_knowledge_texts_cut_by_the_token_limit_are_trimmed_to_a_sentence(tmp_pa
     with FakeOpenAI(lambda n, b: ("length", article)) as server:
         out = synthesize(
             select_personas(hub(), 1),
-            gateway(tmp_path, server),
+            make_gateway(server),
             TYPES["knowledge_text"],
             load_prompt("knowledge_text"),
             modes=["zero_shot"],
@@ -100,11 +99,11 @@ def test_knowledge_texts_cut_by_the_token_limit_are_trimmed_to_a_sentence(tmp_pa
     assert out.rows["output"][0].endswith("keep digestion steady.")
 
 
-def test_constraints_reach_the_prompt_and_the_row(tmp_path):
+def test_constraints_reach_the_prompt_and_the_row(make_gateway):
     with FakeOpenAI(lambda n, b: ("ok", PROBLEM.format(n=n))) as server:
         out = synthesize(
             select_personas(hub(), 1),
-            gateway(tmp_path, server),
+            make_gateway(server),
             MATH,
             load_prompt("math_problem"),
             modes=["zero_shot"],
@@ -117,11 +116,11 @@ def test_constraints_reach_the_prompt_and_the_row(tmp_path):
     assert json.loads(out.rows["constraints"][0]) == {"difficulty": "Olympiad-level", "focus": "geometry"}
 
 
-def test_a_few_shot_mode_without_exemplars_is_a_clear_error(tmp_path):
+def test_a_few_shot_mode_without_exemplars_is_a_clear_error(make_gateway):
     with FakeOpenAI() as server, pytest.raises(ValueError, match="needs exemplars"):
         synthesize(
             hub(),
-            gateway(tmp_path, server),
+            make_gateway(server),
             MATH,
             load_prompt("math_problem"),
             modes=["few_shot"],
@@ -130,7 +129,7 @@ def test_a_few_shot_mode_without_exemplars_is_a_clear_error(tmp_path):
         )
 
 
-def test_exemplar_personas_come_from_text_to_persona_once(tmp_path):
+def test_exemplar_personas_come_from_text_to_persona_once(make_gateway):
     def t2p(n, body):
         if "Math problem: A parabolic" in body["messages"][-1]["content"]:
             return "ok", "I cannot help with that."
@@ -138,7 +137,7 @@ def test_exemplar_personas_come_from_text_to_persona_once(tmp_path):
 
     exemplars = load_exemplars("math_problem")
     with FakeOpenAI(t2p) as server:
-        gw = gateway(tmp_path, server)
+        gw = make_gateway(server)
         args = {"partition": "p", "stage": "math_problems.exemplars"}
         found, rejects = exemplar_personas(exemplars, gw, load_prompt("text_to_persona"), **args)
         again, _ = exemplar_personas(exemplars, gw, load_prompt("text_to_persona"), **args)
@@ -159,7 +158,7 @@ def problems(n: int = 3) -> pl.DataFrame:
     )
 
 
-def test_agreement_filter_keeps_problems_whose_answers_agree(tmp_path):
+def test_agreement_filter_keeps_problems_whose_answers_agree(make_gateway):
     answers = {  # (solver, problem) → final line
         ("step", "g-0"): "so 3/4 of it. Final answer: \\boxed{\\frac{3}{4}}",
         ("direct", "g-0"): "Final answer: \\boxed{0.75}",
@@ -176,7 +175,7 @@ def test_agreement_filter_keeps_problems_whose_answers_agree(tmp_path):
         return "ok", answers[(solver, problem)]
 
     with FakeOpenAI(script) as server:
-        gw = gateway(tmp_path, server)
+        gw = make_gateway(server)
         out = check_problems(
             problems(),
             [Solver("step", "step_by_step", gw), Solver("direct", "direct", gw)],
@@ -194,11 +193,11 @@ def test_agreement_filter_keeps_problems_whose_answers_agree(tmp_path):
     assert [s["solver"] for s in solutions] == ["step", "direct"] and solutions[1]["answer"] == "13"
 
 
-def test_unknown_solution_style_is_a_clear_error(tmp_path):
+def test_unknown_solution_style_is_a_clear_error(make_gateway):
     with FakeOpenAI() as server, pytest.raises(ValueError, match="unknown solution styles"):
         check_problems(
             problems(1),
-            [Solver("x", "telepathy", gateway(tmp_path, server))],
+            [Solver("x", "telepathy", make_gateway(server))],
             load_prompt("math_solution"),
             partition="p",
             stage="s",

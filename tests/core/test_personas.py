@@ -7,12 +7,10 @@ import hashlib
 import polars as pl
 import pytest
 
-from personahub_dagster.core.llm import LLMConfig, LLMGateway
-from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.personas import persona_to_persona, text_to_persona
 from personahub_dagster.core.prompts import load_prompt
 from personahub_dagster.core.schemas import now_utc, rows_frame
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
 JOBS = ["carpenter", "violinist", "actuary", "beekeeper", "pilot", "chemist", "librarian", "welder"]
 
@@ -22,13 +20,6 @@ def unique_persona(_n: int, body: dict) -> tuple[str, str]:
     h = hashlib.sha256(f"{body['messages']}{body.get('seed')}".encode()).hexdigest()
     job = JOBS[int(h[:2], 16) % len(JOBS)]
     return "ok", f"A {job} called {h[:8]} who teaches evening classes in the town library."
-
-
-def gateway(tmp_path, server, **kw) -> LLMGateway:
-    cfg = LLMConfig(
-        model="openai/fake", api_base=server.base_url, api_key="sk-x", backoff_initial_s=0.01, **kw
-    )
-    return LLMGateway(cfg, ResponseCache(tmp_path / "cache.sqlite"))
 
 
 def seeds(n: int = 2) -> pl.DataFrame:
@@ -50,12 +41,10 @@ def seeds(n: int = 2) -> pl.DataFrame:
     )
 
 
-def test_hops_record_parent_relation_and_source(tmp_path):
+def test_hops_record_parent_relation_and_source(make_gateway):
     template = load_prompt("persona_to_persona")
     with FakeOpenAI(unique_persona) as server:
-        out = persona_to_persona(
-            seeds(), gateway(tmp_path, server), template, hops=3, fanout=2, partition="x"
-        )
+        out = persona_to_persona(seeds(), make_gateway(server), template, hops=3, fanout=2, partition="x")
     rows = out.rows
     assert rows.group_by("hop").len().sort("hop")["len"].to_list() == [4, 8, 16]
     assert len(server.requests) == 28 and out.stats.calls == 28
@@ -75,12 +64,12 @@ def test_hops_record_parent_relation_and_source(tmp_path):
     assert out.rejects.is_empty()
 
 
-def test_repeats_and_cycles_are_cut(tmp_path):
+def test_repeats_and_cycles_are_cut(make_gateway):
     same = "A retired sailor who repairs wooden boats in the harbour."
     with FakeOpenAI(lambda n, b: ("ok", same)) as server:
         out = persona_to_persona(
             seeds(),
-            gateway(tmp_path, server),
+            make_gateway(server),
             load_prompt("persona_to_persona"),
             hops=3,
             fanout=2,
@@ -94,7 +83,7 @@ def test_repeats_and_cycles_are_cut(tmp_path):
     assert len(server.requests) == 4 + 2  # hop 3 never runs: hop 2 produced nothing new
 
 
-def test_model_named_relations(tmp_path):
+def test_model_named_relations(make_gateway):
     def script(n, body):
         return (
             "ok",
@@ -103,12 +92,12 @@ def test_model_named_relations(tmp_path):
 
     with FakeOpenAI(script) as server:
         out = persona_to_persona(
-            seeds(1), gateway(tmp_path, server), load_prompt("persona_to_persona_free"), hops=2, partition="x"
+            seeds(1), make_gateway(server), load_prompt("persona_to_persona_free"), hops=2, partition="x"
         )
     assert out.rows["relation"].to_list() == ["business partner", "business partner"]
 
 
-def test_resume_after_an_interruption_at_hop_3_repeats_no_call(tmp_path):
+def test_resume_after_an_interruption_at_hop_3_repeats_no_call(make_gateway):
     template = load_prompt("persona_to_persona")
     hop_of_call: list[int] = []
 
@@ -121,27 +110,25 @@ def test_resume_after_an_interruption_at_hop_3_repeats_no_call(tmp_path):
             raise Killed
 
     with FakeOpenAI(unique_persona) as server:
-        gw = gateway(tmp_path, server, concurrency=1)
+        gw = make_gateway(server, concurrency=1)
         with pytest.raises(Killed):
             persona_to_persona(seeds(), gw, template, hops=3, fanout=2, partition="x", progress=kill_in_hop_3)
         # The call woken as the 5th answer lands sees the stage failing and is never sent.
         assert len(server.requests) == 4 + 8 + 5
-        resumed = persona_to_persona(
-            seeds(), gateway(tmp_path, server), template, hops=3, fanout=2, partition="x"
-        )
+        resumed = persona_to_persona(seeds(), make_gateway(server), template, hops=3, fanout=2, partition="x")
     # Every answer received before the kill is reused; the resumed run asks only for the rest.
     assert resumed.stats.cache_hits == 4 + 8 + 5 and resumed.rows.height == 28
     assert resumed.stats.calls == 28 - 17 and len(server.requests) == 28
 
 
-def test_long_texts_are_truncated_and_flagged(tmp_path):
+def test_long_texts_are_truncated_and_flagged(make_gateway):
     texts = pl.DataFrame(
         {"text_id": ["t-short", "t-long"], "text": ["A short note about bees and honey.", "word " * 3000]}
     )
     with FakeOpenAI(unique_persona) as server:
         out = text_to_persona(
             texts,
-            gateway(tmp_path, server),
+            make_gateway(server),
             load_prompt("text_to_persona"),
             perspectives=["read", "dislike"],
             max_text_tokens=200,
@@ -154,11 +141,11 @@ def test_long_texts_are_truncated_and_flagged(tmp_path):
     assert set(out.rows["perspective"]) == {"read", "dislike"}
 
 
-def test_unknown_perspective_is_a_clear_error(tmp_path):
+def test_unknown_perspective_is_a_clear_error(make_gateway):
     with FakeOpenAI() as server, pytest.raises(ValueError, match="unknown perspectives"):
         text_to_persona(
             pl.DataFrame({"text_id": ["t"], "text": ["x"]}),
-            gateway(tmp_path, server),
+            make_gateway(server),
             load_prompt("text_to_persona"),
             perspectives=["smell"],
             partition="x",

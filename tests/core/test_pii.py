@@ -8,9 +8,9 @@ from pathlib import Path
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.pii import KINDS, evaluate, find_pii, scrub
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
-LABELLED = Path(__file__).parent / "fixtures" / "pii_labelled.jsonl"
+LABELLED = Path(__file__).parents[1] / "fixtures" / "pii_labelled.jsonl"
 TEXT = (
     "Write to maria.gonzalez@example.org or call (415) 555-0132; card 4111 1111 1111 1111; "
     "ship to 742 Evergreen Terrace, Springfield. Regards,\nAnna Kowalski"

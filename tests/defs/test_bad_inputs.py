@@ -14,9 +14,9 @@ from personahub_dagster.core.ingest import read_documents, to_source_texts
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.defs.assets import expanded_personas, persona_hub, raw_texts, text_personas
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
-from tests.fake_openai import FakeOpenAI
+from tests.support.fake_openai import FakeOpenAI
 
-BAD = Path(__file__).parent / "fixtures" / "bad_inputs"
+BAD = Path(__file__).parents[1] / "fixtures" / "bad_inputs"
 DAY = "2026-11-20"
 
 # file (or file#line) → the start of its reason; every one must be present.

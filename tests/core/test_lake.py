@@ -25,7 +25,7 @@ from personahub_dagster.core.lake_migrate import content_hash
 from personahub_dagster.core.schemas import SCHEMAS, now_utc, rows_frame
 from personahub_dagster.core.storage import StorageError
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy_lake"
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy_lake"
 
 
 def texts_frame(n: int, tag: str = "", partition: str = "p") -> pl.DataFrame:
@@ -231,18 +231,19 @@ def test_as_of_is_parsed_with_clear_errors():
         AsOf.parse("yesterday")
 
 
-def test_cli_sql_and_lineage_as_of(tmp_path, capsys):
-    lake, ids = build_chain_lake(tmp_path)
+def test_cli_sql_and_lineage_as_of(chain_lake, capsys):
+    lake, ids = chain_lake
+    where = lake.uri
     lake.write("source_texts", texts_frame(4, "later", "q"), producer="raw_texts", partition="q")
     count = "SELECT count(*) * 1000 + 7 AS n FROM source_texts"
-    assert cli(["sql", count, "--lake", str(tmp_path)]) == 0
+    assert cli(["sql", count, "--lake", where]) == 0
     assert "5007" in capsys.readouterr().out
-    assert cli(["sql", count, "--as-of", "source_texts=1", "--lake", str(tmp_path)]) == 0  # the first write
+    assert cli(["sql", count, "--as-of", "source_texts=1", "--lake", where]) == 0  # the first write
     assert "1007" in capsys.readouterr().out
-    assert cli(["lineage", ids["g"], "--as-of", "source_texts=1", "--lake", str(tmp_path)]) == 0
-    assert cli(["sql", "SELECT 1", "--as-of", "7", "--lake", str(tmp_path)]) == 2
+    assert cli(["lineage", ids["g"], "--as-of", "source_texts=1", "--lake", where]) == 0
+    assert cli(["sql", "SELECT 1", "--as-of", "7", "--lake", where]) == 2
     assert "versions are per table" in capsys.readouterr().err
-    assert cli(["lake", "history", "source_texts", "--lake", str(tmp_path)]) == 0
+    assert cli(["lake", "history", "source_texts", "--lake", where]) == 0
     assert "raw_texts q" in capsys.readouterr().out
 
 
@@ -316,80 +317,8 @@ def test_a_lake_of_the_parquet_slice_layout_is_refused_then_converted_losing_not
     assert cli(["lake", "migrate", "--lake", str(root)]) == 0  # a second run has nothing to do
 
 
-def build_chain_lake(tmp_path) -> tuple[Lake, dict[str, str]]:
-    """A hand-made lake: text → persona (hop 0) → hop 1 → hop 2 → generated row."""
-    lake = Lake(tmp_path)
-    ts = now_utc()
-    text = texts_frame(1, "nurse")
-    tid = text["text_id"][0]
-    lake.write("source_texts", text, producer="raw_texts", partition="p")
-    p0 = content_id("persona", "text", tid, "read", "A pediatric nurse.")
-    p1 = content_id("persona", "relation", p0, "patient", "A child with asthma.")
-    p2 = content_id("persona", "relation", p1, "family member", "A father who works night shifts.")
-    personas = rows_frame(
-        "personas",
-        [
-            {
-                "persona_id": p0,
-                "persona": "A pediatric nurse.",
-                "method": "text",
-                "perspective": "read",
-                "source_text_id": tid,
-                "hop": 0,
-                "created_at": ts,
-                "partition": "p",
-            },
-            {
-                "persona_id": p1,
-                "persona": "A child with asthma.",
-                "method": "relation",
-                "relation": "patient",
-                "source_text_id": tid,
-                "parent_persona_id": p0,
-                "hop": 1,
-                "created_at": ts,
-                "partition": "p",
-            },
-            {
-                "persona_id": p2,
-                "persona": "A father who works night shifts.",
-                "method": "relation",
-                "relation": "family member",
-                "source_text_id": tid,
-                "parent_persona_id": p1,
-                "hop": 2,
-                "created_at": ts,
-                "partition": "p",
-            },
-        ],
-    )
-    lake.write("personas", personas, producer="test", partition="p")
-    gid = content_id("generation", "math_problem", "zero_shot", p2, "h")
-    lake.write(
-        "generations",
-        rows_frame(
-            "generations",
-            [
-                {
-                    "row_id": gid,
-                    "data_type": "math_problem",
-                    "prompting_mode": "zero_shot",
-                    "persona_id": p2,
-                    "source_text_id": tid,
-                    "output": "Math problem: 3 shifts of 12 hours…",
-                    "created_at": ts,
-                    "partition": "p",
-                },
-            ],
-        ),
-        producer="test",
-        partition="p",
-    )
-    return lake, {"text": tid, "p0": p0, "p1": p1, "p2": p2, "g": gid}
-
-
-def test_lineage_walks_from_a_generated_row_to_its_source_text(tmp_path):
-    lake, ids = build_chain_lake(tmp_path)
+def test_lineage_walks_from_a_generated_row_to_its_source_text(chain_lake):
+    lake, ids = chain_lake
     steps = lake.lineage(ids["g"])
     assert [s.kind for s in steps] == ["generation", "persona", "persona", "persona", "text"]
     assert [s.id for s in steps] == [ids["g"], ids["p2"], ids["p1"], ids["p0"], ids["text"]]
@@ -397,8 +326,8 @@ def test_lineage_walks_from_a_generated_row_to_its_source_text(tmp_path):
     assert lake.lineage(ids["p1"])[-1].id == ids["text"]
 
 
-def test_lineage_errors_are_clear(tmp_path):
-    lake, _ = build_chain_lake(tmp_path)
+def test_lineage_errors_are_clear(chain_lake):
+    lake, _ = chain_lake
     with pytest.raises(KeyError, match="not a lake id"):
         lake.lineage("hello")
     with pytest.raises(KeyError, match="no generated row"):

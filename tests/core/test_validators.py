@@ -8,7 +8,6 @@ import pytest
 
 from personahub_dagster.core.data_types import load_data_types
 from personahub_dagster.core.validators import build_validator, repetitive
-from tests.test_parsing import FIXTURES
 
 TYPES = load_data_types()
 
@@ -111,9 +110,9 @@ def test_bad_validator_specs_fail_loudly():
         build_validator({"kind": "text", "lable": "Oops:"})
 
 
-def test_real_smollm2_math_answers_are_judged():
+def test_real_smollm2_math_answers_are_judged(smollm2_outputs):
     """Answers SmolLM2 actually gave: every one is either accepted or has a known reason."""
-    answers = [f["raw"] for f in FIXTURES if f["stage"] == "math_problems"]
+    answers = [f["raw"] for f in smollm2_outputs if f["stage"] == "math_problems"]
     results = [validate("math_problem", a) for a in answers]
     known = {"empty", "refusal", "too_short", "too_long", "no_numbers", "repetitive"}
     assert all(reason in known for text, reason in results if text is None)

@@ -14,7 +14,7 @@ import pytest
 from personahub_dagster.core.data_types import MODES, DataType, load_data_types
 from personahub_dagster.core.prompts import load_exemplars, load_prompt
 
-SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
+SNAPSHOTS = Path(__file__).parents[1] / "snapshots" / "prompts"
 PERSONA = "A harbour pilot in Rotterdam who trains apprentices and restores old barges."
 TYPES = load_data_types()
 

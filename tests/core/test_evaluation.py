@@ -28,10 +28,9 @@ from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.prompts import load_prompt
 from personahub_dagster.core.report import build_report
 from personahub_dagster.core.schemas import now_utc, rows_frame
-from tests.fake_openai import FakeOpenAI
-from tests.test_personas import gateway
+from tests.support.fake_openai import FakeOpenAI
 
-BENCHMARK = Path(__file__).parent / "fixtures" / "benchmark_math.jsonl"
+BENCHMARK = Path(__file__).parents[1] / "fixtures" / "benchmark_math.jsonl"
 DAY = "2026-11-20"
 
 
@@ -144,7 +143,7 @@ def problem_for(_n: int, body: dict) -> tuple[str, str]:
     return "ok", f"Math problem: {persona} If 12 of them take 3 hours each, how many hours in total?"
 
 
-def test_diversity_bands_against_a_scripted_provider(tmp_path):
+def test_diversity_bands_against_a_scripted_provider(make_gateway):
     hub = rows_frame(
         "hub",
         [{"persona_id": f"p-{i:02d}", "persona": p, "source_text_id": "t-0"} for i, p in enumerate(PERSONAS)],
@@ -154,7 +153,7 @@ def test_diversity_bands_against_a_scripted_provider(tmp_path):
         pairs, out, stats = diversity(
             hub,
             Embedder(),
-            gateway(tmp_path, server),
+            make_gateway(server),
             math,
             load_prompt(math.template),
             bands=(0.2, 0.4, 0.6, 0.8),

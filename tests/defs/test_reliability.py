@@ -21,11 +21,11 @@ from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.schemas import now_utc, rows_frame
-from tests.dagster_cli import finish, init_instance, materialize, run_env
-from tests.fake_openai import FakeOpenAI
+from tests.support.dagster_cli import finish, init_instance, materialize, run_env
+from tests.support.fake_openai import FakeOpenAI
 
 DAY, DAY2 = "2026-11-20", "2026-11-21"
-SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "corpus" / "sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "sample.jsonl"
 JOBS = ["carpenter", "violinist", "actuary", "beekeeper", "pilot", "chemist", "librarian", "welder"]
 PROBLEM = "Math problem: A nurse gives 15 mg/kg to a child of {n} kg twice a day. How much per week?"
 

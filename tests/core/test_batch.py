@@ -14,32 +14,24 @@ import pytest
 
 from personahub_dagster.core.batch import STATE_FOLDER, BatchError, BatchPending, split
 from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm import LLMConfig, LLMRequest
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.personas import text_to_persona
 from personahub_dagster.core.prompts import load_prompt
-from tests.fake_openai import FakeBatches, FakeOpenAI
+from tests.support.fake_openai import FakeBatches, FakeOpenAI
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def gateway(tmp_path, server: FakeOpenAI, **overrides) -> LLMGateway:
-    cfg = dict(
-        model="openai/gpt-4o-mini", api_base=server.base_url, api_key="sk-test-batch", mode="batch",
-        batch_poll_s=0.01, timeout_s=10.0, backoff_initial_s=0.01, backoff_max_s=0.02,
-    )  # fmt: skip
-    cfg.update(overrides)
-    lake = Lake(tmp_path / "lake")
-    return LLMGateway(LLMConfig(**cfg), ResponseCache(tmp_path / "cache.sqlite"), lake.files)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reqs(n: int, prefix: str = "q") -> list[LLMRequest]:
     return [LLMRequest(f"k{i}", [{"role": "user", "content": f"{prefix} {i}"}]) for i in range(n)]
 
 
-def test_a_batch_answers_like_online_calls_at_half_the_price_and_fills_the_cache(tmp_path):
+def test_a_batch_answers_like_online_calls_at_half_the_price_and_fills_the_cache(
+    tmp_path, make_batch_gateway
+):
     with FakeOpenAI(batches=FakeBatches()) as server:
-        results, stats = gateway(tmp_path, server).generate(reqs(12), "t")
+        results, stats = make_batch_gateway(server).generate(reqs(12), "t")
         assert server.requests == []  # nothing went through /chat/completions
         assert [r.content for r in results] == [f"Echo: q {i}" for i in range(12)]
         assert len(stats.batch_ids) == 1 and stats.batch_submitted == 12
@@ -47,7 +39,7 @@ def test_a_batch_answers_like_online_calls_at_half_the_price_and_fills_the_cache
         online_price = 0.15e-6 * calls["prompt_tokens"][0] + 0.6e-6 * calls["completion_tokens"][0]
         assert calls["cost_usd"][0] == pytest.approx(online_price / 2)  # gpt-4o-mini, batch price
         # the same requests online: every answer from the cache, nothing sent
-        _again, more = gateway(tmp_path, server, mode="online").generate(reqs(12), "t")
+        _again, more = make_batch_gateway(server, mode="online").generate(reqs(12), "t")
     assert server.requests == [] and more.cache_hits == 12
     assert not list(Lake(tmp_path / "lake").files.child(STATE_FOLDER).list())  # record removed when done
 
@@ -58,16 +50,16 @@ def test_batches_are_split_at_the_providers_limits():
     assert [len(p) for p in split(lines, 100, 55)] == [5, 5, 5, 5, 5]
 
 
-def test_many_requests_go_in_several_batches(tmp_path):
+def test_many_requests_go_in_several_batches(tmp_path, make_batch_gateway):
     with FakeOpenAI(batches=FakeBatches()) as server:
-        results, stats = gateway(tmp_path, server, batch_max_requests=10).generate(reqs(25), "t")
+        results, stats = make_batch_gateway(server, batch_max_requests=10).generate(reqs(25), "t")
     assert len(stats.batch_ids) == 3 and all(r.ok for r in results)
     assert sorted(server.batches.submitted) == sorted({r.request_hash for r in results})
 
 
-def test_an_expired_batch_resubmits_only_what_is_missing(tmp_path):
+def test_an_expired_batch_resubmits_only_what_is_missing(tmp_path, make_batch_gateway):
     with FakeOpenAI(batches=FakeBatches(expire_first=1)) as server:
-        results, _stats = gateway(tmp_path, server).generate(reqs(10), "t")
+        results, _stats = make_batch_gateway(server).generate(reqs(10), "t")
     assert all(r.ok for r in results)
     first, second = (b["lines"] for b in server.batches.batches.values())
     assert len(first) == 10 and len(second) == 5  # the expired batch answered half; only that half again
@@ -75,12 +67,12 @@ def test_an_expired_batch_resubmits_only_what_is_missing(tmp_path):
 
 
 @pytest.mark.parametrize("on_error", ["reject", "online"])
-def test_per_request_errors_become_errors_or_online_calls(tmp_path, on_error):
+def test_per_request_errors_become_errors_or_online_calls(tmp_path, on_error, make_batch_gateway):
     def fail(body: dict) -> bool:
         return body["messages"][-1]["content"].endswith(("3", "7"))
 
     with FakeOpenAI(batches=FakeBatches(fail=fail)) as server:
-        results, _ = gateway(tmp_path, server, batch_on_error=on_error).generate(reqs(10), "t")
+        results, _ = make_batch_gateway(server, batch_on_error=on_error).generate(reqs(10), "t")
     failed = [r for r in results if not r.ok]
     if on_error == "reject":
         assert [r.key for r in failed] == ["k3", "k7"]
@@ -90,38 +82,41 @@ def test_per_request_errors_become_errors_or_online_calls(tmp_path, on_error):
         assert failed == [] and len(server.requests) == 2  # the two asked online, nothing else
 
 
-def test_a_malformed_output_file_fails_clearly_and_keeps_what_it_could_read(tmp_path):
+def test_a_malformed_output_file_fails_clearly_and_keeps_what_it_could_read(tmp_path, make_batch_gateway):
     with FakeOpenAI(batches=FakeBatches(malformed=True)) as server, pytest.raises(BatchError) as err:
-        gateway(tmp_path, server).generate(reqs(6), "t")
+        make_batch_gateway(server).generate(reqs(6), "t")
     message = str(err.value)
     assert "batch_1" in message and "line 1 of output_file" in message and "5 answers" in message
     assert ResponseCache(tmp_path / "cache.sqlite").journal_size() == 5
 
 
-def test_waiting_past_the_limit_keeps_the_record_and_the_next_run_only_polls(tmp_path):
+def test_waiting_past_the_limit_keeps_the_record_and_the_next_run_only_polls(tmp_path, make_batch_gateway):
     batches = FakeBatches()
     batches.hold.set()
     with FakeOpenAI(batches=batches) as server:
         with pytest.raises(BatchPending) as err:
-            gateway(tmp_path, server, batch_max_wait_s=0.2).generate(reqs(8), "t")
+            make_batch_gateway(server, batch_max_wait_s=0.2).generate(reqs(8), "t")
         assert err.value.batch_ids == ["batch_1"] and "next run" in str(err.value)
         batches.hold.clear()
-        results, stats = gateway(tmp_path, server).generate(reqs(8), "t")
+        results, stats = make_batch_gateway(server).generate(reqs(8), "t")
     assert all(r.ok for r in results) and stats.batch_submitted == 0
     assert len(server.batches.submitted) == 8  # submitted once
 
 
 _WAITER = """
 import sys
-from tests.test_batch import gateway, reqs
-from tests.fake_openai import FakeOpenAI
 from pathlib import Path
 
-class Remote:
-    base_url = sys.argv[2]
+from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm_cache import ResponseCache
 
-g = gateway(Path(sys.argv[1]), Remote())
-results, stats = g.generate(reqs(20), "t")
+tmp, base = Path(sys.argv[1]), sys.argv[2]
+config = LLMConfig(model="openai/gpt-4o-mini", api_base=base, api_key="sk-test-batch", mode="batch",
+                   batch_poll_s=0.01, timeout_s=10.0)
+g = LLMGateway(config, ResponseCache(tmp / "cache.sqlite"), Lake(tmp / "lake").files)
+requests = [LLMRequest(f"k{i}", [{"role": "user", "content": f"q {i}"}]) for i in range(20)]
+results, stats = g.generate(requests, "t")
 print("OK", sum(r.ok for r in results), stats.batch_submitted, flush=True)
 """
 
@@ -155,7 +150,7 @@ def test_a_run_killed_while_waiting_resumes_by_polling_and_submits_nothing_again
     assert len(batches.batches) == 1 and len(batches.submitted) == 20
 
 
-def test_a_stage_runs_in_batch_mode(tmp_path):
+def test_a_stage_runs_in_batch_mode(tmp_path, make_batch_gateway):
     import polars as pl
 
     texts = pl.DataFrame(
@@ -169,85 +164,10 @@ def test_a_stage_runs_in_batch_mode(tmp_path):
         return "ok", "A retired merchant navy officer who teaches celestial navigation to teenagers."
 
     with FakeOpenAI(script=persona, batches=FakeBatches()) as server:
-        g = gateway(tmp_path, server)
+        g = make_batch_gateway(server)
         out = text_to_persona(texts, g, load_prompt("text_to_persona"), perspectives=["read"], partition="d")
     assert out.rows.height == 3 and server.requests == [] and len(server.batches.batches) == 1
     assert out.stats.batch_ids == ["batch_1"]
-
-
-def test_the_sensor_reruns_a_stage_when_its_batches_have_ended(tmp_path):
-    """A run that stopped waiting (batch_max_wait_s) leaves its record; the sensor requests the asset
-    and everything downstream of it for the same partition once the provider says the batches ended."""
-    import dagster as dg
-
-    from personahub_dagster.definitions import defs
-    from personahub_dagster.defs.batches import llm_batch_sensor
-    from personahub_dagster.defs.resources import LakeResource, LLMResource
-
-    batches = FakeBatches()
-    batches.hold.set()
-    with FakeOpenAI(batches=batches) as server:
-        g = gateway(tmp_path, server, batch_max_wait_s=0.1)
-        g.batch_context = {"asset": "text_personas", "partition_key": "2026-03-01"}
-        with pytest.raises(BatchPending):
-            g.generate(reqs(4), "text_personas")
-        lake = LakeResource(path=str(tmp_path / "lake"))
-        llm = LLMResource(model="openai/gpt-4o-mini", api_base=server.base_url, api_key="sk-test-batch")
-        repo = defs().get_repository_def()
-
-        def tick():
-            ctx = dg.build_sensor_context(
-                instance=dg.DagsterInstance.ephemeral(),
-                resources={"lake": lake, "llm": llm},
-                repository_def=repo,
-            )
-            return llm_batch_sensor(ctx)
-
-        assert isinstance(tick(), dg.SkipReason)  # still running at the provider
-        batches.hold.clear()
-        batches.retrieve("batch_1", server.script)  # the provider moves on
-        batches.retrieve("batch_1", server.script)
-        [request] = tick()
-    assert request.partition_key == "2026-03-01" and request.tags == {"trigger": "llm_batches"}
-    selected = {k.to_user_string() for k in request.asset_selection}
-    assert {"text_personas", "expanded_personas", "persona_hub", "datasets"} <= selected
-    assert "raw_texts" not in selected
-
-
-def test_an_asset_in_batch_mode_ends_its_run_while_waiting_and_the_next_run_collects(tmp_path):
-    """Through Dagster: the first run submits, waits past batch_max_wait_s and fails without retrying
-    (its run and pool slot freed), naming the batch; the next run collects and writes the personas."""
-    from personahub_dagster.core.schemas import now_utc, rows_frame
-    from tests.dagster_cli import finish, materialize, run_env
-
-    day = "2026-11-02"
-    lake = Lake(tmp_path / "lake")
-    rows = [
-        {"text_id": f"t-{i:020x}", "partition": day, "source_uri": f"doc:{i}", "doc_id": str(i),
-         "text": f"A field guide to the birds of the northern marshes, chapter {i}.", "n_chars": 60,
-         "ingested_at": now_utc()}
-        for i in range(4)
-    ]  # fmt: skip
-    lake.write("source_texts", rows_frame("source_texts", rows), producer="raw_texts", partition=day)
-    config = {"ops": {"text_personas": {"config": {"llm_mode": "batch", "perspectives": ["read"]}}}}
-
-    def persona(_n: int, _body: dict) -> tuple[str, str]:
-        return "ok", "A retired ornithologist who leads dawn bird walks for schoolchildren."
-
-    batches = FakeBatches()
-    batches.hold.set()
-    with FakeOpenAI(script=persona, batches=batches) as server:
-        env = run_env(
-            tmp_path, server.base_url, PERSONAHUB_BATCH_POLL_S="0.05", PERSONAHUB_BATCH_MAX_WAIT_S="1"
-        )
-        first = materialize("text_personas", day, env, config)
-        out, _ = first.communicate(timeout=300)
-        assert first.returncode != 0 and "batch_1 still running" in out
-        assert "STEP_UP_FOR_RETRY" not in out  # not retried by the RetryPolicy: the sensor completes it
-        batches.hold.clear()
-        finish(materialize("text_personas", day, env, config))
-    assert server.requests == [] and len(batches.batches) == 1 and len(batches.submitted) == 4
-    assert lake.read("personas", "partition = ?", [day]).height == 4
 
 
 def test_batches_go_to_the_direct_endpoint_or_openais_own_and_nowhere_else(tmp_path):

@@ -23,27 +23,7 @@ from personahub_dagster.core.inbox import register
 from personahub_dagster.core.lake import Lake
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[1]
-SYNTHESIS = {
-    "math_problems",
-    "logical_reasoning_problems",
-    "instructions",
-    "knowledge_texts",
-    "game_npcs",
-    "tools",
-}
-ASSETS = {
-    "raw_texts",
-    "text_personas",
-    "expanded_personas",
-    "persona_hub",
-    "math_checks",
-    "datasets",
-    "contamination_checks",
-    "diversity_bands",
-    "report",
-    *SYNTHESIS,
-}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -112,15 +92,15 @@ def dagster_dev(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev):
+def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev, pipeline_assets, synthesis_assets):
     url, *_ = dagster_dev
     data = graphql(url, "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }")
     nodes = {n["assetKey"]["path"][0]: n for n in data["assetNodes"]}
-    assert set(nodes) == ASSETS
-    for name in SYNTHESIS:
+    assert set(nodes) == pipeline_assets
+    for name in synthesis_assets:
         assert [k["path"][0] for k in nodes[name]["dependencyKeys"]] == ["persona_hub"]
         assert nodes[name]["groupName"] == "synthesis"
-    assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == SYNTHESIS | {
+    assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == synthesis_assets | {
         "math_checks",
         "contamination_checks",
     }
@@ -269,7 +249,7 @@ def _dismiss_welcome(drv):
     )
 
 
-def test_the_ui_in_a_browser_shows_the_graph_and_launches_a_run(dagster_dev, browser):
+def test_the_ui_in_a_browser_shows_the_graph_and_launches_a_run(dagster_dev, browser, pipeline_assets):
     """What a person does in `make ui`: open the asset graph, see every asset, materialize the day's
     input with the UI's own buttons, and watch the run succeed."""
 
@@ -279,9 +259,9 @@ def test_the_ui_in_a_browser_shows_the_graph_and_launches_a_run(dagster_dev, bro
         browser.get(f"{url}/locations/__repository__@personahub_dagster/asset-groups/{group}")
         _wait_for(browser, lambda: "Partitions" in _body(browser), what=f"the {group} graph")
         _dismiss_welcome(browser)
-        seen |= {a for a in ASSETS if a in _body(browser)}
+        seen |= {a for a in pipeline_assets if a in _body(browser)}
         browser.save_screenshot(str(ARTIFACTS / f"graph-{group}.png"))
-    assert seen == ASSETS
+    assert seen == pipeline_assets
 
     # launch with the UI's own buttons: the ingest group's "Materialize…" for the newest partition
     # (today, where the texts are); the whole pipeline on the real models is tests/test_e2e.py
@@ -300,3 +280,35 @@ def test_the_ui_in_a_browser_shows_the_graph_and_launches_a_run(dagster_dev, bro
     browser.save_screenshot(str(ARTIFACTS / "run.png"))
     assert status == "SUCCESS"
     assert lake.read("source_texts", "partition = ?", [day]).height == 2
+
+
+def test_the_lineage_job_in_a_browser_traces_a_row_to_its_source_text(dagster_dev, browser, make_chain_lake):
+    """A user holding a generated row's id: the ``lineage`` job's launchpad, the id in its config,
+    "Launch Run", and the run shows the chain — row → personas → source text — as markdown."""
+    url, lake, _day = dagster_dev
+    _, ids = make_chain_lake(Path(lake.uri), "2026-01-15")  # a day of its own in the served lake
+    browser.get(f"{url}/locations/__repository__@personahub_dagster/jobs/lineage/playground")
+    editor = "return !!document.querySelector('.CodeMirror')"
+    _wait_for(browser, lambda: browser.execute_script(editor), what="the launchpad's config editor")
+    _dismiss_welcome(browser)
+    config = f"ops:\n  trace_lineage:\n    config:\n      id: {ids['g']}\n"
+    browser.execute_script("document.querySelector('.CodeMirror').CodeMirror.setValue(arguments[0])", config)
+    before = set(_run_ids(url))
+    _click_button(browser, "Launch Run")
+    run_id = _wait_for(browser, lambda: next(iter(set(_run_ids(url)) - before), None), what="the run")
+    assert wait_for_run(url, run_id, 120) == "SUCCESS"
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{url}/runs/{run_id}")
+    show = "//*[normalize-space(text())='[Show Markdown]']"
+    _wait_for(browser, lambda: browser.find_elements(By.XPATH, show), what="the run's lineage metadata")
+    _dismiss_welcome(browser)
+    browser.find_elements(By.XPATH, show)[0].click()
+    _wait_for(browser, lambda: "persona (hop 2)" in _body(browser), what="the lineage markdown")
+    browser.save_screenshot(str(ARTIFACTS / "lineage.png"))
+    shown = _body(browser)
+    chain = shown[shown.index("generation " + ids["g"]) :]
+    order = [ids[k] for k in ("g", "p2", "p1", "p0", "text")]
+    assert [chain.index(i) for i in order] == sorted(chain.index(i) for i in order)
+    assert "A father who works night shifts." in chain and "Nurses on night shifts" in chain

@@ -24,11 +24,11 @@ import polars as pl
 import pytest
 
 from personahub_dagster.core.llm_cache import open_cache
-from tests.servers import LlamaServer, free_ports
+from tests.support.servers import LlamaServer, free_ports
 
 pytestmark = pytest.mark.scale
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DAYS = ["2026-01-01", "2026-01-02"]
 SHARDS = ["0", "1"]
 JOB = "hub_growth"
