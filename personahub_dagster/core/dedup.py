@@ -56,11 +56,11 @@ def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995
 
 @dataclass(frozen=True)
 class DedupConfig:
-    minhash_threshold: float = 0.9
-    num_perm: int = 128
-    cosine_threshold: float = 0.9
-    seed: int = 42
-    block_size: int = 4096
+    minhash_threshold: float = 0.9  # estimated Jaccard of word 1-grams that marks a near-duplicate
+    num_perm: int = 128  # MinHash permutations: the estimate's precision
+    cosine_threshold: float = 0.9  # embedding similarity that marks a semantic duplicate
+    seed: int = 42  # of the permutations: part of the hub's state, fixed for a hub's lifetime
+    block_size: int = 4096  # personas embedded and searched at a time
     ann_min_size: int = 50_000  # kept personas above which the embedding index is approximate (IVF-PQ)
     ann_target_recall: float = 0.99  # share of planted near-duplicates the approximate search must find …
     ann_nprobe: int | None = None  # … by choosing the lists probed per query when trained (or fix it here)

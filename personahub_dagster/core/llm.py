@@ -69,15 +69,15 @@ class LLMConfig:
     model: str = DEFAULT_MODEL
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    concurrency: int = 8
-    timeout_s: float = 120.0
-    max_retries: int = 4
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
-    retry_after_max_s: float = 60.0
-    max_run_tokens: int | None = None
+    concurrency: int = 8  # requests in flight (the local model: always 1)
+    timeout_s: float = 120.0  # per attempt
+    max_retries: int = 4  # retries of a transient failure, after the first attempt
+    backoff_initial_s: float = 1.0  # doubles with each retry, plus up to 1 s of jitter …
+    backoff_max_s: float = 30.0  # … up to this
+    retry_after_max_s: float = 60.0  # the most of a provider's Retry-After that is honoured
+    max_run_tokens: int | None = None  # the run's budget, summed over every stage and worker
     max_run_cost_usd: float | None = None
-    run_id: str | None = None
+    run_id: str | None = None  # whose budget and journal rows; None: a fresh id per gateway
     scrub_pii: bool | None = None  # None: on for remote models, off for the local one
     fast_path: bool | None = None  # None: direct HTTP for OpenAI-compatible endpoints with an api_base
     rpm: float | None = None  # the key's requests per minute (None: no request budget)
@@ -130,16 +130,16 @@ class LLMResult:
 class GatewayStats:
     """What one ``generate`` call did; the Dagster layer turns this into materialization metadata."""
 
-    requests: int = 0
-    cache_hits: int = 0
-    calls: int = 0
-    failures: int = 0
-    retries: int = 0
+    requests: int = 0  # asked for by the stage, duplicates included
+    cache_hits: int = 0  # answered from the response cache: nothing sent, nothing paid
+    calls: int = 0  # attempts sent to the model (one row each in llm_calls)
+    failures: int = 0  # requests that ended without an answer
+    retries: int = 0  # attempts after a transient failure
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
-    skipped: int = 0
-    scrubbed: int = 0
+    cost_usd: float = 0.0  # where the model has a price
+    skipped: int = 0  # not sent: the run's budget would not allow it
+    scrubbed: int = 0  # requests whose personal data was scrubbed before sending
     rate_limited: int = 0  # 429s (or a provider's rate-limit errors) met
     budget_exhausted: str | None = None
     allowed_rpm: float | None = None  # the request rate the pacer allowed at the end (after AIMD)

@@ -126,33 +126,15 @@ def synthesize(
     data_type: DataType,
     template: PromptTemplate,
     *,
-    modes: Sequence[str] = MODES,
-    exemplars: dict[str, list[Exemplar]] | None = None,
-    variables: dict[str, Any] | None = None,
-    partition: str,
     stage: str,
     progress: Progress | None = None,
-    params: dict[str, Any] | None = None,
+    **options: Any,
 ) -> StageOutput:
-    """One ``data_type`` item per persona and prompting mode.
-
-    ``exemplars`` maps a mode to its examples (``few_shot``: outputs; ``persona_few_shot``: outputs
-    with personas); ``variables`` fill the template's other slots (focus, difficulty, world, …);
-    ``params`` override sampling parameters (the diversity evaluation runs at temperature 0).
-    """
-    requests, parse = synthesis_stage(
-        personas,
-        gateway,
-        data_type,
-        template,
-        modes=modes,
-        exemplars=exemplars,
-        variables=variables,
-        partition=partition,
-        params=params,
-    )
+    """One ``data_type`` item per persona and prompting mode: :func:`synthesis_stage`'s requests
+    (``options`` are its keyword arguments), asked and parsed by :func:`~.stage.run_stage`."""
+    requests, parse = synthesis_stage(personas, gateway, data_type, template, **options)
     answers = run_stage(gateway, requests, parse, stage=stage, progress=progress)
-    return answers.output("generations", stage, partition)
+    return answers.output("generations", stage, options["partition"])
 
 
 def synthesis_stage(
@@ -167,9 +149,14 @@ def synthesis_stage(
     partition: str,
     params: dict[str, Any] | None = None,
 ) -> tuple[Iterator[LLMRequest], Parse]:
-    """The requests and the parse of :func:`synthesize`, for a stage that reads the answers its own
-    way (the diversity evaluation also keeps answers the validator refused). Each request's context
-    is ``(mode, persona row, messages)``."""
+    """The requests of a synthesis stage and the parse of their answers: one ``data_type`` item per
+    persona and prompting mode. A stage may read the answers its own way (the diversity evaluation also
+    keeps answers the validator refused); each request's context is ``(mode, persona row, messages)``.
+
+    ``exemplars`` maps a mode to its examples (``few_shot``: outputs; ``persona_few_shot``: outputs
+    with personas); ``variables`` fill the template's other slots (focus, difficulty, world, …);
+    ``params`` override sampling parameters (the diversity evaluation runs at temperature 0).
+    """
     exemplars = exemplars or {}
     for mode in modes:
         if mode not in MODES:

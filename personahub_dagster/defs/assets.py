@@ -30,22 +30,19 @@ from personahub_dagster.defs.metadata import (
     bar_chart,
     histogram,
     lake_metadata,
-    llm_metadata,
     md_table,
     progress_logger,
-    reject_metadata,
     table_definition,
-    warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import SHARDS, partition_of, pipeline_partitions
-from personahub_dagster.defs.pools import HUB_POOL, LLM_POOL, LLM_RETRY
+from personahub_dagster.defs.pools import HUB_POOL
 from personahub_dagster.defs.resources import (
     EmbedderResource,
     LakeResource,
     LLMResource,
-    LLMStageConfig,
     PromptsResource,
 )
+from personahub_dagster.defs.stages import LLMStageConfig, commit_stage, llm_asset, stage_metadata
 
 
 class RawTextsConfig(dg.Config):
@@ -112,10 +109,6 @@ class PersonaHubConfig(dg.Config):
 
 
 HUB_COMMIT_ATTEMPTS = 5
-
-
-def _write_stage(lake, table: str, out: StageOutput, producer: str, partition: str) -> None:
-    lake.write_many({table: out.rows, "rejects": out.rejects}, producer=producer, partition=partition)
 
 
 def _llm_stage_checks(out: StageOutput, t: CheckThresholds) -> list[dg.AssetCheckResult]:
@@ -191,24 +184,12 @@ def _skips(skipped: list[Skipped], partition: str) -> pl.DataFrame:
     )
 
 
-@dg.asset(
-    metadata=table_definition("personas"),
-    deps=[raw_texts],
-    group_name="personas",
-    kinds={"deltalake"},
-    partitions_def=pipeline_partitions,
-    pool=LLM_POOL,
-    retry_policy=LLM_RETRY,
-    check_specs=checks.specs("text_personas", "reject_rate", "not_empty"),
-)
+@llm_asset("personas", ["reject_rate", "not_empty"], deps=[raw_texts], group_name="personas")
 def text_personas(
-    context: dg.AssetExecutionContext,
-    config: TextPersonasConfig,
-    lake: LakeResource,
-    llm: LLMResource,
-    prompts: PromptsResource,
+    context, config: TextPersonasConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource
 ) -> dg.MaterializeResult:
-    """Text-to-Persona: who would read / write / like / dislike each text."""
+    """Text-to-Persona: who would read / write / like / dislike each text — one persona per text and
+    perspective, each naming the text it came from."""
     lk, day = lake.lake(context), partition_of(context)
     texts = lk.read("source_texts", "partition = ?", [day])
     out = text_to_persona(
@@ -222,51 +203,35 @@ def text_personas(
         partition=day,
         progress=progress_logger(context, "text_personas"),
     )
-    _write_stage(lk, "personas", out, "text_personas", day)
     per_perspective = dict(out.rows.group_by("perspective").len().iter_rows()) if out.rows.height else {}
-    warn_if_over_budget(context, out.stats)
+    commit_stage(context, lk, "personas", out)
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk, "personas", out.rows.height),
+            **stage_metadata(lk, "personas", out, ["persona_id", "perspective", "persona"]),
             "texts": texts.height,
             "texts_truncated": out.rows.filter(pl.col("text_truncated"))["source_text_id"].n_unique(),
             "personas": out.rows.height,
             "personas_by_perspective": dg.MetadataValue.json(per_perspective),
-            **reject_metadata(out.rejects),
-            **llm_metadata(out.stats),
-            "preview": md_table(out.rows, ["persona_id", "perspective", "persona"]),
         },
         check_results=_llm_stage_checks(out, config.checks),
     )
 
 
-@dg.asset(
-    metadata=table_definition("personas"),
-    deps=[text_personas],
-    group_name="personas",
-    kinds={"deltalake"},
-    partitions_def=pipeline_partitions,
-    pool=LLM_POOL,
-    retry_policy=LLM_RETRY,
-    check_specs=checks.specs("expanded_personas", "reject_rate", "not_empty"),
-)
+@llm_asset("personas", ["reject_rate", "not_empty"], deps=[text_personas], group_name="personas")
 def expanded_personas(
-    context: dg.AssetExecutionContext,
-    config: ExpandedPersonasConfig,
-    lake: LakeResource,
-    llm: LLMResource,
-    prompts: PromptsResource,
+    context, config: ExpandedPersonasConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource
 ) -> dg.MaterializeResult:
     """Persona-to-Persona: expand every Text-to-Persona persona through close relationships, hop by hop."""
-    lk, day = lake.lake(context), partition_of(context)
-    seeds = lk.read("personas", "method = 'text' AND partition = ?", [day])
 
     def on_hop(hop: int, accepted: int, rejected: int) -> None:
         context.log.info(f"hop {hop}: {accepted} new personas, {rejected} rejected")
 
+    lk, day = lake.lake(context), partition_of(context)
+    gateway = llm.gateway(lk, context, config)
+    seeds = lk.read("personas", "method = 'text' AND partition = ?", [day])
     out = persona_to_persona(
         seeds,
-        llm.gateway(lk, context, config),
+        gateway,
         prompts.template(config.template),
         hops=config.hops,
         fanout=config.fanout,
@@ -275,24 +240,20 @@ def expanded_personas(
         progress=progress_logger(context, "expanded_personas"),
         on_hop=on_hop,
     )
-    _write_stage(lk, "personas", out, "expanded_personas", day)
     per_hop = (
         {str(h): n for h, n in out.rows.group_by("hop").len().sort("hop").iter_rows()}
         if out.rows.height
         else {}
     )
-    warn_if_over_budget(context, out.stats)
+    commit_stage(context, lk, "personas", out)
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk, "personas", out.rows.height),
+            **stage_metadata(lk, "personas", out, ["persona_id", "hop", "relation", "persona"]),
             "seed_personas": seeds.height,
             "personas": out.rows.height,
             "max_hop": int(out.rows["hop"].max()) if out.rows.height else 0,
             "personas_by_hop": dg.MetadataValue.json(per_hop),
             "hop_distribution": bar_chart(per_hop, "new personas per hop", "hop"),
-            **reject_metadata(out.rejects),
-            **llm_metadata(out.stats),
-            "preview": md_table(out.rows, ["persona_id", "hop", "relation", "persona"]),
         },
         check_results=_llm_stage_checks(out, config.checks),
     )

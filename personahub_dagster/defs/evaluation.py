@@ -18,23 +18,20 @@ from personahub_dagster.core.evaluation import (
 )
 from personahub_dagster.core.report import write_report
 from personahub_dagster.core.settings import settings
+from personahub_dagster.core.stage import StageOutput
 from personahub_dagster.defs.metadata import (
     lake_metadata,
-    llm_metadata,
     md_table,
-    reject_metadata,
     table_definition,
-    warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
-from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
 from personahub_dagster.defs.resources import (
     EmbedderResource,
     LakeResource,
     LLMResource,
-    LLMStageConfig,
     PromptsResource,
 )
+from personahub_dagster.defs.stages import LLMStageConfig, commit_stage, llm_asset, stage_metadata
 
 
 class ContaminationConfig(dg.Config):
@@ -107,15 +104,7 @@ class DiversityConfig(LLMStageConfig):
     data_type: str = Field(default="math_problem", description="What to synthesize per persona.")
 
 
-@dg.asset(
-    metadata=table_definition("diversity_pairs"),
-    deps=["persona_hub"],
-    group_name="evaluation",
-    kinds={"deltalake"},
-    partitions_def=pipeline_partitions,
-    pool=LLM_POOL,
-    retry_policy=LLM_RETRY,
-)
+@llm_asset("diversity_pairs", deps=["persona_hub"], group_name="evaluation")
 def diversity_bands(
     context: dg.AssetExecutionContext,
     config: DiversityConfig,
@@ -141,19 +130,15 @@ def diversity_bands(
         seed=config.seed,
         partition=day,
     )
-    lk.write_many(
-        {"diversity_pairs": pairs, "rejects": out.rejects}, producer="diversity_bands", partition=day
-    )
-    warn_if_over_budget(context, out.stats)
+    out = StageOutput(pairs, out.rejects, out.stats)  # its rows are the pairs; the problems are inputs
+    commit_stage(context, lk, "diversity_pairs", out)
     summary = band_summary(pairs) if pairs.height else pairs
     return dg.MaterializeResult(
         metadata={
-            **lake_metadata(lk, "diversity_pairs", pairs.height),
+            **stage_metadata(lk, "diversity_pairs", out),
             "pairs": pairs.height,
             **{f"hub_{k}": round(v, 4) if isinstance(v, float) else v for k, v in stats.items()},
             "bands": md_table(summary.with_columns(pl.col(pl.Float64).round(3)), list(summary.columns), n=20),
-            **reject_metadata(out.rejects),
-            **llm_metadata(out.stats),
         }
     )
 

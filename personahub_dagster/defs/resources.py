@@ -105,17 +105,17 @@ class LLMResource(dg.ConfigurableResource):
         self,
         lake: Lake,
         context: dg.AssetExecutionContext | None = None,
-        config: "LLMStageConfig | None" = None,
+        config: dg.Config | None = None,
         model: str | None = None,
     ) -> LLMGateway:
         """The gateway over the lake's cache, as an asset needs it: ``context`` ties the budget to the
         run, names the asset and partition a batch record asks the sensor to re-run and takes batch
-        mode's progress lines; ``config`` is the asset's (its ``llm_mode`` overrides the resource's
-        mode); ``model`` swaps in another model with the same settings (the math agreement filter's
-        independent solvers)."""
+        mode's progress lines; ``config`` is the asset's (its ``llm_mode``, when it has one, overrides
+        the resource's mode); ``model`` swaps in another model with the same settings (the math
+        agreement filter's independent solvers)."""
         knobs = self.model_dump()
         knobs["model"] = model or self.model
-        knobs["mode"] = (config.llm_mode if config is not None else None) or self.mode
+        knobs["mode"] = getattr(config, "llm_mode", None) or self.mode
         knobs["run_id"] = context.run_id if context is not None else None
         gateway = DagsterGateway(LLMConfig(**knobs), lake.response_cache(), lake.files)
         if context is not None:
@@ -125,14 +125,6 @@ class LLMResource(dg.ConfigurableResource):
                 "partition_key": str(context.partition_key) if context.has_partition_key else "",
             }
         return gateway
-
-
-class LLMStageConfig(dg.Config):
-    """What every LLM asset's config has: the mode, overriding the ``llm`` resource's for this asset."""
-
-    llm_mode: str | None = Field(
-        default=None, description="online | batch for this asset; null: the llm resource's mode"
-    )
 
 
 class DagsterGateway(LLMGateway):

@@ -28,16 +28,11 @@ from personahub_dagster.defs.evaluation import contamination_checks_asset
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     lineage_markdown,
-    llm_metadata,
-    md_table,
     progress_logger,
-    reject_metadata,
-    table_definition,
-    warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
-from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
-from personahub_dagster.defs.resources import LakeResource, LLMResource, LLMStageConfig, PromptsResource
+from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.stages import LLMStageConfig, commit_stage, llm_asset, stage_metadata
 
 
 def registry() -> dict[str, DataType]:
@@ -74,28 +69,17 @@ def _variables(config: SynthesisConfig) -> dict[str, str]:
 def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
     """The asset that synthesizes ``data_type`` for sampled hub personas in each prompting mode."""
 
-    @dg.asset(
+    @llm_asset(
+        "generations",
+        ["reject_rate", "not_empty", "lineage"],
         name=data_type.asset,
         deps=[persona_hub],
         group_name="synthesis",
-        kinds={"deltalake"},
         description=f"Persona-driven {data_type.description}s ({', '.join(data_type.modes)}).",
-        metadata={
-            **table_definition("generations"),
-            "data_type": data_type.name,
-            "release": data_type.release,
-        },
-        partitions_def=pipeline_partitions,
-        pool=LLM_POOL,
-        retry_policy=LLM_RETRY,
-        check_specs=checks.specs(data_type.asset, "reject_rate", "not_empty", "lineage"),
+        metadata={"data_type": data_type.name, "release": data_type.release},
     )
     def _synthesize(
-        context: dg.AssetExecutionContext,
-        config: SynthesisConfig,
-        lake: LakeResource,
-        llm: LLMResource,
-        prompts: PromptsResource,
+        context, config: SynthesisConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource
     ) -> dg.MaterializeResult:
         lk, day = lake.lake(context), partition_of(context)
         dt = prompts.data_type(data_type.name)
@@ -142,23 +126,19 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
             progress=progress_logger(context, dt.asset),
         )
         rejects = out.rejects if exemplar_rejects is None else pl.concat([exemplar_rejects, out.rejects])
-        lk.write_many({"generations": out.rows, "rejects": rejects}, producer=dt.asset, partition=day)
+        commit_stage(context, lk, "generations", out, rejects)
         broken = lk.broken_lineage(day)
         per_mode = dict(out.rows.group_by("prompting_mode").len().iter_rows()) if out.rows.height else {}
         requests = chosen.height * len(modes)
-        warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
-                **lake_metadata(lk, "generations", out.rows.height),
+                **stage_metadata(lk, "generations", out, ["prompting_mode", "output"], rejects),
                 "personas_used": chosen.height,
                 "modes": dg.MetadataValue.json(modes),
                 "rows": out.rows.height,
                 "rows_by_mode": dg.MetadataValue.json(per_mode),
                 "yield": round(out.rows.height / requests, 4) if requests else 0.0,
                 "exemplar_personas": len(exemplars.get("persona_few_shot", [])),
-                **reject_metadata(out.rejects),
-                **llm_metadata(out.stats),
-                "preview": md_table(out.rows, ["prompting_mode", "output"]),
                 "lineage_sample": lineage_markdown(lk, out.rows["row_id"].head(2).to_list()),
             },
             check_results=[
@@ -192,21 +172,9 @@ class MathChecksConfig(LLMStageConfig):
 def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
     """The agreement filter over ``math``'s problems."""
 
-    @dg.asset(
-        metadata=table_definition("math_checks"),
-        deps=[math.asset],
-        group_name="synthesis",
-        kinds={"deltalake"},
-        partitions_def=pipeline_partitions,
-        pool=LLM_POOL,
-        retry_policy=LLM_RETRY,
-    )
+    @llm_asset("math_checks", deps=[math.asset], group_name="synthesis")
     def math_checks(
-        context: dg.AssetExecutionContext,
-        config: MathChecksConfig,
-        lake: LakeResource,
-        llm: LLMResource,
-        prompts: PromptsResource,
+        context, config: MathChecksConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource
     ) -> dg.MaterializeResult:
         """The agreement filter: each math problem solved by independent solvers; kept for a test set
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
@@ -229,21 +197,15 @@ def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
             stage="math_checks",
             progress=progress_logger(context, "math_checks"),
         )
-        lk.write_many(
-            {"math_checks": out.rows, "rejects": out.rejects}, producer="math_checks", partition=day
-        )
+        commit_stage(context, lk, "math_checks", out)
         agreed = int(out.rows["agreement"].sum()) if out.rows.height else 0
-        warn_if_over_budget(context, out.stats)
         return dg.MaterializeResult(
             metadata={
-                **lake_metadata(lk, "math_checks", out.rows.height),
+                **stage_metadata(lk, "math_checks", out, ["row_id", "agreeing", "answer"]),
                 "problems": out.rows.height,
                 "agreed": agreed,
                 "agreement_rate": round(agreed / out.rows.height, 4) if out.rows.height else 0.0,
                 "solvers": dg.MetadataValue.json([s.model_dump() for s in config.solvers]),
-                **reject_metadata(out.rejects),
-                **llm_metadata(out.stats),
-                "preview": md_table(out.rows, ["row_id", "agreeing", "answer"]),
             }
         )
 
