@@ -18,7 +18,7 @@ from personahub_dagster.core.llm import LLMConfig, LLMGateway
 from personahub_dagster.core.llm_cache import ResponseCache
 from personahub_dagster.core.schemas import now_utc, rows_frame
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.servers import Postgres, SeaweedS3
+from tests.support.servers import Postgres, RayHead, SeaweedS3
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -206,6 +206,20 @@ def pg_server():
     """One real Postgres cluster for the session (Debian's package), on 127.0.0.1."""
     with Postgres() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A one-node Ray cluster for the session (``ray start --head``), on 127.0.0.1: its address, with
+    this process connected to it."""
+    import ray
+
+    with RayHead(cpus=2) as head:
+        ray.init(address=head.address, log_to_driver=False)
+        try:
+            yield head.address
+        finally:
+            ray.shutdown()
 
 
 @pytest.fixture

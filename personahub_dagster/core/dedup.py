@@ -26,7 +26,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import faiss
 import numba
@@ -66,6 +68,42 @@ class DedupConfig:
     ann_nprobe: int | None = None  # … by choosing the lists probed per query when trained (or fix it here)
 
 
+class HubShards(Protocol):
+    """The persisted part of a hub — rows ``0 … size-1`` of the kept set — searched where it is stored,
+    in shards (:mod:`.hub_ray`: actors on a Ray cluster, each holding some of the state's chunks), so
+    that no process needs all of it. Both searches are exact and answer like the in-process ones: the
+    best match of each query, the earliest among equals."""
+
+    size: int
+
+    def minhash_best(self, sigs: np.ndarray, rows_per_band: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like :func:`minhash.best_in_hub` over the shards: (index or -1, estimated Jaccard)."""
+        ...
+
+    def top1(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The nearest kept vector of each query: (cosine, index; -1 when there is none)."""
+        ...
+
+    def close(self) -> None:
+        """Free the engine's workers."""
+        ...
+
+    def encode(self, embedder: Embedder, texts: list[str]) -> np.ndarray | None:
+        """The texts' embeddings by ``embedder``'s model in the engine's pool, or None to embed here."""
+        ...
+
+
+def merge_best(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Merge per-shard best matches ``(index or -1, score)`` given in hub order: the higher score
+    wins, and among equals the earlier shard (so the earliest row), as one scan over the whole hub
+    would have chosen."""
+    best_j, best_s = (np.array(a, copy=True) for a in parts[0])
+    for j, score in parts[1:]:
+        better = (j >= 0) & ((best_j < 0) | (score > best_s))
+        best_j, best_s = np.where(better, j, best_j), np.where(better, score, best_s)
+    return best_j, best_s
+
+
 @dataclass
 class Marks:
     """Per-persona marks of one batch; ``ref`` is the batch index of the kept persona when it is in
@@ -103,6 +141,8 @@ class HubIndex:
     _new_texts: list[str] = field(default_factory=list)  # texts of personas kept since the last save
     _batch_sigs: np.ndarray | None = None  # signatures of the batch being added
     _token: str | None = None  # CURRENT's version when this state was loaded (None: a new state)
+    remote: HubShards | None = None  # the persisted rows, searched in shards elsewhere (Ray)
+    _offset: int = 0  # kept rows held by ``remote`` rather than in the blocks above
 
     @property
     def rows_per_band(self) -> int:
@@ -161,7 +201,7 @@ class HubIndex:
         sigs = minhash.signatures(texts, c.num_perm, c.seed)
         self._batch_sigs = sigs
         if self.ids:
-            hub_j, hub_sim = minhash.best_in_hub(sigs, self.rows_per_band, self._bands, self._sigs)
+            hub_j, hub_sim = self._best_in_hub(sigs)
             for i in np.flatnonzero((hub_j >= 0) & (hub_sim >= c.minhash_threshold)).tolist():
                 marks.set(i, self.ids[hub_j[i]], "minhash", hub_sim[i])
         eligible = np.array([d is None for d in marks.dup_of], dtype=bool)
@@ -171,9 +211,21 @@ class HubIndex:
             marks.set(i, keys[j], "minhash", sims[i], ref=j)
         return [i for i in range(len(keys)) if marks.dup_of[i] is None]
 
+    def _best_in_hub(self, sigs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """MinHash matches in the kept set: in the blocks held here, and in the remote shards."""
+        local = minhash.best_in_hub(sigs, self.rows_per_band, self._bands, self._sigs)
+        if self.remote is None:
+            return local
+        shifted = (np.where(local[0] >= 0, local[0] + self._offset, -1), local[1])
+        return merge_best([self.remote.minhash_best(sigs, self.rows_per_band), shifted])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vecs = self.remote.encode(self.embedder, texts) if self.remote is not None else None
+        return vecs if vecs is not None else self.embedder.encode(texts)
+
     def _embedding_stage(self, block: list[int], keys, texts, marks: Marks) -> None:
         """Check a block against the hub's vectors, then against its own earlier members; index the kept."""
-        vecs = self.embedder.encode([texts[i] for i in block])
+        vecs = self._encode([texts[i] for i in block])
         hub_sim, hub_idx = self._search(vecs)
         best, within_ref = _earliest_wins_by_cosine(
             vecs @ vecs.T, hub_sim.astype(np.float64), hub_idx >= 0, self.config.cosine_threshold
@@ -209,6 +261,8 @@ class HubIndex:
         self._sigs.append(sigs)
         self._bands.append(band_keys(sigs, self.rows_per_band))
         self._vectors.append(np.ascontiguousarray(vecs, dtype=np.float32))
+        if self.remote is not None:
+            return  # the remote shards search exactly; this process holds only the new rows
         if self._ann is not None and len(self.ids) <= 4 * self._ann_trained_for:
             self._ann.add(vecs)
         elif len(self.ids) > max(c.ann_min_size, ANN_FLOOR):
@@ -233,67 +287,31 @@ class HubIndex:
             return np.full(len(vecs), -1.0, np.float32), np.full(len(vecs), -1, np.int64)
         if self._ann is not None:
             return self._ann_top1(vecs, self._ann_nprobe)
+        local = self._flat_top1(vecs)
+        if self.remote is None:
+            return local
+        shifted = (np.where(local[1] >= 0, local[1] + self._offset, -1), local[0])
+        idx, sim = merge_best([self.remote.top1(vecs)[::-1], shifted])
+        return sim.astype(np.float32), idx
+
+    def _flat_top1(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-1 over the kept vectors held in this process."""
+        held = self.vectors()
+        if not len(held):
+            return np.full(len(vecs), -1.0, np.float32), np.full(len(vecs), -1, np.int64)
         flat = faiss.IndexFlatIP(vecs.shape[1])
-        flat.add(self.vectors())
+        flat.add(held)
         d, idx = flat.search(vecs, 1)
         return d[:, 0], idx[:, 0]
 
     def _ann_top1(self, vecs: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-1: the index proposes ``_RERANK`` candidates from its 4-bit codes, and their
-        exact cosines (from the stored float vectors) pick the nearest — so similarities are exact."""
-        self._ann.nprobe = nprobe
-        _, cand = self._ann.search(np.ascontiguousarray(vecs, dtype=np.float32), _RERANK)
-        unique, inverse = np.unique(cand[cand >= 0], return_inverse=True)
-        exact = np.full(cand.shape, -np.inf, np.float32)
-        if len(unique):
-            rows = _gather(self._vectors, unique)[inverse]  # one row per valid candidate
-            q = np.repeat(np.arange(len(vecs)), (cand >= 0).sum(axis=1))
-            exact[cand >= 0] = np.einsum("ij,ij->i", rows, vecs[q])
-        best = exact.argmax(axis=1)
-        idx = cand[np.arange(len(vecs)), best]
-        return np.where(idx >= 0, exact[np.arange(len(vecs)), best], -1.0).astype(np.float32), idx
+        return ann_top1(self._ann, self._vectors, vecs, nprobe)
 
     def _build_ann(self, vecs: np.ndarray) -> faiss.Index:
-        """IVF with 4-bit product-quantized codes scanned with SIMD ("fast scan"): ~1/40 the size of the
-        float vectors, so it loads, saves and scans in a fraction of the time; appendable without
-        retraining; ~4·√n lists, trained on (a sample of) the vectors it starts with. The codes only
-        propose candidates — :meth:`_ann_top1` re-ranks them exactly."""
-        n, dim = vecs.shape
-        nlist = int(min(65536, 4 * np.sqrt(n), max(1, n // 39)))
-        subquantizers = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)  # 8 dims each
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, subquantizers, 4, faiss.METRIC_INNER_PRODUCT)
-        sample = vecs[np.sort(np.random.default_rng(self.config.seed).permutation(n)[: nlist * 50])]
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        index.add(vecs)
-        return index
+        return build_ann(vecs, self.config.seed)
 
     def _calibrate_nprobe(self, vecs: np.ndarray) -> int:
-        """The fewest lists per query (1, 2, 4, …) with which the index finds ≥ ``ann_target_recall`` of
-        planted near-duplicates of its own vectors.
-
-        Recall of an IVF index depends on how the data clusters, so it is measured on the hub itself:
-        up to 1,000 kept vectors are each moved in a random direction to a cosine between the dedup
-        threshold and halfway to 1 — a near-duplicate the embedding stage must catch — and a query
-        counts as found when the search returns that vector or one at least as close. Random
-        directions spread the change over every dimension, which is harder for IVF than real rewordings.
-        """
-        c = self.config
-        if c.ann_nprobe:
-            return c.ann_nprobe
-        rng = np.random.default_rng(c.seed)
-        pick = np.sort(rng.choice(len(vecs), size=min(1000, len(vecs)), replace=False))
-        base = np.asarray(vecs[pick], dtype=np.float32)
-        cos = rng.uniform(c.cosine_threshold, (1 + c.cosine_threshold) / 2, (len(pick), 1))
-        queries = planted_near_duplicates(base, cos, rng)
-        planted = (queries * base).sum(axis=1)
-        nprobe = 1
-        while nprobe < self._ann.nlist:
-            sim, idx = self._ann_top1(queries, nprobe)
-            if ((idx == pick) | (sim >= planted - 1e-6)).mean() >= c.ann_target_recall:
-                break
-            nprobe = min(2 * nprobe, self._ann.nlist)
-        return nprobe
+        return calibrate_nprobe(self._ann, [vecs], self.config)
 
     # -- persistence ---------------------------------------------------------------------------
     # chunks/ holds the source of truth in immutable, append-only pieces named by the range of kept
@@ -316,9 +334,9 @@ class HubIndex:
             kept = pl.DataFrame({"persona_id": self.ids[self._persisted :], "persona": self._new_texts})
             parts = {
                 f"chunks/kept-{name}.parquet": kept.write_parquet,
-                f"chunks/sig-{name}.npy": _npy(_tail(self._sigs, self._persisted)),
-                f"chunks/band-{name}.npy": _npy(_tail(self._bands, self._persisted)),
-                f"chunks/emb-{name}.npy": _npy(_tail(self._vectors, self._persisted)),
+                f"chunks/sig-{name}.npy": _npy(_tail(self._sigs, self._persisted - self._offset)),
+                f"chunks/band-{name}.npy": _npy(_tail(self._bands, self._persisted - self._offset)),
+                f"chunks/emb-{name}.npy": _npy(_tail(self._vectors, self._persisted - self._offset)),
             }
             for key, write in parts.items():
                 store.put(key, write)
@@ -354,12 +372,18 @@ class HubIndex:
 
     @classmethod
     def load(
-        cls, store: Store | str | os.PathLike[str], config: DedupConfig, embedder: Embedder
+        cls,
+        store: Store | str | os.PathLike[str],
+        config: DedupConfig,
+        embedder: Embedder,
+        shards: Callable[[Store, list[str], list[int], DedupConfig], HubShards] | None = None,
     ) -> HubIndex | None:
         """The saved state, or None if there is none, it cannot be read, or it was made with another
         config, embedder or MinHash algorithm (a state is only valid for the thresholds, permutations,
         hashing and model that built it). On a local lake signatures and embeddings are memory-mapped
-        (only the rows a search touches are read); from object storage they are read whole."""
+        (only the rows a search touches are read); from object storage they are read whole. With
+        ``shards`` (an engine: store, chunk names, their row counts, config → :class:`HubShards`) only the ids
+        are read here; the signatures and vectors are read by the engine's workers, each its share."""
         store = as_store(store)
         manifest, token = cls.current(store)
         if (
@@ -372,22 +396,29 @@ class HubIndex:
             return None
         chunk_names = manifest["chunks"]
         try:
-            ids = [
-                pid
+            kept = [
+                pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"])[
+                    "persona_id"
+                ].to_list()
                 for c in chunk_names
-                for pid in pl.read_parquet(
-                    _source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"]
-                )["persona_id"]
             ]
+            ids = [pid for chunk in kept for pid in chunk]
+            if shards is not None:
+                state = cls(
+                    config, embedder, ids, remote=shards(store, chunk_names, [len(k) for k in kept], config)
+                )
+                state._offset = state._persisted = len(ids)
+                state._chunks, state._token = list(chunk_names), token
+                return state
             ann_key = f"{manifest['_folder']}/ann.faiss"
             ann = (
                 faiss.deserialize_index(np.frombuffer(store.get(ann_key), np.uint8))
                 if store.exists(ann_key)
                 else None
             )
-            sigs = [_load_npy(store, f"chunks/sig-{c}.npy") for c in chunk_names]
-            bands = [_load_npy(store, f"chunks/band-{c}.npy") for c in chunk_names]
-            vectors = [_load_npy(store, f"chunks/emb-{c}.npy") for c in chunk_names]
+            sigs = [load_npy(store, f"chunks/sig-{c}.npy") for c in chunk_names]
+            bands = [load_npy(store, f"chunks/band-{c}.npy") for c in chunk_names]
+            vectors = [load_npy(store, f"chunks/emb-{c}.npy") for c in chunk_names]
         except (OSError, RuntimeError, ValueError):
             return None
         state = cls(config, embedder, ids, sigs, bands, vectors, ann)
@@ -415,6 +446,70 @@ class HubIndex:
         return cls.current(store)[0]
 
 
+def ann_top1(
+    index: faiss.Index, blocks: list[np.ndarray], vecs: np.ndarray, nprobe: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate top-1: the index proposes ``_RERANK`` candidates from its 4-bit codes, and their
+    exact cosines (from the stored float vectors, ``blocks`` in index order) pick the nearest — so
+    similarities are exact."""
+    index.nprobe = nprobe
+    _, cand = index.search(np.ascontiguousarray(vecs, dtype=np.float32), _RERANK)
+    unique, inverse = np.unique(cand[cand >= 0], return_inverse=True)
+    exact = np.full(cand.shape, -np.inf, np.float32)
+    if len(unique):
+        rows = _gather(blocks, unique)[inverse]  # one row per valid candidate
+        q = np.repeat(np.arange(len(vecs)), (cand >= 0).sum(axis=1))
+        exact[cand >= 0] = np.einsum("ij,ij->i", rows, vecs[q])
+    best = exact.argmax(axis=1)
+    idx = cand[np.arange(len(vecs)), best]
+    return np.where(idx >= 0, exact[np.arange(len(vecs)), best], -1.0).astype(np.float32), idx
+
+
+def build_ann(vecs: np.ndarray, seed: int) -> faiss.Index:
+    """IVF with 4-bit product-quantized codes scanned with SIMD ("fast scan"): ~1/40 the size of the
+    float vectors, so it loads, saves and scans in a fraction of the time; appendable without
+    retraining; ~4·√n lists, trained on (a sample of) the vectors it starts with. The codes only
+    propose candidates — :func:`ann_top1` re-ranks them exactly."""
+    n, dim = vecs.shape
+    nlist = int(min(65536, 4 * np.sqrt(n), max(1, n // 39)))
+    subquantizers = max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)  # 8 dims each
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, subquantizers, 4, faiss.METRIC_INNER_PRODUCT)
+    sample = vecs[np.sort(np.random.default_rng(seed).permutation(n)[: nlist * 50])]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    index.add(vecs)
+    return index
+
+
+def calibrate_nprobe(index: faiss.Index, blocks: list[np.ndarray], config: DedupConfig) -> int:
+    """The fewest lists per query (1, 2, 4, …) with which ``index`` finds ≥ ``ann_target_recall`` of
+    planted near-duplicates of its own vectors (``blocks``, in index order).
+
+    Recall of an IVF index depends on how the data clusters, so it is measured on the hub itself:
+    up to 1,000 kept vectors are each moved in a random direction to a cosine between the dedup
+    threshold and halfway to 1 — a near-duplicate the embedding stage must catch — and a query
+    counts as found when the search returns that vector or one at least as close. Random
+    directions spread the change over every dimension, which is harder for IVF than real rewordings.
+    """
+    c = config
+    if c.ann_nprobe:
+        return c.ann_nprobe
+    rng = np.random.default_rng(c.seed)
+    n = sum(len(b) for b in blocks)
+    pick = np.sort(rng.choice(n, size=min(1000, n), replace=False))
+    base = np.asarray(_gather(blocks, pick), dtype=np.float32)
+    cos = rng.uniform(c.cosine_threshold, (1 + c.cosine_threshold) / 2, (len(pick), 1))
+    queries = planted_near_duplicates(base, cos, rng)
+    planted = (queries * base).sum(axis=1)
+    nprobe = 1
+    while nprobe < index.nlist:
+        sim, idx = ann_top1(index, blocks, queries, nprobe)
+        if ((idx == pick) | (sim >= planted - 1e-6)).mean() >= c.ann_target_recall:
+            break
+        nprobe = min(2 * nprobe, index.nlist)
+    return nprobe
+
+
 def _npy(array: np.ndarray):
     return lambda fh: np.save(fh, array)
 
@@ -425,7 +520,7 @@ def _source(store: Store, key: str):
     return path if path is not None else io.BytesIO(store.get(key))
 
 
-def _load_npy(store: Store, key: str) -> np.ndarray:
+def load_npy(store: Store, key: str) -> np.ndarray:
     path = store.local_path(key)
     return np.load(path, mmap_mode="r") if path is not None else np.load(io.BytesIO(store.get(key)))
 

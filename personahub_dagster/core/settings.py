@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     batch_max_wait_s: float | None = Field(
         1800.0, gt=0, description="Batch mode: end the run after this wait; `llm_batch_sensor` re-runs it."
     )
+    ray_address: str | None = Field(
+        None,
+        description="The Ray cluster for hub growth (`persona_hub` engine ray/auto); unset: a local one.",
+    )
     embedder: str = Field(DEFAULT_EMBEDDER, description="sentence-transformers model name or directory.")
     embedder_backend: Literal["torch", "onnx-int8"] = Field(
         "torch", description="`onnx-int8`: ~2x faster embeddings, mean cosine 0.99 to torch."

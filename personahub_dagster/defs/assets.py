@@ -10,12 +10,15 @@ Every asset is partitioned by day (:mod:`.partitions`): a run reads and writes o
 with its materialization.
 """
 
+from typing import Literal
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.dedup import DedupConfig
-from personahub_dagster.core.hub import grow_hub
+from personahub_dagster.core.dedup import DedupConfig, HubIndex
+from personahub_dagster.core.hub import Engine, grow_hub
+from personahub_dagster.core.hub_ray import RayEngine
 from personahub_dagster.core.inbox import partition_paths
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
 from personahub_dagster.core.parsing import PersonaFilters
@@ -41,6 +44,7 @@ from personahub_dagster.defs.resources import (
     LakeResource,
     LLMResource,
     PromptsResource,
+    RayClusterResource,
 )
 from personahub_dagster.defs.stages import LLMStageConfig, commit_stage, llm_asset, stage_metadata
 
@@ -102,10 +106,23 @@ class PersonaHubConfig(dg.Config):
     )
     seed: int = Field(default=42, description="MinHash permutations' seed (part of the hub's state)")
     block_size: int = Field(default=4096, ge=1, description="Personas embedded and searched per block")
+    engine: Literal["local", "ray", "auto"] = Field(
+        default="local",
+        description="Where the saved hub is searched: here, on a Ray cluster, or Ray from ray_min_hub_size",
+    )
+    ray_shard_rows: int = Field(
+        default=2_000_000, ge=1, description="Kept personas one Ray shard actor holds (2M: ~3 GB of vectors)"
+    )
+    ray_embed_workers: int = Field(default=0, ge=0, description="Embedder actors for the day (0: embed here)")
+    ray_min_hub_size: int = Field(default=5_000_000, ge=0, description="engine auto: kept personas for Ray")
     checks: CheckThresholds = CheckThresholds()
 
     def dedup(self) -> DedupConfig:
-        return DedupConfig(**self.model_dump(exclude={"checks"}))
+        return DedupConfig(**self.model_dump(include=set(DedupConfig.__dataclass_fields__)))
+
+    def hub_engine(self) -> Engine:
+        ray = RayEngine(None, self.ray_shard_rows, self.ray_embed_workers)  # on the cluster connected to
+        return Engine(self.engine, ray, self.ray_min_hub_size)
 
 
 HUB_COMMIT_ATTEMPTS = 5
@@ -273,15 +290,21 @@ def persona_hub(
     config: PersonaHubConfig,
     lake: LakeResource,
     embedder: EmbedderResource,
+    ray_cluster: RayClusterResource,
 ) -> dg.MaterializeResult:
     """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS), grown
     incrementally: the day's personas are checked against every earlier day's kept personas (kept in
-    ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks."""
+    ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks. With
+    ``engine: ray`` (or ``auto`` past ``ray_min_hub_size``) the saved hub is searched by shard actors
+    on ``ray_cluster``; the marks are the same."""
     lk, day = lake.lake(context), partition_of(context)
     # One run at a time grows the hub (the pool; and a file lock between processes of one machine).
     # Where neither reaches — runs on several machines over an object store — the state's
     # compare-and-swap commit decides, and the run that lost grows again from the winner's state.
     store = lk.files.child("hub_state")
+    engine = config.hub_engine()
+    if engine.uses_ray(int((HubIndex.manifest(store) or {}).get("kept", 0))):
+        ray_cluster.connect(context)
 
     def publish(hub: dict[str, pl.DataFrame]) -> None:
         for partition, rows in hub.items():
@@ -294,7 +317,9 @@ def persona_hub(
                 marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
             personas = lk.read("personas", "partition <= ?", [day])
             try:
-                growth = grow_hub(personas, store, embedder.embedder(), config.dedup(), marked, publish)
+                growth = grow_hub(
+                    personas, store, embedder.embedder(), config.dedup(), marked, publish, engine
+                )
                 break
             except ConcurrentUpdate:
                 if attempt == HUB_COMMIT_ATTEMPTS:
@@ -313,6 +338,7 @@ def persona_hub(
             "partitions_marked": dg.MetadataValue.json(sorted(growth.hub)),
             "partitions_reused": dg.MetadataValue.json(growth.reused),
             "state_rebuilt": growth.rebuilt,
+            "engine": growth.engine,
             "personas": mine.height,
             "duplicates": dups.height,
             "duplicates_by_reason": dg.MetadataValue.json(

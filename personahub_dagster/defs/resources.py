@@ -3,6 +3,7 @@ around a core object. Secrets arrive only through environment variables (``dg.En
 Dagster UI shows by name, never by value."""
 
 import dagster as dg
+from dagster_ray import Lifecycle, RayResource
 from pydantic import Field
 
 from personahub_dagster.core.batch import BatchPending
@@ -143,6 +144,44 @@ class DagsterGateway(LLMGateway):
             ) from None
 
 
+class RayClusterResource(RayResource):
+    """The Ray cluster ``persona_hub`` grows the hub on when its engine picks Ray (dagster-ray's
+    resource: ``ray.init`` options, env vars and Dagster tags as it passes them). ``address``: a running
+    cluster (``host:port``, or ``ray://host:10001`` through Ray Client), or null for a local one
+    started on demand (``PERSONAHUB_RAY_ADDRESS``). Nothing happens at step start: the asset connects
+    only when the hub is searched on Ray, so a run that grows the hub in one process never touches Ray."""
+
+    address: str | None = Field(default=None, description="host:port or ray://host:10001; null: local")
+    lifecycle: Lifecycle = Field(
+        default_factory=lambda: Lifecycle(create=False, wait=False, connect=False, cleanup="never")
+    )
+    ray_init_options: dict = Field(
+        default_factory=lambda: {"ignore_reinit_error": True, "log_to_driver": False},
+        description="More ray.init() arguments (runtime_env, …).",
+    )
+
+    @property
+    def host(self) -> str:
+        address = (self.address or "127.0.0.1").removeprefix("ray://")
+        return address.rsplit(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return "RayCluster"
+
+    @property
+    def ray_address(self) -> str | None:  # type: ignore[override]
+        return self.address
+
+    @property
+    def created(self) -> bool:
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+
 class EmbedderResource(dg.ConfigurableResource):
     """sentence-transformers model: the packaged all-MiniLM-L6-v2 by default, or any model path."""
 
@@ -198,6 +237,7 @@ def default_resources(current: Settings | None = None) -> dict[str, dg.Configura
         ),
         "embedder": EmbedderResource(model=s.embedder, backend=s.embedder_backend),
         "prompts": PromptsResource(prompts_dir=s.prompts_dir),
+        "ray_cluster": RayClusterResource(address=s.ray_address),
     }
 
 

@@ -8,6 +8,7 @@ chosen free; telemetry is off (nothing leaves the machine).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -278,6 +279,56 @@ class LlamaServer:
 
     def __exit__(self, *exc: object) -> None:
         stop_group(self.proc)
+        if self.proc is not None:
+            self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RayHead:
+    """``with RayHead(cpus=2) as ray_head: ray_head.address`` — a one-node Ray cluster: ``ray start
+    --head --block`` (the ``ray`` wheel's own CLI) in a temporary folder on free ports, usage stats
+    off, a small object store, stopped by its process group. Its workers run this interpreter, so they
+    import the project as the tests do. (Ray advertises the machine's own interface address even when
+    asked for 127.0.0.1 — by design, see ray-project/ray#26293; nothing leaves the machine.)"""
+
+    def __init__(self, cpus: int = 2) -> None:
+        self.cpus = cpus
+        self.dir = Path(tempfile.mkdtemp(prefix="ray-"))
+        self.port, self.manager, self.store_port = free_ports(3)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RayHead:
+        ray = str(Path(sys.executable).with_name("ray"))
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
+        self.log = open(self.dir / "head.log", "wb")  # closed in __exit__
+        self.proc = subprocess.Popen(
+            [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
+             "--node-manager-port", str(self.manager), "--object-manager-port", str(self.store_port),
+             "--num-cpus", str(self.cpus), "--object-store-memory", str(300 * 2**20),
+             "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(self.dir / "t")],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=self.dir,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while b"Ray runtime started" not in (self.dir / "head.log").read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"ray head did not start: {self._tail()}")
+            time.sleep(0.5)
+        return self
+
+    def _tail(self) -> str:
+        return (self.dir / "head.log").read_text(errors="replace")[-2000:]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # `ray start --block` stops its processes on Ctrl-C
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=20)
+        stop_group(self.proc)  # anything left in the group
         if self.proc is not None:
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
