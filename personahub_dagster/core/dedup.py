@@ -261,15 +261,14 @@ class HubIndex:
         self._sigs.append(sigs)
         self._bands.append(band_keys(sigs, self.rows_per_band))
         self._vectors.append(np.ascontiguousarray(vecs, dtype=np.float32))
-        if self.remote is not None:
-            return  # the remote shards search exactly; this process holds only the new rows
-        if self._ann is not None and len(self.ids) <= 4 * self._ann_trained_for:
+        held = len(self.ids) - self._offset  # with remote shards: only the rows kept since the load
+        if self._ann is not None and held <= 4 * self._ann_trained_for:
             self._ann.add(vecs)
-        elif len(self.ids) > max(c.ann_min_size, ANN_FLOOR):
+        elif held > max(c.ann_min_size, ANN_FLOOR):
             # first time over the size, or 4× past the size the lists were trained for: (re)train, so
             # that each query still scans ~nprobe/√n of the hub
             self._ann = self._build_ann(self.vectors())
-            self._ann_trained_for = len(self.ids)
+            self._ann_trained_for = held
             self._ann_nprobe = self._calibrate_nprobe(self.vectors())
 
     def vectors(self) -> np.ndarray:
@@ -285,9 +284,7 @@ class HubIndex:
         """Top-1 kept neighbour of each vector: (similarity, index into ``ids``; -1 when the hub is empty)."""
         if not self.ids:
             return np.full(len(vecs), -1.0, np.float32), np.full(len(vecs), -1, np.int64)
-        if self._ann is not None:
-            return self._ann_top1(vecs, self._ann_nprobe)
-        local = self._flat_top1(vecs)
+        local = self._ann_top1(vecs, self._ann_nprobe) if self._ann is not None else self._flat_top1(vecs)
         if self.remote is None:
             return local
         shifted = (np.where(local[1] >= 0, local[1] + self._offset, -1), local[0])
@@ -343,7 +340,7 @@ class HubIndex:
                 written.append(key)
             chunks.append(name)
         folder = f"v-{os.urandom(6).hex()}"
-        if self._ann is not None:
+        if self._ann is not None and self.remote is None:  # with remote shards it covers today's rows only
             store.put(f"{folder}/ann.faiss", faiss.serialize_index(self._ann).tobytes())
             written.append(f"{folder}/ann.faiss")
         manifest = {
@@ -352,7 +349,7 @@ class HubIndex:
             "config": asdict(self.config),
             "embedder": self.embedder.model_name,
             "kept": len(self.ids),
-            "ann_trained_for": self._ann_trained_for,
+            "ann_trained_for": self._ann_trained_for if self.remote is None else 0,
             "ann_nprobe": self._ann_nprobe,
             "chunks": chunks,
             **(extra or {}),

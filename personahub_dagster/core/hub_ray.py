@@ -25,6 +25,7 @@ extra); this module imports it only when a cluster is used.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 
 import faiss
@@ -122,13 +123,14 @@ class EmbedWorker:
 class RayEngine:
     """Where and how wide: ``address`` of the cluster (None: the one this process is connected to, or a
     local one started for it); ``shard_rows``, the kept personas one shard actor holds (its vectors are
-    ``shard_rows`` × 1.5 KB: 2M ≈ 3 GB); embedder actors (0: the driver embeds); CPUs per actor. More
-    nodes search more shards at once; the shards stay the same."""
+    ``shard_rows`` × 1.5 KB: 2M ≈ 3 GB); embedder actors (0: the driver embeds) and the CPUs each holds.
+    Shard actors hold no CPU between queries (a cluster with fewer CPUs than shards still places them
+    all) and are spread over the nodes; more nodes answer more shards at once, the shards stay the same."""
 
     address: str | None = None
     shard_rows: int = 2_000_000
     embed_workers: int = 0
-    cpus_per_actor: float = 1.0
+    embed_cpus: float = 1.0
 
     def shards(
         self, store: Store, chunk_names: list[str], sizes: list[int], config: DedupConfig
@@ -168,7 +170,7 @@ class RayHubShards:
         connect(engine.address)
         self.size = sum(sizes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        shard = ray.remote(num_cpus=engine.cpus_per_actor)(ShardSearch)
+        shard = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardSearch)
         self.actors = [
             shard.remote(
                 store.location, store.prefix, [chunk_names[i] for i in group], int(offsets[group[0]]),
@@ -180,18 +182,24 @@ class RayHubShards:
         self.engine = engine
         self.embedders: list = []
         self._embed_spec: tuple[str, int, str] | None = None
+        self.search_s = 0.0  # wall time spent waiting for the shards' answers
 
     def minhash_best(self, sigs: np.ndarray, rows_per_band: int) -> tuple[np.ndarray, np.ndarray]:
         import ray
 
+        started = time.perf_counter()
         batch = ray.put(sigs)
-        return merge_best(ray.get([a.minhash_best.remote(batch, rows_per_band) for a in self.actors]))
+        parts = ray.get([a.minhash_best.remote(batch, rows_per_band) for a in self.actors])
+        self.search_s += time.perf_counter() - started
+        return merge_best(parts)
 
     def top1(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import ray
 
+        started = time.perf_counter()
         batch = ray.put(np.ascontiguousarray(vecs, dtype=np.float32))
         parts = ray.get([a.top1.remote(batch) for a in self.actors])
+        self.search_s += time.perf_counter() - started
         idx, sim = merge_best([(i, s) for s, i in parts])
         return sim.astype(np.float32), idx
 
@@ -209,7 +217,7 @@ class RayHubShards:
         if self._embed_spec != spec:
             for actor in self.embedders:
                 ray.kill(actor)
-            worker = ray.remote(num_cpus=self.engine.cpus_per_actor)(EmbedWorker)
+            worker = ray.remote(num_cpus=self.engine.embed_cpus)(EmbedWorker)
             self.embedders = [worker.remote(*spec) for _ in range(self.engine.embed_workers)]
             self._embed_spec = spec
         per = -(-len(texts) // len(self.embedders))

@@ -294,7 +294,10 @@ class RayHead:
     def __init__(self, cpus: int = 2) -> None:
         self.cpus = cpus
         self.dir = Path(tempfile.mkdtemp(prefix="ray-"))
-        self.port, self.manager, self.store_port = free_ports(3)
+        # every port a head opens is chosen free: Ray's defaults (10001, 8265, 52365, …) would collide
+        # with a head just stopped, or with anything else on the machine
+        (self.port, self.manager, self.store_port, self.client, self.agent, self.agent_grpc, self.env_agent,
+         self.metrics) = free_ports(8)  # fmt: skip
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -308,6 +311,10 @@ class RayHead:
         self.proc = subprocess.Popen(
             [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
              "--node-manager-port", str(self.manager), "--object-manager-port", str(self.store_port),
+             "--ray-client-server-port", str(self.client), "--metrics-export-port", str(self.metrics),
+             "--dashboard-agent-listen-port", str(self.agent),
+             "--dashboard-agent-grpc-port", str(self.agent_grpc),
+             "--runtime-env-agent-port", str(self.env_agent),
              "--num-cpus", str(self.cpus), "--object-store-memory", str(300 * 2**20),
              "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(self.dir / "t")],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=self.dir,
