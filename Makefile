@@ -60,6 +60,7 @@ bench: install
 	$(BIN)/python benchmarks/dedup_minhash.py
 	$(BIN)/python benchmarks/dedup_quality.py
 	$(BIN)/python benchmarks/dedup_growth.py
+	$(BIN)/python benchmarks/hub_distributed.py
 	$(BIN)/python benchmarks/llm_throughput.py
 	$(BIN)/python benchmarks/embeddings.py
 	$(BIN)/python benchmarks/pii_scrub.py

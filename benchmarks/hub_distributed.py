@@ -43,34 +43,16 @@ from personahub_dagster.core.embedder import Embedder  # noqa: E402
 from personahub_dagster.core.hub_ray import RayEngine  # noqa: E402
 from personahub_dagster.core.storage import as_store  # noqa: E402
 from tests.support.servers import RayHead  # noqa: E402
+from tests.support.vectors import TableEmbedder, unit_vectors  # noqa: E402
 
-DIM = 384
 CHUNKS = 8  # the saved hub is 8 chunks, as if grown over 8 nights
-
-
-class TableEmbedder:
-    """Vectors from a table (synthetic, or planted near-duplicates with a known answer)."""
-
-    model_name = "synthetic-384"
-    dimension = DIM
-
-    def __init__(self) -> None:
-        self.table: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.stack([self.table[t] for t in texts]) if texts else np.zeros((0, DIM), np.float32)
-
-
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    v = rng.standard_normal((n, DIM), dtype=np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def build(folder: Path, size: int, config: DedupConfig, emb: TableEmbedder) -> tuple[float, np.ndarray]:
     """A saved hub of ``size`` kept personas in ``CHUNKS`` chunks (setup, not measured as growth)."""
     started = time.perf_counter()
     rng = np.random.default_rng(size)
-    texts, vecs = many(size, seed=size), unit(rng, size)
+    texts, vecs = many(size, seed=size), unit_vectors(rng, size)
     hub = HubIndex(config, emb)
     store = as_store(folder)
     chunk = -(-size // CHUNKS)
@@ -87,11 +69,20 @@ def partition(
     """``batch`` fresh personas, 1% of them a hub vector moved to cosine 0.92 (which ones: returned)."""
     rng = np.random.default_rng(seed)
     texts = [f"{t} (day {seed})" for t in many(batch, seed=seed)]
-    vecs = unit(rng, batch)
+    vecs = unit_vectors(rng, batch)
     planted = rng.choice(len(hub_vecs), batch // 100, replace=False)
     vecs[: len(planted)] = planted_near_duplicates(hub_vecs[planted], 0.92, rng)
     emb.table.update(zip(texts, vecs, strict=True))
     return [f"d{i}" for i in range(batch)], texts, planted
+
+
+def prepare(folder: Path, size: int, batch: int, config: DedupConfig, seed: int):
+    """A saved hub of ``size`` and a partition of ``batch`` with its planted near-duplicates."""
+    emb = TableEmbedder()
+    built, hub_vecs = build(folder, size, config, emb)
+    print(f"  hub {size:,}: built in {built:.0f} s", file=sys.stderr)
+    keys, texts, planted = partition(batch, hub_vecs, emb, seed=seed)
+    return emb, keys, texts, planted
 
 
 def grow(folder: Path, config: DedupConfig, emb, keys, texts, engine: RayEngine | None) -> dict:
@@ -158,11 +149,7 @@ def main() -> None:
             ray.init(address=head.address, log_to_driver=False)
             # exact: marks must be identical
             exact = DedupConfig(ann_min_size=10**12)
-            emb = TableEmbedder()
-            built, hub_vecs = build(tmp / "exact", args.exact_hub, exact, emb)
-            print(f"  exact hub {args.exact_hub:,}: built in {built:.0f} s", file=sys.stderr)
-            keys, texts, planted = partition(args.exact_batch, hub_vecs, emb, seed=1)
-            del hub_vecs
+            emb, keys, texts, planted = prepare(tmp / "exact", args.exact_hub, args.exact_batch, exact, 1)
             base = grow(tmp / "exact", exact, emb, keys, texts, None)
             lines.append(
                 f"\n**Exact search** — a {args.exact_batch:,}-persona partition against a "
@@ -173,23 +160,19 @@ def main() -> None:
                 engine = RayEngine(head.address, shard_rows=-(-args.exact_hub // workers))
                 r = grow(tmp / "exact", exact, emb, keys, texts, engine)
                 assert r["marks"].equals(base["marks"]), "the Ray engine's exact marks differ"
-                lines.append(
-                    row(f"Ray, {workers} shard worker{'s' * (workers > 1)} (exact)", r, base, planted)
-                )
+                label = f"Ray, {workers} shard worker{'s' * (workers > 1)} (exact)"
+                lines.append(row(label, r, base, planted))
 
             # approximate, at the large size
             approx = DedupConfig()
-            emb = TableEmbedder()
-            built, hub_vecs = build(tmp / "large", args.hub, approx, emb)
-            print(f"  hub {args.hub:,}: built in {built:.0f} s", file=sys.stderr)
-            keys, texts, planted = partition(args.batch, hub_vecs, emb, seed=2)
-            del hub_vecs
+            emb, keys, texts, planted = prepare(tmp / "large", args.hub, args.batch, approx, 2)
             base = results["local"] = grow(tmp / "large", approx, emb, keys, texts, None)
-            lines.append(
-                f"\n**Approximate search** — a {args.batch:,}-persona partition against a "
-                f"{args.hub:,}-persona hub (IVF-PQ, calibrated for 99% recall):\n"
-            )
-            lines += [HEADER, row("one process (the hub's IVF-PQ index)", base, None, planted)]
+            title = f"a {args.batch:,}-persona partition against a {args.hub:,}-persona hub"
+            lines += [
+                f"\n**Approximate search** — {title} (IVF-PQ, calibrated for 99% recall):\n",
+                HEADER,
+                row("one process (the hub's IVF-PQ index)", base, None, planted),
+            ]
             for workers in (1, 2):
                 engine = RayEngine(head.address, shard_rows=-(-args.hub // workers))
                 name = f"Ray, {workers} shard worker{'s' * (workers > 1)}"

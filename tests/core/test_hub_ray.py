@@ -15,35 +15,16 @@ from personahub_dagster.core.hub import Engine, grow_hub
 from personahub_dagster.core.hub_ray import RayEngine, split_rows
 from personahub_dagster.core.schemas import rows_frame
 from personahub_dagster.core.storage import as_store
+from tests.support.vectors import TableEmbedder, unit_vectors
 
-DIM = 384
 HUB = 12_000  # kept personas in the saved hub, saved as 4 chunks (4 earlier days)
 DAY = 2_000
 CONFIG = DedupConfig(block_size=512, ann_min_size=10**9)  # exact search: marks must be identical
 
 
-class LookupEmbedder:
-    """Fixed unit vectors per text (the day's planted near-duplicates need known vectors); the model
-    itself is tested in test_embedder and below."""
-
-    model_name = "lookup-384"
-    dimension = DIM
-
-    def __init__(self) -> None:
-        self.vectors: dict[str, np.ndarray] = {}
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return np.stack([self.vectors[t] for t in texts]) if texts else np.zeros((0, DIM), np.float32)
-
-
 def sentences(rng: np.random.Generator, n: int, words: int = 60) -> list[str]:
     vocab = np.array([f"w{i}" for i in range(20_000)])
     return [" ".join(vocab[rng.choice(len(vocab), words, replace=False)]) for _ in range(n)]
-
-
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def personas(keys: list[str], texts: list[str], partition: str) -> pl.DataFrame:
@@ -58,9 +39,9 @@ def saved_hub(tmp_path_factory):
     day of 2,000 with planted duplicates of every kind: a word changed in a hub persona (MinHash), a
     hub vector moved to cosine 0.95 (embedding), the same among the day's own personas, fresh ones."""
     rng = np.random.default_rng(7)
-    emb = LookupEmbedder()
-    hub_texts, hub_vecs = sentences(rng, HUB), unit(rng, HUB)
-    emb.vectors.update(zip(hub_texts, hub_vecs, strict=True))
+    emb = TableEmbedder()
+    hub_texts, hub_vecs = sentences(rng, HUB), unit_vectors(rng, HUB)
+    emb.table.update(zip(hub_texts, hub_vecs, strict=True))
     store = as_store(tmp_path_factory.mktemp("hub_state"))
     earlier = pl.concat(
         personas([f"h{i:05d}" for i in range(d * HUB // 4, (d + 1) * HUB // 4)],
@@ -72,14 +53,14 @@ def saved_hub(tmp_path_factory):
         growth = grow_hub(earlier.filter(pl.col("partition").is_in(days)), store, emb, CONFIG, days)
         assert growth.engine == "local"
     assert growth.kept_total == HUB  # random sentences and vectors: nothing in the hub repeats
-    texts, vecs = sentences(rng, DAY), unit(rng, DAY)
+    texts, vecs = sentences(rng, DAY), unit_vectors(rng, DAY)
     pick = rng.choice(HUB, DAY // 2, replace=False)
     for k in range(0, DAY // 4):  # a word of a hub persona changed: Jaccard 59/61
         words = hub_texts[pick[k]].split()
         texts[k] = " ".join([*words[:-1], f"changed{k}"])
     vecs[DAY // 4 : DAY // 2] = planted_near_duplicates(hub_vecs[pick[DAY // 4 : DAY // 2]], 0.95, rng)
     vecs[DAY // 2 : DAY // 2 + DAY // 8] = planted_near_duplicates(vecs[-DAY // 8 :], 0.95, rng)
-    emb.vectors.update(zip(texts, vecs, strict=True))
+    emb.table.update(zip(texts, vecs, strict=True))
     return store, emb, earlier, [f"d{i:05d}" for i in range(DAY)], texts
 
 

@@ -12,14 +12,9 @@ import pytest
 
 from personahub_dagster.core.ingest import read_documents, to_source_texts
 from personahub_dagster.core.lake import Lake
+from personahub_dagster.defs import resources
 from personahub_dagster.defs.assets import expanded_personas, persona_hub, raw_texts, text_personas
-from personahub_dagster.defs.resources import (
-    EmbedderResource,
-    LakeResource,
-    LLMResource,
-    PromptsResource,
-    RayClusterResource,
-)
+from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
 from tests.support.fake_openai import FakeOpenAI
 
 BAD = Path(__file__).parents[1] / "fixtures" / "bad_inputs"
@@ -109,7 +104,7 @@ def test_a_run_over_the_bad_corpus_succeeds_and_nothing_bad_reaches_the_hub(corp
                 "llm": LLMResource(model="openai/fake", api_base=server.base_url, api_key="sk-x"),
                 "embedder": EmbedderResource(),
                 "prompts": PromptsResource(),
-                "ray_cluster": RayClusterResource(),  # not touched: the hub grows in this process
+                "ray_cluster": resources.RayClusterResource(),  # not touched: the hub grows in this process
             },
             run_config={
                 "ops": {
