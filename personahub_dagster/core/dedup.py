@@ -399,14 +399,18 @@ class HubIndex:
                 ].to_list()
                 for c in chunk_names
             ]
-            ids = [pid for chunk in kept for pid in chunk]
-            if shards is not None:
-                state = cls(
-                    config, embedder, ids, remote=shards(store, chunk_names, [len(k) for k in kept], config)
-                )
-                state._offset = state._persisted = len(ids)
-                state._chunks, state._token = list(chunk_names), token
-                return state
+        except (OSError, RuntimeError, ValueError):
+            return None
+        ids = [pid for chunk in kept for pid in chunk]
+        if shards is not None:
+            # outside the try: an engine that cannot be reached fails the growth, loudly — it must
+            # never look like an unreadable state, which would rebuild the whole hub in this process
+            remote = shards(store, chunk_names, [len(k) for k in kept], config)
+            state = cls(config, embedder, ids, remote=remote)
+            state._offset = state._persisted = len(ids)
+            state._chunks, state._token = list(chunk_names), token
+            return state
+        try:
             ann_key = f"{manifest['_folder']}/ann.faiss"
             ann = (
                 faiss.deserialize_index(np.frombuffer(store.get(ann_key), np.uint8))

@@ -178,7 +178,12 @@ class RayHubShards:
             )
             for group in split_rows(sizes, engine.shard_rows)
         ]  # fmt: skip
-        self.shard_info = ray.get([a.describe.remote() for a in self.actors])  # loaded (or failed) here
+        try:
+            self.shard_info = ray.get([a.describe.remote() for a in self.actors])  # loaded, or failed
+        except Exception:
+            for actor in self.actors:
+                ray.kill(actor)
+            raise
         self.engine = engine
         self.embedders: list = []
         self._embed_spec: tuple[str, int, str] | None = None

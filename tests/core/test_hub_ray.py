@@ -158,3 +158,17 @@ def test_an_embedder_pool_gives_the_one_process_vectors(ray_cluster):
         shards.close()
     assert pooled.shape == here.shape
     assert float((pooled * here).sum(axis=1).min()) > 0.99999
+
+
+def test_a_shard_that_cannot_load_fails_the_growth_instead_of_rebuilding_it(saved_hub, ray_cluster, tmp_path):
+    """A missing chunk on Ray is an error of the run, never "an unreadable state" (which would rebuild
+    the whole hub in one process)."""
+    import ray
+
+    store, emb, *_ = saved_hub
+    copy = as_store(tmp_path / "state")
+    for key in store.list():
+        copy.put(key, store.get(key))
+    copy.delete([next(k for k in copy.list("chunks") if k.startswith("chunks/emb-"))])
+    with pytest.raises(ray.exceptions.RayActorError):
+        HubIndex.load(copy, CONFIG, emb, RayEngine(ray_cluster, shard_rows=HUB // 2).shards)
