@@ -152,11 +152,11 @@ class RayClusterResource(RayResource):
     only when the hub is searched on Ray, so a run that grows the hub in one process never touches Ray."""
 
     address: str | None = Field(default=None, description="host:port or ray://host:10001; null: local")
-    lifecycle: Lifecycle = Field(
-        default_factory=lambda: Lifecycle(create=False, wait=False, connect=False, cleanup="never")
-    )
+    # plain defaults, not default factories: Dagster builds a run's resource from the config schema,
+    # which carries defaults but not factories (a factory here left dagster-ray's connect-at-start)
+    lifecycle: Lifecycle = Lifecycle(create=False, wait=False, connect=False, cleanup="never")
     ray_init_options: dict = Field(
-        default_factory=lambda: {"ignore_reinit_error": True, "log_to_driver": False},
+        default={"ignore_reinit_error": True, "log_to_driver": False},
         description="More ray.init() arguments (runtime_env, …).",
     )
 

@@ -78,3 +78,17 @@ def test_the_hub_grown_on_ray_through_dagster_is_the_hub_grown_in_process(
     hubs = [Lake(tmp_path / name).read("hub").select(columns).sort("persona_id") for name in ("local", "ray")]
     assert hubs[0].height > 20 and hubs[0].equals(hubs[1])
     assert hubs[1].filter(pl.col("partition") == DAYS[1]).height > 0
+
+
+def test_the_ray_resource_touches_no_cluster_until_the_engine_asks():
+    """Built by Dagster from its config (as every run builds it), the resource neither starts nor
+    joins a cluster at step start: a hub grown in process never pays for Ray."""
+    seen = {}
+
+    @dg.asset
+    def probe(ray_cluster: RayClusterResource) -> None:
+        seen.update(lifecycle=ray_cluster.lifecycle, connected=ray_cluster.connected)
+
+    assert dg.materialize([probe], resources={"ray_cluster": RayClusterResource()}).success
+    assert seen["connected"] is False
+    assert not (seen["lifecycle"].create or seen["lifecycle"].wait or seen["lifecycle"].connect)
