@@ -306,6 +306,9 @@ class RayHead:
 
     def __enter__(self) -> RayHead:
         ray = str(Path(sys.executable).with_name("ray"))
+        # a token in ~/.ray (left by any earlier `ray.init()` on this machine) must not switch this
+        # cluster, or the test process joining it, to token authentication
+        os.environ["RAY_AUTH_MODE"] = "disabled"
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
         self.log = open(self.dir / "head.log", "wb")  # closed in __exit__
         self.proc = subprocess.Popen(
