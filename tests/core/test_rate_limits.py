@@ -8,24 +8,12 @@ import time
 
 import pytest
 
-from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
-from personahub_dagster.core.llm_cache import ResponseCache
+from personahub_dagster.core.llm import LLMRequest
 from personahub_dagster.core.rate_limit import Pacer, reset_seconds
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits
 
-
-def gateway(server: FakeOpenAI, tmp_path, **config) -> LLMGateway:
-    cfg = LLMConfig(
-        model="openai/fake",
-        api_base=server.base_url,
-        api_key="sk-test",
-        max_tokens=32,
-        max_retries=8,
-        backoff_initial_s=0.05,
-        backoff_max_s=0.5,
-        **config,
-    )
-    return LLMGateway(cfg, ResponseCache(tmp_path / "cache.sqlite"))
+# the conftest gateway, with short answers and many quick retries (429s are the point here)
+PATIENT = {"max_tokens": 32, "max_retries": 8, "backoff_initial_s": 0.05, "backoff_max_s": 0.5}
 
 
 def requests(n: int, tag: str = "") -> list[LLMRequest]:
@@ -51,12 +39,12 @@ def test_reset_times_are_read_in_every_form_providers_send():
     assert reset_seconds("soon") is None and reset_seconds(None) is None
 
 
-def test_a_burst_stays_within_the_budgets_and_nothing_is_lost_or_paid_twice(tmp_path):
+def test_a_burst_stays_within_the_budgets_and_nothing_is_lost_or_paid_twice(make_gateway):
     """200 requests at once, concurrency 64, against 1,200 RPM: the gateway paces them — the provider
     refuses (almost) none and answers each once, and the rate is the budget's, not less."""
     limits = ProviderLimits(rpm=1200, tpm=60_000)
     with FakeOpenAI(limits=limits, latency_s=0.02) as server:
-        gw = gateway(server, tmp_path, concurrency=64, rpm=1200, tpm=60_000)
+        gw = make_gateway(server, **PATIENT, concurrency=64, rpm=1200, tpm=60_000)
         started = time.monotonic()
         results, stats = gw.generate(requests(200), "burst")
         elapsed = time.monotonic() - started
@@ -73,23 +61,23 @@ def test_a_burst_stays_within_the_budgets_and_nothing_is_lost_or_paid_twice(tmp_
         assert stats.sent_per_minute >= 0.9 * 1200
 
 
-def test_the_token_budget_paces_when_tokens_run_out_first(tmp_path):
+def test_the_token_budget_paces_when_tokens_run_out_first(make_gateway):
     """A TPM that allows ~9 requests a second of this size, under an RPM that would allow 50."""
     tokens = 4 + 32  # about 4 words a prompt (the fake counts words) + max_tokens
     with FakeOpenAI(limits=ProviderLimits(rpm=3000, tpm=60 * 9 * tokens), latency_s=0.01) as server:
-        gw = gateway(server, tmp_path, concurrency=32, rpm=3000, tpm=60 * 9 * tokens)
+        gw = make_gateway(server, **PATIENT, concurrency=32, rpm=3000, tpm=60 * 9 * tokens)
         results, _ = gw.generate(requests(120), "tokens")
     assert all(r.ok for r in results)
     assert len(server.limited) <= 2
     assert max_in_window(server.times, 2.0) <= 9 * 1.5 + 2 * 9 * 1.5  # tokens, not requests, set the pace
 
 
-def test_aimd_backs_off_on_429s_and_recovers_when_the_limit_is_raised(tmp_path):
+def test_aimd_backs_off_on_429s_and_recovers_when_the_limit_is_raised(make_gateway):
     """The key is configured higher than the provider allows: 429s cut the rate; when the provider's
     limit is raised mid-run, the gateway grows back toward its budget. Nothing lost or paid twice."""
     limits = ProviderLimits(rpm=600)  # 10 a second, while the gateway thinks it has 3,000 RPM
     with FakeOpenAI(limits=limits, latency_s=0.01) as server:
-        gw = gateway(server, tmp_path, concurrency=32, rpm=3000)
+        gw = make_gateway(server, **PATIENT, concurrency=32, rpm=3000)
 
         async def run():
             task = asyncio.create_task(gw.agenerate(requests(300), "aimd"))
