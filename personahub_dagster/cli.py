@@ -11,6 +11,7 @@
     personahub lake versions | history TABLE | optimize | migrate
                                                             Delta versions, commits, compaction, conversion
     personahub dedup INPUT --out OUTPUT [--hub DIR]         mark near-duplicate personas in a file
+    personahub hub status | rebuild [--yes]                 the hub's saved state; re-mark all in date order
     personahub evaluate diversity [--per-band N] [--date D] persona-similarity bands → problem similarity
     personahub evaluate contamination --against FILE…       n-gram + embedding overlap with a benchmark
     personahub report [--out FILE] [--date D]               the self-contained HTML dataset report
@@ -416,6 +417,57 @@ def cmd_lake(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hub(args: argparse.Namespace) -> int:
+    """``hub status``: what the saved state holds. ``hub rebuild``: every day re-marked in date order
+    from the lake's personas — the one step that reads the whole history, so it is never automatic."""
+    from dataclasses import fields
+
+    from personahub_dagster.core.dedup import DedupConfig, HubIndex
+    from personahub_dagster.core.embedder import Embedder
+    from personahub_dagster.core.hub import rebuild_hub
+    from personahub_dagster.core.hub_sample import DEFAULT_SIZE
+
+    lake = _lake(args.lake)
+    store = lake.files.child("hub_state")
+    manifest = HubIndex.manifest(store)
+    if args.action == "status":
+        if manifest is None:
+            print(f"{store.uri()}: no saved hub state yet")
+            return 0
+        days = manifest.get("partitions", [])
+        print(f"{store.uri()}: {manifest['kept']:,} kept personas, {len(days)} partitions, "
+              f"{len(manifest['chunks'])} chunks, rebuilt {manifest.get('rebuilds', 0)} times")
+        print(f"  arrival order: {', '.join(d['name'] for d in days[-10:])}{' …' if len(days) > 10 else ''}")
+        return 0
+    if not args.yes:
+        print(
+            "hub rebuild re-marks every day of the hub in date order, from every persona in the lake: "
+            "marks of days that arrived late change, and so may the datasets made from them. "
+            "Run it again with --yes to go ahead.",
+            file=sys.stderr,
+        )
+        return 2
+    known = {f.name for f in fields(DedupConfig)}
+    saved = {k: v for k, v in ((manifest or {}).get("config") or {}).items() if k in known}
+    config = DedupConfig(**{**saved, **{k: v for k, v in vars(args).items() if k in known and v is not None}})
+    sample = int(((manifest or {}).get("sample") or {}).get("size", DEFAULT_SIZE))
+    started = time.monotonic()
+
+    def publish(hub: dict[str, pl.DataFrame]) -> None:
+        for partition, rows in hub.items():
+            lake.write("hub", rows, producer="persona_hub", partition=partition)
+
+    with lake.lock("hub"):
+        personas = lake.read("personas")
+        embedder = Embedder(args.embedder) if args.embedder else Embedder()
+        growth = rebuild_hub(personas, store, embedder, config, publish, sample)
+    print(
+        f"hub rebuilt in {time.monotonic() - started:.1f} s: {personas.height:,} personas in "
+        f"{len(growth.hub)} partitions, {growth.kept_total:,} kept (config {config})"
+    )
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.table:
         print(settings_table(), end="")
@@ -532,6 +584,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lake.add_argument("--lake")
     lake.set_defaults(func=cmd_lake)
+
+    hub = sub.add_parser("hub", help="the hub's saved state, or re-mark every day in date order")
+    hub.add_argument("action", choices=["status", "rebuild"])
+    hub.add_argument("--yes", action="store_true", help="rebuild: go ahead (published marks may change)")
+    hub.add_argument("--cosine-threshold", type=float, help="rebuild: new threshold (default: the saved one)")
+    hub.add_argument("--minhash-threshold", type=float, help="rebuild: new threshold (default: the saved one)")
+    hub.add_argument("--embedder", default=None, help="rebuild: embedding model (default: the bundled one)")
+    hub.add_argument("--lake")
+    hub.set_defaults(func=cmd_hub)
 
     current = sub.add_parser("settings", help="every PERSONAHUB_* setting: its value here, or the table")
     current.add_argument("--table", action="store_true", help="the markdown table of docs/settings.md")

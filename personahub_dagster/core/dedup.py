@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -44,6 +44,10 @@ STATE_VERSION = 3  # 3: signatures from core.minhash (2 was rensa's); an older s
 ANN_FLOOR = 1_000  # the 4-bit codes need this many vectors to train; below it search is always exact
 _RERANK = 8  # candidates the approximate index proposes per query, re-ranked exactly
 _LOADED = object()  # save(): compare CURRENT with the version this state was loaded from
+
+
+class StateError(RuntimeError):
+    """The hub's saved state cannot be used as it is; the message says what to run."""
 
 
 def lsh_rows_per_band(threshold: float, num_perm: int, min_recall: float = 0.995) -> int:
@@ -134,6 +138,7 @@ class HubIndex:
     _bands: list[np.ndarray] = field(default_factory=list)  # kept LSH band keys (uint64 blocks)
     _vectors: list[np.ndarray] = field(default_factory=list)  # kept embeddings, in id order (blocks)
     _ann: faiss.Index | None = None
+    _flat: faiss.Index | None = None  # exact index of the held vectors below ann_min_size, appended to
     _chunks: list[str] = field(default_factory=list)  # saved chunk names (see save)
     _persisted: int = 0  # kept personas already in saved chunks
     _ann_trained_for: int = 0  # hub size when the ANN lists were trained
@@ -267,9 +272,22 @@ class HubIndex:
         elif held > max(c.ann_min_size, ANN_FLOOR):
             # first time over the size, or 4× past the size the lists were trained for: (re)train, so
             # that each query still scans ~nprobe/√n of the hub
-            self._ann = self._build_ann(self.vectors())
+            self._ann, self._flat = self._build_ann(self.vectors()), None
             self._ann_trained_for = held
             self._ann_nprobe = self._calibrate_nprobe(self.vectors())
+        elif self._flat is not None:
+            self._flat.add(self._vectors[-1])
+
+    def unsaved(self) -> tuple[list[str], list[str], np.ndarray]:
+        """The personas kept since the state was loaded or saved: ids, texts and embeddings."""
+        if len(self.ids) == self._persisted:
+            dim = self.embedder.dimension
+            return [], [], np.zeros((0, dim), np.float32)
+        return (
+            self.ids[self._persisted :],
+            list(self._new_texts),
+            _tail(self._vectors, self._persisted - self._offset),
+        )
 
     def vectors(self) -> np.ndarray:
         """All kept embeddings as one matrix (consolidated once, then cached)."""
@@ -292,13 +310,16 @@ class HubIndex:
         return sim.astype(np.float32), idx
 
     def _flat_top1(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-1 over the kept vectors held in this process."""
-        held = self.vectors()
-        if not len(held):
+        """Exact top-1 over the kept vectors held in this process. The index is built once (from the
+        loaded state) and appended to as personas are kept, so a block costs its search, not a copy
+        of the kept set."""
+        if self._flat is None:
+            self._flat = faiss.IndexFlatIP(vecs.shape[1])
+            for block in self._vectors:
+                self._flat.add(np.ascontiguousarray(block, dtype=np.float32))
+        if not self._flat.ntotal:
             return np.full(len(vecs), -1.0, np.float32), np.full(len(vecs), -1, np.int64)
-        flat = faiss.IndexFlatIP(vecs.shape[1])
-        flat.add(held)
-        d, idx = flat.search(vecs, 1)
+        d, idx = self._flat.search(np.ascontiguousarray(vecs, dtype=np.float32), 1)
         return d[:, 0], idx[:, 0]
 
     def _ann_top1(self, vecs: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
@@ -317,12 +338,19 @@ class HubIndex:
     # indexes are derived from them and written into a new version folder; CURRENT names the live
     # version and is replaced by compare-and-swap (a file lock locally, a conditional PUT on object
     # storage): of two runs that grew the same state at once, one commits and the other gets
-    # ConcurrentUpdate and grows again from the winner's state. If a version ever cannot be read,
-    # :meth:`load` returns None and the hub is rebuilt.
-    def save(self, store: Store, extra: dict | None = None, expected: str | object | None = _LOADED) -> None:
-        """Write what changed since :meth:`load` (new chunks, a new version folder), then move ``CURRENT``
-        to it — only if ``CURRENT`` is still what it was when this state was loaded (or ``expected``);
-        :class:`ConcurrentUpdate` otherwise, with nothing of this save left referenced."""
+    # ConcurrentUpdate and grows again from the winner's state. A version that cannot be read is an
+    # error (retried first, see storage.retried), never "no state": only a missing CURRENT means that.
+    def save(
+        self,
+        store: Store,
+        extra: dict | None = None,
+        expected: str | object | None = _LOADED,
+        files: Mapping[str, bytes | Callable] | None = None,
+    ) -> None:
+        """Write what changed since :meth:`load` (new chunks, a new version folder with ``files`` beside
+        the manifest), then move ``CURRENT`` to it — only if ``CURRENT`` is still what it was when this
+        state was loaded (or ``expected``); :class:`ConcurrentUpdate` otherwise, with nothing of this
+        save left referenced."""
         expected = self._token if expected is _LOADED else expected
         store = as_store(store)
         chunks, written = list(self._chunks), []
@@ -340,6 +368,9 @@ class HubIndex:
                 written.append(key)
             chunks.append(name)
         folder = f"v-{os.urandom(6).hex()}"
+        for key, data in (files or {}).items():
+            store.put(f"{folder}/{key}", data)
+            written.append(f"{folder}/{key}")
         if self._ann is not None and self.remote is None:  # with remote shards it covers today's rows only
             store.put(f"{folder}/ann.faiss", faiss.serialize_index(self._ann).tobytes())
             written.append(f"{folder}/ann.faiss")
@@ -375,9 +406,10 @@ class HubIndex:
         embedder: Embedder,
         shards: Callable[[Store, list[str], list[int], DedupConfig], HubShards] | None = None,
     ) -> HubIndex | None:
-        """The saved state, or None if there is none, it cannot be read, or it was made with another
-        config, embedder or MinHash algorithm (a state is only valid for the thresholds, permutations,
-        hashing and model that built it). On a local lake signatures and embeddings are memory-mapped
+        """The saved state, or None if there is none or it was made with another config, embedder or
+        MinHash algorithm (a state is only valid for the thresholds, permutations, hashing and model
+        that built it; :func:`~.hub.grow_hub` refuses such a state rather than starting over). A state
+        that exists but cannot be read raises (after :func:`~.storage.retried`'s retries). On a local lake signatures and embeddings are memory-mapped
         (only the rows a search touches are read); from object storage they are read whole. With
         ``shards`` (an engine: store, chunk names, their row counts, config → :class:`HubShards`) only the ids
         are read here; the signatures and vectors are read by the engine's workers, each its share."""
@@ -392,15 +424,12 @@ class HubIndex:
         ):
             return None
         chunk_names = manifest["chunks"]
-        try:
-            kept = [
-                pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"])[
-                    "persona_id"
-                ].to_list()
-                for c in chunk_names
-            ]
-        except (OSError, RuntimeError, ValueError):
-            return None
+        kept = [
+            pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"])[
+                "persona_id"
+            ].to_list()
+            for c in chunk_names
+        ]
         ids = [pid for chunk in kept for pid in chunk]
         if shards is not None:
             # outside the try: an engine that cannot be reached fails the growth, loudly — it must
@@ -410,18 +439,15 @@ class HubIndex:
             state._offset = state._persisted = len(ids)
             state._chunks, state._token = list(chunk_names), token
             return state
-        try:
-            ann_key = f"{manifest['_folder']}/ann.faiss"
-            ann = (
-                faiss.deserialize_index(np.frombuffer(store.get(ann_key), np.uint8))
-                if store.exists(ann_key)
-                else None
-            )
-            sigs = [load_npy(store, f"chunks/sig-{c}.npy") for c in chunk_names]
-            bands = [load_npy(store, f"chunks/band-{c}.npy") for c in chunk_names]
-            vectors = [load_npy(store, f"chunks/emb-{c}.npy") for c in chunk_names]
-        except (OSError, RuntimeError, ValueError):
-            return None
+        ann_key = f"{manifest['_folder']}/ann.faiss"
+        ann = (
+            faiss.deserialize_index(np.frombuffer(store.get(ann_key), np.uint8))
+            if store.exists(ann_key)
+            else None
+        )
+        sigs = [load_npy(store, f"chunks/sig-{c}.npy") for c in chunk_names]
+        bands = [load_npy(store, f"chunks/band-{c}.npy") for c in chunk_names]
+        vectors = [load_npy(store, f"chunks/emb-{c}.npy") for c in chunk_names]
         state = cls(config, embedder, ids, sigs, bands, vectors, ann)
         state._chunks, state._persisted, state._token = list(chunk_names), len(state.ids), token
         state._ann_trained_for = manifest.get("ann_trained_for", 0)
@@ -431,16 +457,23 @@ class HubIndex:
     @staticmethod
     def current(store: Store | str | os.PathLike[str]) -> tuple[dict | None, str | None]:
         """The live version's manifest (with its folder under ``_folder``) and CURRENT's version token,
-        for :meth:`save`'s compare-and-swap; (None, token) when CURRENT names nothing readable."""
+        for :meth:`save`'s compare-and-swap; (None, None) when there is no state (no CURRENT).
+        :class:`StateError` when CURRENT names a version that is not there."""
         store = as_store(store)
-        data, token = store.read_versioned("CURRENT")
-        if data is None:
-            return None, None
-        folder = data.decode().strip()
-        try:
-            return {**json.loads(store.get(f"{folder}/manifest.json")), "_folder": folder}, token
-        except (FileNotFoundError, ValueError):
-            return None, token
+        for _ in range(3):
+            data, token = store.read_versioned("CURRENT")
+            if data is None:
+                return None, None
+            folder = data.decode().strip()
+            try:
+                return {**json.loads(store.get(f"{folder}/manifest.json")), "_folder": folder}, token
+            except FileNotFoundError:  # replaced (and cleaned up) by two saves since CURRENT was read?
+                if store.read_versioned("CURRENT")[1] == token:
+                    break
+        raise StateError(
+            f"{store.uri('CURRENT')} names {folder}, whose manifest is missing: the hub state is damaged; "
+            "`personahub hub rebuild` makes it anew from the lake's personas"
+        )
 
     @classmethod
     def manifest(cls, store: Store | str | os.PathLike[str]) -> dict | None:

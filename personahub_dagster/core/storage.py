@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 _UMASK = os.umask(0)
@@ -37,6 +37,7 @@ os.umask(_UMASK)
 REMOTE_SCHEMES = ("s3", "s3a")
 _LOST_RACE = ("AlreadyExistsError", "PreconditionError")  # obstore: a conditional PUT found it changed
 _TIMEOUTS = {"connect_timeout": "5s", "timeout": "120s"}
+T = TypeVar("T")
 
 
 class StorageError(RuntimeError):
@@ -45,6 +46,28 @@ class StorageError(RuntimeError):
 
 class ConcurrentUpdate(RuntimeError):
     """A compare-and-swap found the object changed since it was read: another writer got there first."""
+
+
+READ_ATTEMPTS = 5  # a read that fails for any reason but "not found" is tried this often, then raises
+
+
+def _transient(exc: BaseException) -> bool:
+    return not isinstance(exc, FileNotFoundError | ConcurrentUpdate | StorageError)
+
+
+def retried(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` retried with exponential backoff (0.2 s doubling, up to 5 s) when it fails for any reason
+    but "not found": a read of shared state that hits a network blip, a throttled request or a 5xx must
+    neither fail the night nor — worse — be taken for "there is no state", which would start the hub
+    over. After :data:`READ_ATTEMPTS` the last error is raised as it was."""
+    import tenacity
+
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception(_transient),
+        stop=tenacity.stop_after_attempt(READ_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )(fn)
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -188,6 +211,7 @@ class Store:
             obstore.put(self._s3(), self._key(key), _as_bytes(data))
         return self.uri(key)
 
+    @retried
     def get(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError if there is none."""
         if self.is_local:
@@ -203,6 +227,7 @@ class Store:
                 raise FileNotFoundError(self.uri(key)) from exc
             raise
 
+    @retried
     def exists(self, key: str) -> bool:
         if self.is_local:
             return self.local_path(key).exists()
@@ -214,6 +239,7 @@ class Store:
         except FileNotFoundError:
             return False
 
+    @retried
     def list(self, prefix: str = "") -> list[str]:
         """Keys below ``prefix`` (recursively), relative to this store, sorted."""
         if self.is_local:
@@ -245,6 +271,7 @@ class Store:
             obstore.delete(self._s3(), [self._key(k) for k in keys])
 
     # -- compare-and-swap ------------------------------------------------------------------------
+    @retried
     def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         """The object's bytes and a version token for :meth:`swap` (None, None when absent)."""
         if self.is_local:

@@ -16,8 +16,9 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, StateError
 from personahub_dagster.core.hub import Engine, grow_hub
+from personahub_dagster.core.hub_sample import DEFAULT_SIZE
 from personahub_dagster.core.hub_ray import RayEngine
 from personahub_dagster.core.inbox import partition_paths
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
@@ -115,6 +116,9 @@ class PersonaHubConfig(dg.Config):
     )
     ray_embed_workers: int = Field(default=0, ge=0, description="Embedder actors for the day (0: embed here)")
     ray_min_hub_size: int = Field(default=5_000_000, ge=0, description="engine auto: kept personas for Ray")
+    sample_size: int = Field(
+        default=DEFAULT_SIZE, ge=2, description="Kept personas in the hub sample that diversity statistics use"
+    )
     checks: CheckThresholds = CheckThresholds()
 
     def dedup(self) -> DedupConfig:
@@ -293,8 +297,9 @@ def persona_hub(
     ray_cluster: RayClusterResource,
 ) -> dg.MaterializeResult:
     """All personas, near-duplicates marked (MinHash, then embedding cosine with FAISS), grown
-    incrementally: the day's personas are checked against every earlier day's kept personas (kept in
-    ``hub_state``, never re-hashed or re-embedded); days already in the hub keep their marks. With
+    incrementally: the day's personas are checked against every persona the hub already keeps (kept
+    in ``hub_state``, never re-hashed or re-embedded), reading only the day and the state; published
+    marks never change — a day that arrives late is marked against the hub as it stands. With
     ``engine: ray`` (or ``auto`` past ``ray_min_hub_size``) the saved hub is searched by shard actors
     on ``ray_cluster``; the marks are the same."""
     lk, day = lake.lake(context), partition_of(context)
@@ -313,31 +318,44 @@ def persona_hub(
 
     with lk.lock("hub", on_wait=lambda: context.log.info("another run is growing the hub; waiting")):
         for attempt in range(1, HUB_COMMIT_ATTEMPTS + 1):
-            with lk.connect(tables=["hub"]) as con:
-                marked = {r[0] for r in con.execute("SELECT DISTINCT partition FROM hub").fetchall()}
-            personas = lk.read("personas", "partition <= ?", [day])
+            personas = lk.read("personas", "partition = ?", [day])
+            published = lk.read("hub", "partition = ?", [day])
             try:
                 growth = grow_hub(
-                    personas, store, embedder.embedder(), config.dedup(), marked, publish, engine
+                    personas,
+                    store,
+                    embedder.embedder(),
+                    config.dedup(),
+                    published,
+                    publish,
+                    engine,
+                    config.sample_size,
                 )
                 break
+            except StateError as exc:
+                raise dg.Failure(str(exc)) from exc
             except ConcurrentUpdate:
                 if attempt == HUB_COMMIT_ATTEMPTS:
                     raise
                 context.log.info(f"another run grew the hub meanwhile; growing again (attempt {attempt + 1})")
+    if growth.late:
+        context.log.warning(
+            f"{day} arrived after a later day: its personas were marked against the whole hub as it "
+            "stands (arrival order), and no published mark changed"
+        )
     mine = lk.read("hub", "partition = ?", [day])
     dups = mine.filter(pl.col("dup_of").is_not_null())
     ratio = dups.height / mine.height if mine.height else 0.0
-    with lk.connect(tables=["hub"]) as con:
-        total, kept = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE dup_of IS NULL) FROM hub"
-        ).fetchone()
+    manifest = HubIndex.manifest(store) or {}
+    total = sum(int(p.get("personas", 0)) for p in manifest.get("partitions", []))
     return dg.MaterializeResult(
         metadata={
             **lake_metadata(lk, "hub", mine.height),
             "partitions_marked": dg.MetadataValue.json(sorted(growth.hub)),
             "partitions_reused": dg.MetadataValue.json(growth.reused),
-            "state_rebuilt": growth.rebuilt,
+            "late_arrival": bool(growth.late),
+            "personas_marked": growth.new_personas,
+            "state_rebuilds": int(manifest.get("rebuilds", 0)),
             "engine": growth.engine,
             "personas": mine.height,
             "duplicates": dups.height,
@@ -346,7 +364,7 @@ def persona_hub(
             ),
             "dedup_ratio": round(ratio, 4),
             "hub_personas": total,
-            "hub_kept": kept,
+            "hub_kept": growth.kept_total,
             "nearest_similarity": histogram(
                 mine["nearest_similarity"].to_list(), "cosine to the nearest kept persona", "cosine"
             ),

@@ -1,16 +1,20 @@
-"""The hub grows partition by partition with its state in the lake, and matches a rebuild from scratch."""
+"""The hub grows a partition at a time with its state in the lake: arrival order, no silent rebuild."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
 from personahub_dagster.core.dedup import DedupConfig
 from personahub_dagster.core.embedder import Embedder
-from personahub_dagster.core.hub import grow_hub
+from personahub_dagster.core.dedup import HubIndex, StateError
+from personahub_dagster.core.hub import grow_hub, rebuild_hub
+from personahub_dagster.core.hub_sample import read_sample, sample_vectors
+from personahub_dagster.core.storage import Store, as_store, retried
 
 DAY1 = [
     "A pediatric nurse who works night shifts in a busy children's hospital.",
@@ -44,13 +48,24 @@ def embedder() -> Embedder:
     return Embedder()
 
 
+def grow_days(store, days: list[tuple[str, list[str]]], embedder, cfg=DedupConfig(), published=None):
+    """Grow ``store`` a day at a time (as the nightly asset does: the day and its published rows)."""
+    published = {} if published is None else published
+    out = []
+    for day, texts in days:
+        growth = grow_hub(personas(day, texts), store, embedder, cfg, published.get(day))
+        published.update(growth.hub)
+        out.append(growth)
+    return out, published
+
+
 def test_growth_reuses_old_partitions_and_matches_a_rebuild(tmp_path, embedder):
     cfg = DedupConfig()
-    first = grow_hub(personas("2026-01-01", DAY1), tmp_path / "grown", embedder, cfg, set())
+    (first, second), published = grow_days(
+        tmp_path / "grown", [("2026-01-01", DAY1), ("2026-01-02", DAY2)], embedder
+    )
     assert list(first.hub) == ["2026-01-01"] and first.kept_total == 2
-    both = pl.concat([personas("2026-01-01", DAY1), personas("2026-01-02", DAY2)])
-    second = grow_hub(both, tmp_path / "grown", embedder, cfg, {"2026-01-01"})
-    assert list(second.hub) == ["2026-01-02"] and second.reused == ["2026-01-01"]
+    assert list(second.hub) == ["2026-01-02"] and second.late == []
     marks = dict(zip(second.hub["2026-01-02"]["persona_id"], second.hub["2026-01-02"]["dup_of"], strict=True))
     assert marks == {
         "p-2026-01-02-0": "p-2026-01-01-1",
@@ -58,21 +73,94 @@ def test_growth_reuses_old_partitions_and_matches_a_rebuild(tmp_path, embedder):
         "p-2026-01-02-2": "p-2026-01-01-0",
     }
 
-    rebuilt = grow_hub(both, tmp_path / "scratch", embedder, cfg, set())
+    both = pl.concat([personas("2026-01-01", DAY1), personas("2026-01-02", DAY2)])
+    rebuilt = rebuild_hub(both, tmp_path / "scratch", embedder, cfg)
     grown_rows = pl.concat([first.hub["2026-01-01"], second.hub["2026-01-02"]])
     scratch_rows = pl.concat([rebuilt.hub["2026-01-01"], rebuilt.hub["2026-01-02"]])
     assert grown_rows.drop("similarity").equals(scratch_rows.drop("similarity"))
 
-    again = grow_hub(both, tmp_path / "grown", embedder, cfg, {"2026-01-01", "2026-01-02"})
-    assert again.hub == {} and again.reused == ["2026-01-01", "2026-01-02"]  # nothing re-embedded
+    again = grow_hub(personas("2026-01-01", DAY1), tmp_path / "grown", embedder, cfg, published["2026-01-01"])
+    assert again.hub == {} and again.reused == ["2026-01-01"]  # a re-run: nothing re-embedded
 
 
-def test_a_changed_earlier_partition_rebuilds_the_state(tmp_path, embedder):
-    cfg = DedupConfig()
-    grow_hub(personas("d1", DAY1), tmp_path, embedder, cfg, set())
-    changed = pl.concat([personas("d1", DAY1[:2]), personas("d2", DAY2)])
-    out = grow_hub(changed, tmp_path, embedder, cfg, {"d1"})
-    assert sorted(out.hub) == ["d1", "d2"] and out.rebuilt
+def test_a_late_day_is_marked_against_the_hub_as_it_stands_and_no_published_mark_changes(tmp_path, embedder):
+    """A backfilled earlier date arrives after later days: it is marked in arrival order (its repeat of
+    a later day's persona is the duplicate), the later days' marks stay, nothing is rebuilt."""
+    store = tmp_path / "state"
+    (_, d3), published = grow_days(store, [("2026-01-02", DAY2), ("2026-01-03", ["A beekeeper in Vermont."])], embedder)
+    before = {d: rows.clone() for d, rows in published.items()}
+    manifest = HubIndex.manifest(store)
+    (late,), published = grow_days(store, [("2026-01-01", DAY1)], embedder, published=published)
+    assert late.late == ["2026-01-01"] and late.new_personas == 3
+    marks = dict(zip(late.hub["2026-01-01"]["persona_id"], late.hub["2026-01-01"]["dup_of"], strict=True))
+    # the jazz pianist was kept on 2026-01-02: the late day's copy is the duplicate
+    assert marks["p-2026-01-01-1"] == "p-2026-01-02-0"
+    assert marks["p-2026-01-01-0"] == "p-2026-01-02-2"  # the nurse: the later day's rewording was kept
+    after = HubIndex.manifest(store)
+    assert after["chunks"][: len(manifest["chunks"])] == manifest["chunks"]  # grown, not rebuilt
+    assert [p["name"] for p in after["partitions"]] == ["2026-01-02", "2026-01-03", "2026-01-01"]
+    for day, rows in before.items():  # re-running a later day changes nothing
+        again = grow_hub(personas(day, DAY2 if day == "2026-01-02" else ["A beekeeper in Vermont."]),
+                         store, embedder, DedupConfig(), rows)  # fmt: skip
+        assert again.hub == {} and again.reused == [day]
+    assert d3.kept_total == 4  # DAY2 alone repeats nothing, and the beekeeper
+
+
+def test_a_day_remade_with_other_personas_keeps_the_marks_of_those_it_still_has(tmp_path, embedder):
+    (_, _), published = grow_days(tmp_path, [("d1", DAY1), ("d2", DAY2)], embedder)
+    remade = pl.concat([personas("d1", DAY1[:2]), personas("d1", ["A glassblower in Murano."]).with_columns(
+        pl.lit("p-d1-new").alias("persona_id"))])  # fmt: skip
+    out = grow_hub(remade, tmp_path, embedder, DedupConfig(), published["d1"])
+    rows = out.hub["d1"]
+    assert sorted(rows["persona_id"]) == ["p-d1-0", "p-d1-1", "p-d1-new"] and out.new_personas == 1
+    assert rows.filter(pl.col("persona_id") != "p-d1-new").equals(
+        published["d1"].filter(pl.col("persona_id") != "p-d1-2").sort("persona_id")
+    )
+
+
+def test_no_silent_rebuild_a_state_of_other_settings_or_without_its_marks_is_an_error(tmp_path, embedder):
+    grow_days(tmp_path, [("d1", DAY1)], embedder)
+    with pytest.raises(StateError, match="cosine_threshold 0.9 .now 0.8.*hub rebuild"):
+        grow_hub(personas("d2", DAY2), tmp_path, embedder, DedupConfig(cosine_threshold=0.8))
+    with pytest.raises(StateError, match="no hub rows for it"):
+        grow_hub(personas("d1", DAY1), tmp_path, embedder, DedupConfig(), published=None)
+
+
+def test_a_transient_read_error_on_the_state_is_retried_and_a_lasting_one_fails(tmp_path, embedder, monkeypatch):
+    (_,), published = grow_days(tmp_path, [("d1", DAY1)], embedder)
+    manifest = HubIndex.manifest(tmp_path)
+    real = Store.get
+    failures = {"left": 2}
+
+    def flaky(self, key):
+        if key.endswith("manifest.json") and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("connection reset by peer")
+        return real.__wrapped__(self, key)
+
+    monkeypatch.setattr(Store, "get", retried(flaky))
+    (day2,), _ = grow_days(tmp_path, [("d2", DAY2)], embedder, published=published)
+    assert failures["left"] == 0 and day2.kept_total == 3  # grown on the saved state, not from nothing
+    failures["left"] = 1_000
+    with pytest.raises(ConnectionError):
+        grow_days(tmp_path, [("d3", ["A beekeeper in Vermont."])], embedder)
+    failures["left"] = 0
+    after = HubIndex.manifest(tmp_path)
+    assert [p["name"] for p in after["partitions"]] == ["d1", "d2"]
+    assert after["chunks"][:1] == manifest["chunks"]
+
+
+def test_the_hub_sample_is_the_smallest_ids_with_their_stored_vectors(tmp_path, embedder):
+    texts = [f"A {job} who volunteers at the county library on weekends." for job in
+             ("welder", "florist", "surveyor", "midwife", "ferry pilot", "luthier", "glazier")]  # fmt: skip
+    store = as_store(tmp_path)
+    grow_hub(personas("d1", texts[:4]), store, embedder, DedupConfig(), sample_size=3)
+    grow_hub(personas("d2", texts[4:]), store, embedder, DedupConfig(), sample_size=3)
+    sample = read_sample(store, HubIndex.manifest(store))
+    assert sample["persona_id"].to_list() == ["p-d1-0", "p-d1-1", "p-d1-2"]
+    stored = HubIndex.load(store, DedupConfig(), embedder)
+    index = [stored.ids.index(i) for i in sample["persona_id"]]
+    assert np.allclose(sample_vectors(sample), stored.vectors()[index])
 
 
 def test_cli_dedup_marks_every_row_and_grows_a_hub(tmp_path):

@@ -49,8 +49,7 @@ def saved_hub(tmp_path_factory):
         for d in range(4)
     )  # fmt: skip
     for d in range(4):
-        days = {f"2026-05-0{k + 1}" for k in range(d + 1)}
-        growth = grow_hub(earlier.filter(pl.col("partition").is_in(days)), store, emb, CONFIG, days)
+        growth = grow_hub(earlier.filter(pl.col("partition") == f"2026-05-0{d + 1}"), store, emb, CONFIG)
         assert growth.engine == "local"
     assert growth.kept_total == HUB  # random sentences and vectors: nothing in the hub repeats
     texts, vecs = sentences(rng, DAY), unit_vectors(rng, DAY)
@@ -125,16 +124,15 @@ def test_grow_hub_takes_ray_above_its_size_and_the_saved_state_grows_the_same(
     saved_hub, ray_cluster, tmp_path
 ):
     store, emb, earlier, keys, texts = saved_hub
-    everything = pl.concat([earlier, personas(keys, texts, "2026-05-05")])
-    marked = set(earlier["partition"].unique())
+    day = personas(keys, texts, "2026-05-05")
     grown = {}
     for kind, min_size in (("local", HUB + 1), ("ray", HUB)):  # auto: Ray from a hub of HUB personas
         copy = as_store(tmp_path / kind)
         for key in store.list():
             copy.put(key, store.get(key))
         engine = Engine("auto", RayEngine(ray_cluster, shard_rows=HUB // 2), ray_min_hub_size=min_size)
-        growth = grow_hub(everything, copy, emb, CONFIG, marked, engine=engine)
-        assert growth.engine == kind and growth.reused == sorted(marked) and not growth.rebuilt
+        growth = grow_hub(day, copy, emb, CONFIG, engine=engine)
+        assert growth.engine == kind and list(growth.hub) == ["2026-05-05"] and not growth.late
         grown[kind] = (growth, copy)
     local, ray = grown["local"][0], grown["ray"][0]
     assert ray.hub["2026-05-05"].equals(local.hub["2026-05-05"])
