@@ -435,8 +435,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
             print(f"{store.uri()}: no saved hub state yet")
             return 0
         days = manifest.get("partitions", [])
-        print(f"{store.uri()}: {manifest['kept']:,} kept personas, {len(days)} partitions, "
-              f"{len(manifest['chunks'])} chunks, rebuilt {manifest.get('rebuilds', 0)} times")
+        print(
+            f"{store.uri()}: {manifest['kept']:,} kept personas, {len(days)} partitions, "
+            f"{len(manifest['chunks'])} chunks, rebuilt {manifest.get('rebuilds', 0)} times"
+        )
         print(f"  arrival order: {', '.join(d['name'] for d in days[-10:])}{' …' if len(days) > 10 else ''}")
         return 0
     if not args.yes:
@@ -588,8 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     hub = sub.add_parser("hub", help="the hub's saved state, or re-mark every day in date order")
     hub.add_argument("action", choices=["status", "rebuild"])
     hub.add_argument("--yes", action="store_true", help="rebuild: go ahead (published marks may change)")
-    hub.add_argument("--cosine-threshold", type=float, help="rebuild: new threshold (default: the saved one)")
-    hub.add_argument("--minhash-threshold", type=float, help="rebuild: new threshold (default: the saved one)")
+    hub.add_argument("--cosine-threshold", type=float, help="rebuild: new threshold (default: saved)")
+    hub.add_argument(
+        "--minhash-threshold", type=float, help="rebuild: new threshold (default: the saved one)"
+    )
     hub.add_argument("--embedder", default=None, help="rebuild: embedding model (default: the bundled one)")
     hub.add_argument("--lake")
     hub.set_defaults(func=cmd_hub)

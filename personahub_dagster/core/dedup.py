@@ -409,10 +409,10 @@ class HubIndex:
         """The saved state, or None if there is none or it was made with another config, embedder or
         MinHash algorithm (a state is only valid for the thresholds, permutations, hashing and model
         that built it; :func:`~.hub.grow_hub` refuses such a state rather than starting over). A state
-        that exists but cannot be read raises (after :func:`~.storage.retried`'s retries). On a local lake signatures and embeddings are memory-mapped
-        (only the rows a search touches are read); from object storage they are read whole. With
-        ``shards`` (an engine: store, chunk names, their row counts, config → :class:`HubShards`) only the ids
-        are read here; the signatures and vectors are read by the engine's workers, each its share."""
+        that exists but cannot be read raises (after retries). On a local lake signatures and
+        embeddings are memory-mapped (only the rows a search touches are read); from object storage
+        they are read whole. With ``shards`` (an engine: store, chunk names, their row counts, config
+        → :class:`HubShards`) only the ids are read here; the signatures and vectors are read by the engine's workers, each its share."""
         store = as_store(store)
         manifest, token = cls.current(store)
         if (

@@ -220,9 +220,7 @@ def rebuild_hub(
     rebuilds = int((manifest or {}).get("rebuilds", 0)) + 1
     _save(state, store, None, entries, token, personas, sample_size, {"rebuilds": rebuilds})
     referenced = {c for c in state._chunks}
-    store.delete(
-        [k for k in store.list("chunks") if k.split("-", 1)[1].rsplit(".", 1)[0] not in referenced]
-    )
+    store.delete([k for k in store.list("chunks") if k.split("-", 1)[1].rsplit(".", 1)[0] not in referenced])
     return HubGrowth(hub, [], len(state))
 
 

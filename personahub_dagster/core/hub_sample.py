@@ -25,7 +25,9 @@ SAMPLE_FILE = "sample.parquet"
 DEFAULT_SIZE = 10_000  # 384 floats each: ~15 MB; exact all-pairs statistics over it take about a second
 
 
-def sample_frame(ids: list[str], texts: list[str], sources: list[str | None], vectors: np.ndarray) -> pl.DataFrame:
+def sample_frame(
+    ids: list[str], texts: list[str], sources: list[str | None], vectors: np.ndarray
+) -> pl.DataFrame:
     """Kept personas as sample rows (``vector`` a fixed-size float32 array column)."""
     return pl.DataFrame(
         {
@@ -66,9 +68,16 @@ def sample_from_chunks(store: Store, chunks: list[str], size: int) -> pl.DataFra
     from personahub_dagster.core.dedup import _source, load_npy
 
     kept = [pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet")) for c in chunks]
-    frame = pl.concat(
-        [k.with_columns(pl.lit(i).alias("chunk"), pl.int_range(pl.len()).alias("row")) for i, k in enumerate(kept)]
-    ) if kept else pl.DataFrame()
+    frame = (
+        pl.concat(
+            [
+                k.with_columns(pl.lit(i).alias("chunk"), pl.int_range(pl.len()).alias("row"))
+                for i, k in enumerate(kept)
+            ]
+        )
+        if kept
+        else pl.DataFrame()
+    )
     if frame.is_empty():
         return sample_frame([], [], [], np.zeros((0, 0), np.float32))
     chosen = frame.sort("persona_id").head(size)
@@ -79,7 +88,9 @@ def sample_from_chunks(store: Store, chunks: list[str], size: int) -> pl.DataFra
         ]
     )
     order = pl.concat([rows for _, rows in chosen.group_by("chunk", maintain_order=True)])
-    return sample_frame(order["persona_id"].to_list(), order["persona"].to_list(), [None] * order.height, vectors)
+    return sample_frame(
+        order["persona_id"].to_list(), order["persona"].to_list(), [None] * order.height, vectors
+    )
 
 
 def sample_vectors(sample: pl.DataFrame) -> np.ndarray:

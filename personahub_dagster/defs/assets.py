@@ -18,8 +18,8 @@ from pydantic import Field
 
 from personahub_dagster.core.dedup import DedupConfig, HubIndex, StateError
 from personahub_dagster.core.hub import Engine, grow_hub
-from personahub_dagster.core.hub_sample import DEFAULT_SIZE
 from personahub_dagster.core.hub_ray import RayEngine
+from personahub_dagster.core.hub_sample import DEFAULT_SIZE
 from personahub_dagster.core.inbox import partition_paths
 from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
 from personahub_dagster.core.parsing import PersonaFilters
@@ -117,7 +117,9 @@ class PersonaHubConfig(dg.Config):
     ray_embed_workers: int = Field(default=0, ge=0, description="Embedder actors for the day (0: embed here)")
     ray_min_hub_size: int = Field(default=5_000_000, ge=0, description="engine auto: kept personas for Ray")
     sample_size: int = Field(
-        default=DEFAULT_SIZE, ge=2, description="Kept personas in the hub sample that diversity statistics use"
+        default=DEFAULT_SIZE,
+        ge=2,
+        description="Kept personas in the sample for hub statistics",
     )
     checks: CheckThresholds = CheckThresholds()
 

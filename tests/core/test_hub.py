@@ -9,9 +9,8 @@ import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
-from personahub_dagster.core.dedup import DedupConfig
+from personahub_dagster.core.dedup import DedupConfig, HubIndex, StateError
 from personahub_dagster.core.embedder import Embedder
-from personahub_dagster.core.dedup import HubIndex, StateError
 from personahub_dagster.core.hub import grow_hub, rebuild_hub
 from personahub_dagster.core.hub_sample import read_sample, sample_vectors
 from personahub_dagster.core.storage import Store, as_store, retried
@@ -48,12 +47,12 @@ def embedder() -> Embedder:
     return Embedder()
 
 
-def grow_days(store, days: list[tuple[str, list[str]]], embedder, cfg=DedupConfig(), published=None):
+def grow_days(store, days: list[tuple[str, list[str]]], embedder, cfg=None, published=None):
     """Grow ``store`` a day at a time (as the nightly asset does: the day and its published rows)."""
     published = {} if published is None else published
     out = []
     for day, texts in days:
-        growth = grow_hub(personas(day, texts), store, embedder, cfg, published.get(day))
+        growth = grow_hub(personas(day, texts), store, embedder, cfg or DedupConfig(), published.get(day))
         published.update(growth.hub)
         out.append(growth)
     return out, published
@@ -87,7 +86,9 @@ def test_a_late_day_is_marked_against_the_hub_as_it_stands_and_no_published_mark
     """A backfilled earlier date arrives after later days: it is marked in arrival order (its repeat of
     a later day's persona is the duplicate), the later days' marks stay, nothing is rebuilt."""
     store = tmp_path / "state"
-    (_, d3), published = grow_days(store, [("2026-01-02", DAY2), ("2026-01-03", ["A beekeeper in Vermont."])], embedder)
+    (_, d3), published = grow_days(
+        store, [("2026-01-02", DAY2), ("2026-01-03", ["A beekeeper in Vermont."])], embedder
+    )
     before = {d: rows.clone() for d, rows in published.items()}
     manifest = HubIndex.manifest(store)
     (late,), published = grow_days(store, [("2026-01-01", DAY1)], embedder, published=published)
@@ -120,13 +121,15 @@ def test_a_day_remade_with_other_personas_keeps_the_marks_of_those_it_still_has(
 
 def test_no_silent_rebuild_a_state_of_other_settings_or_without_its_marks_is_an_error(tmp_path, embedder):
     grow_days(tmp_path, [("d1", DAY1)], embedder)
-    with pytest.raises(StateError, match="cosine_threshold 0.9 .now 0.8.*hub rebuild"):
+    with pytest.raises(StateError, match=r"cosine_threshold 0.9 \(now 0.8\).*hub rebuild"):
         grow_hub(personas("d2", DAY2), tmp_path, embedder, DedupConfig(cosine_threshold=0.8))
     with pytest.raises(StateError, match="no hub rows for it"):
         grow_hub(personas("d1", DAY1), tmp_path, embedder, DedupConfig(), published=None)
 
 
-def test_a_transient_read_error_on_the_state_is_retried_and_a_lasting_one_fails(tmp_path, embedder, monkeypatch):
+def test_a_transient_read_error_on_the_state_is_retried_and_a_lasting_one_fails(
+    tmp_path, embedder, monkeypatch
+):
     (_,), published = grow_days(tmp_path, [("d1", DAY1)], embedder)
     manifest = HubIndex.manifest(tmp_path)
     real = Store.get

@@ -123,7 +123,7 @@ def test_above_ann_min_size_each_shard_searches_its_own_index_and_keeps_it(saved
 def test_grow_hub_takes_ray_above_its_size_and_the_saved_state_grows_the_same(
     saved_hub, ray_cluster, tmp_path
 ):
-    store, emb, earlier, keys, texts = saved_hub
+    store, emb, _, keys, texts = saved_hub
     day = personas(keys, texts, "2026-05-05")
     grown = {}
     for kind, min_size in (("local", HUB + 1), ("ray", HUB)):  # auto: Ray from a hub of HUB personas
