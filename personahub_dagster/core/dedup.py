@@ -412,7 +412,8 @@ class HubIndex:
         that exists but cannot be read raises (after retries). On a local lake signatures and
         embeddings are memory-mapped (only the rows a search touches are read); from object storage
         they are read whole. With ``shards`` (an engine: store, chunk names, their row counts, config
-        → :class:`HubShards`) only the ids are read here; the signatures and vectors are read by the engine's workers, each its share."""
+        → :class:`HubShards`) only the ids are read here; the signatures and vectors are read by the
+        engine's workers, each its share."""
         store = as_store(store)
         manifest, token = cls.current(store)
         if (
