@@ -50,6 +50,7 @@ from personahub_dagster.core.storage import Location, StorageError, Store, check
 PRODUCER = "_producer"  # the hidden partition column: which stage wrote a row
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # safe as a Delta partition value and in a predicate
 _COMMIT_ATTEMPTS = 12
+JOURNAL_BLOCK = 20_000  # journal rows per slice of llm_calls: a copy rewrites at most one block
 
 
 def default_cache_path(location: Location, env: Mapping[str, str] | None = None) -> Path | str:
@@ -130,6 +131,7 @@ class Lake:
         self._commit_info = dict(commit_info or {})
         self._tables: dict[str, object] = {}
         self._checked = False
+        self._journal: ResponseCache | None = None
         self.committed: dict[str, int] = {}  # table → the last Delta version this object wrote
 
     def __repr__(self) -> str:
@@ -157,7 +159,11 @@ class Lake:
         return self._cache or default_cache_path(self.location)
 
     def response_cache(self) -> ResponseCache:
-        return open_cache(self.cache_path)
+        """The response cache and call journal; once opened, every write of this lake mirrors the
+        calls journaled since into ``llm_calls`` (a lake whose stages call no LLM never opens it)."""
+        if self._journal is None:
+            self._journal = open_cache(self.cache_path)
+        return self._journal
 
     def table_uri(self, table: str) -> str:
         if table not in SCHEMAS:
@@ -211,9 +217,10 @@ class Lake:
                 return DeltaTable(uri, version=version, storage_options=opts)
             if as_of is not None and as_of.timestamp is not None:
                 dt = DeltaTable(uri, storage_options=opts)
-                try:
-                    dt.load_as_version(as_of.timestamp)
-                except Exception:  # the table has no version that old: it did not exist yet
+                dt.load_as_version(as_of.timestamp)  # any error here is an error, not "no table"
+                # delta-rs answers a time before the first commit with version 0: the table did not
+                # exist then exactly when that commit is newer than the time asked for
+                if dt.version() == 0 and self._created_after(table, as_of.timestamp):
                     return None
                 return dt
             dt = self._tables.get(table)
@@ -230,6 +237,20 @@ class Lake:
                 raise KeyError(f"--as-of: table {table} has no version {version}") from None
             self._refuse_legacy(table)
             return None
+
+    def _created_after(self, table: str, moment: datetime) -> bool:
+        """Whether the table's first commit is later than ``moment`` (False once its log was cleaned)."""
+        import json
+
+        try:
+            log = self.files.get(f"tables/{table}/_delta_log/{0:020d}.json").decode()
+        except FileNotFoundError:
+            return False
+        for line in log.splitlines():
+            info = json.loads(line).get("commitInfo")
+            if info and "timestamp" in info:
+                return info["timestamp"] > moment.timestamp() * 1000
+        return False
 
     def _refuse_legacy(self, table: str) -> None:
         folder = Path(self.table_uri(table)) if self.is_local else None
@@ -325,15 +346,43 @@ class Lake:
         return self._open(table)
 
     def _mirror_call_journal(self) -> None:
-        """Copy the SQLite call journal to the ``llm_calls`` table — only when it grew since the last copy
-        (stages without LLM calls, and re-runs served from the cache, skip the O(journal) export)."""
-        if not is_postgres(self.cache_path) and not Path(self.cache_path).exists():
+        """Append the calls journaled since the last copy to ``llm_calls`` — O(calls since), whatever
+        the journal's length.
+
+        The journal's rows are numbered in commit order and grouped in blocks of
+        :data:`JOURNAL_BLOCK`; each block is one slice of the table (``_producer = journal.<block>``),
+        written whole from the journal. A copy rewrites the last block the table holds (if it grew)
+        and adds the blocks after it, so it is idempotent: two writers, or a retry after a failure,
+        write the same rows. Only a lake that opened the cache copies anything. A table mirrored by
+        an earlier release (one ``gateway`` slice) is copied afresh once, then grows by blocks."""
+        if self._journal is None:
             return
-        journal = self.response_cache()
-        mirrored = self._open("llm_calls")
-        if mirrored is not None and mirrored.count() == journal.journal_size():
+        last = self._journal.journal_last_seq()
+        if not last:
             return
-        self._replace("llm_calls", conform("llm_calls", journal.calls_frame()), "gateway", "all")
+        held = self._journal_blocks()
+        legacy = "gateway" in held
+        blocks = {int(k.split(".")[1]): n for k, n in held.items() if k.startswith("journal.")}
+        start = 0 if legacy or not blocks else max(blocks)
+        fresh = self._journal.calls_between(start * JOURNAL_BLOCK + 1, last)
+        for (block,), rows in fresh.group_by((pl.col("seq") - 1) // JOURNAL_BLOCK, maintain_order=True):
+            if blocks.get(block) == rows.height and not legacy:
+                continue  # the table holds this block whole already
+            rows = conform("llm_calls", rows.drop("seq"))
+            self.committed["llm_calls"] = self._replace("llm_calls", rows, f"journal.{block:06d}", "all")
+        if legacy:
+            self._open("llm_calls").delete(f"{PRODUCER} = 'gateway'")
+
+    def _journal_blocks(self) -> dict[str, int]:
+        """Rows per ``_producer`` slice of ``llm_calls``, from the Delta log (no data file is read)."""
+        dt = self._open("llm_calls")
+        if dt is None:
+            return {}
+        actions = pl.DataFrame(dt.get_add_actions(flatten=True))
+        if actions.is_empty():
+            return {}
+        by = actions.group_by(f"partition.{PRODUCER}").agg(pl.col("num_records").sum())
+        return dict(by.iter_rows())
 
     # -- maintenance -----------------------------------------------------------------------------
     def optimize(self, retention_hours: float = 168.0, log: Callable[[str], None] = print) -> list[dict]:

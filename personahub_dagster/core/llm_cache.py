@@ -216,6 +216,23 @@ class ResponseCache:
         """Rows in the call journal (it is append-only, so an unchanged size means unchanged rows)."""
         return self._conn().execute("SELECT count(*) FROM llm_calls").fetchone()[0]
 
+    def journal_last_seq(self) -> int:
+        """The journal's last sequence number (0 when empty): rows are numbered from 1 in the order
+        they were committed, so the rows after a number are exactly the calls journaled since."""
+        return int(self._conn().execute("SELECT coalesce(max(rowid), 0) FROM llm_calls").fetchone()[0])
+
+    def calls_between(self, first: int, last: int) -> pl.DataFrame:
+        """Journal rows ``first`` … ``last`` (sequence numbers, inclusive), with their ``seq``."""
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_CALL_COLUMNS}, rowid FROM llm_calls WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                (first, last),
+            )
+            .fetchall()
+        )
+        return calls_frame(rows, with_seq=True)
+
     def exists(self) -> bool:
         return self.path.exists()
 
@@ -223,13 +240,15 @@ class ResponseCache:
 _CALL_COLUMNS = ", ".join(ResponseCache.CALL_SCHEMA)
 
 
-def calls_frame(rows: list[tuple]) -> pl.DataFrame:
-    """Journal rows (``created_at`` as epoch seconds, as both backends store it) as a typed frame."""
-    schema = {**ResponseCache.CALL_SCHEMA, "created_at": pl.Float64}
+def calls_frame(rows: list[tuple], with_seq: bool = False) -> pl.DataFrame:
+    """Journal rows (``created_at`` as epoch seconds, as both backends store it) as a typed frame;
+    ``with_seq``: each row ends with its sequence number (column ``seq``)."""
+    seq = {"seq": pl.Int64} if with_seq else {}
+    schema = {**ResponseCache.CALL_SCHEMA, "created_at": pl.Float64, **seq}
     df = pl.DataFrame(rows, schema=schema, orient="row")
     return df.with_columns(
         (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
-    ).cast(ResponseCache.CALL_SCHEMA)
+    ).cast({**ResponseCache.CALL_SCHEMA, **seq})
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:

@@ -136,6 +136,11 @@ class PostgresResponseCache(ResponseCache):
         now = time.time()
         con = self._conn()
         with con, con.cursor() as cur:
+            if calls:
+                # journal rows are numbered in commit order (the lake's mirror appends past the last
+                # number it copied, so a lower number must never commit after a higher one); the lock
+                # is held for one short transaction and lets readers through
+                cur.execute("LOCK TABLE llm_calls IN SHARE ROW EXCLUSIVE MODE")
             if responses:
                 execute_values(
                     cur,
@@ -167,6 +172,16 @@ class PostgresResponseCache(ResponseCache):
 
     def journal_size(self) -> int:
         return int(self._query("SELECT count(*) FROM llm_calls")[0][0])
+
+    def journal_last_seq(self) -> int:
+        return int(self._query("SELECT coalesce(max(id), 0) FROM llm_calls")[0][0])
+
+    def calls_between(self, first: int, last: int) -> pl.DataFrame:
+        rows = self._query(
+            f"SELECT {', '.join(_COLUMNS)}, id FROM llm_calls WHERE id BETWEEN %s AND %s ORDER BY id",
+            (first, last),
+        )
+        return calls_frame(rows, with_seq=True)
 
     def exists(self) -> bool:
         return True

@@ -332,3 +332,41 @@ def test_lineage_errors_are_clear(chain_lake):
         lake.lineage("hello")
     with pytest.raises(KeyError, match="no generated row"):
         lake.lineage("g-" + "0" * 20)
+
+
+def test_the_call_journal_is_mirrored_by_blocks_past_the_last_copy(tmp_path, fake_provider, monkeypatch):
+    """Each write copies only the calls journaled since (the last block rewritten whole, new blocks
+    added): what a night copies does not grow with the journal; a lake that opened no cache copies
+    nothing; a retry copies the same rows."""
+    from personahub_dagster.core import lake as lake_module
+    from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
+
+    monkeypatch.setattr(lake_module, "JOURNAL_BLOCK", 4)
+    lake = Lake(tmp_path / "lake")
+    server = fake_provider()
+    gateway = LLMGateway(
+        LLMConfig(model="openai/fake", api_base=server.base_url, api_key="sk-x"), lake.response_cache()
+    )
+
+    def ask(first: int, n: int) -> None:
+        gateway.generate([LLMRequest(f"k{i}", [{"role": "user", "content": f"q{i}"}]) for i in
+                          range(first, first + n)], "t")  # fmt: skip
+
+    def copied() -> list[tuple[str, str]]:
+        return [(c.get("personahub.producer"), c["operation"]) for c in lake.history("llm_calls", None)
+                if c["operation"] != "CREATE TABLE"][::-1]  # fmt: skip
+
+    ask(0, 6)
+    lake.write("source_texts", texts_frame(1), producer="s", partition="p")
+    assert lake.read("llm_calls")["request_hash"].n_unique() == 6
+    assert [p for p, _ in copied()] == ["journal.000000", "journal.000001"]
+    ask(6, 1)
+    lake.write("source_texts", texts_frame(1), producer="s", partition="p")
+    assert [p for p, _ in copied()][2:] == ["journal.000001"]  # block 0 was whole: not copied again
+    lake.write("source_texts", texts_frame(1), producer="s", partition="p")  # nothing new: no commit
+    assert len(copied()) == 3 and lake.read("llm_calls").height == 7
+    other = Lake(tmp_path / "lake")  # a stage that calls no LLM
+    other.write("source_texts", texts_frame(2), producer="s", partition="p")
+    assert len(copied()) == 3
+    order = ["request_hash", "attempt"]
+    assert lake.read("llm_calls").sort(order).equals(lake.response_cache().calls_frame().sort(order))
