@@ -346,14 +346,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_diversity(args: argparse.Namespace, lake, embedder, llm, prompts) -> int:
     from personahub_dagster.core.evaluation import band_summary, diversity
 
+    from personahub_dagster.core.hub_sample import hub_sample, sample_vectors
+
     day = args.dates[0] if args.dates else _today()
-    hub = lake.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
-    if hub.is_empty():
-        print(f"evaluate diversity: the hub in {lake.uri} has no personas up to {day}", file=sys.stderr)
+    sample = hub_sample(lake)
+    if sample is None or sample.is_empty():
+        print(f"evaluate diversity: the hub in {lake.uri} has no personas yet", file=sys.stderr)
         return 2
     dt = prompts.data_type(args.data_type)
     pairs, out, stats = diversity(
-        hub,
+        sample,
+        sample_vectors(sample),
         embedder,
         llm.gateway(lake),
         dt,

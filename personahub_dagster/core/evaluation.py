@@ -10,7 +10,8 @@ dissimilar personas are dissimilar, and the problem similarity rises with the pe
 is kept in the lake, marked, and left out of exports by default.
 
 **Hub statistics**: each persona's nearest neighbour similarity and the number of clusters (connected
-components of the graph "cosine ≥ threshold"), from the same embeddings.
+components of the graph "cosine ≥ threshold"), from the same embeddings — the hub's fixed-size sample
+(:mod:`.hub_sample`) in the pipeline, exact while the hub is no larger than the sample.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def pairs_in_bands(
 
 
 def diversity(
-    hub: pl.DataFrame,
+    personas: pl.DataFrame,
+    vectors: np.ndarray,
     embedder: Embedder,
     gateway: LLMGateway,
     data_type: DataType,
@@ -107,15 +109,12 @@ def diversity(
     stage: str = "diversity",
     progress: Progress | None = None,
 ) -> tuple[pl.DataFrame, StageOutput, dict[str, float]]:
-    """Figure 10 on ``hub`` (persona_id, persona, source_text_id). Returns ``diversity_pairs`` rows,
+    """Figure 10 on ``personas`` (persona_id, persona, source_text_id) with their embeddings
+    ``vectors`` — in the pipeline, the hub's sample with its stored vectors (:mod:`.hub_sample`), so
+    nothing is re-embedded and the cost does not grow with the hub. Returns ``diversity_pairs`` rows,
     one per pair whose two personas both got an answer (``problems_valid``: both also passed the data
-    type's validator); the synthesis output (its rejects and LLM stats); and the hub's statistics from
-    the same embeddings (:func:`hub_statistics`).
-
-    Every hub persona counts, kept or marked duplicate, so the 0.9 band (at the dedup threshold) has
-    pairs too; the same text twice is one persona."""
-    personas = hub.sort("persona_id").unique("persona", keep="first", maintain_order=True)
-    vectors = embedder.encode(personas["persona"].to_list())
+    type's validator); the synthesis output (its rejects and LLM stats); and the statistics of the
+    same vectors (:func:`hub_statistics`); ``embedder`` embeds the problems."""
     pairs = pairs_in_bands(vectors, bands, tolerance, per_band, seed)
     used = sorted({p.a for p in pairs} | {p.b for p in pairs})
     requests, parse_problem = synthesis_stage(
@@ -197,26 +196,18 @@ def nearest_similarities(vectors: np.ndarray) -> np.ndarray:
 
 def cluster_count(vectors: np.ndarray, threshold: float = 0.75) -> int:
     """Connected components of the graph whose edges join rows with cosine ≥ ``threshold``."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(vectors)
     if n == 0:
         return 0
     index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    lims, _, ids = index.range_search(vectors, threshold)
-    parent = list(range(n))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i in range(n):
-        for j in ids[lims[i] : lims[i + 1]]:
-            ri, rj = root(i), root(int(j))
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-    return len({root(i) for i in range(n)})
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    lims, _, ids = index.range_search(np.ascontiguousarray(vectors, dtype=np.float32), threshold)
+    rows = np.repeat(np.arange(n), np.diff(lims).astype(np.int64))
+    graph = csr_matrix((np.ones(len(ids), np.int8), (rows, ids.astype(np.int64))), shape=(n, n))
+    return int(connected_components(graph, directed=False)[0])
 
 
 def hub_statistics(vectors: np.ndarray, cluster_threshold: float = 0.75) -> dict[str, float]:

@@ -93,6 +93,18 @@ def sample_from_chunks(store: Store, chunks: list[str], size: int) -> pl.DataFra
     )
 
 
+def hub_sample(lake) -> pl.DataFrame | None:
+    """The sample of the hub's current saved state in ``lake`` (None before the hub's first growth)."""
+    from personahub_dagster.core.dedup import HubIndex
+
+    store = lake.files.child("hub_state")
+    manifest = HubIndex.manifest(store)
+    if manifest is None:
+        return None
+    sample = read_sample(store, manifest)
+    return sample if sample is not None else sample_from_chunks(store, manifest["chunks"], DEFAULT_SIZE)
+
+
 def sample_vectors(sample: pl.DataFrame) -> np.ndarray:
     if sample.is_empty():
         return np.zeros((0, 0), np.float32)

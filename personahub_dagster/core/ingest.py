@@ -8,7 +8,7 @@ comes back with its reason, for the ``rejects`` table.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +166,7 @@ def to_source_texts(
     partition: str,
     min_chars: int = 20,
     max_texts: int | None = None,
-    known: dict[str, str] | None = None,
+    known: Callable[[list[str]], Mapping[str, str]] | Mapping[str, str] | None = None,
     max_chars: int | None = 1_000_000,
     skip_injections: bool = True,
 ) -> tuple[pl.DataFrame, list[Skipped]]:
@@ -174,13 +174,16 @@ def to_source_texts(
 
     ``max_texts`` keeps a deterministic, well-spread sample: the texts whose ids sort first (ids are
     hashes, so this is a stable pseudo-random choice, independent of file order). ``known`` maps text
-    ids already in the lake to their partition: a document re-crawled on a later day is skipped (its
-    personas exist already) instead of entering the hub twice. Texts over ``max_chars`` (dumps, logs,
+    ids already in the lake to their partition — or looks them up, called once with the ids of the
+    texts that pass the filters: a document re-crawled on a later day is skipped (its personas exist
+    already) instead of entering the hub twice. Texts over ``max_chars`` (dumps, logs,
     whole books: Text-to-Persona reads only the first ~1k tokens anyway) and texts that give a language
     model orders (:func:`sanitize.injection`) are skipped with the reason.
     """
     skipped: list[Skipped] = []
     seen: set[str] = set()
+    if callable(known):
+        known = known(sorted({content_id("text", strip_control(d.text).strip()) for d in docs}))
     known = known or {}
     rows = []
     for d in docs:

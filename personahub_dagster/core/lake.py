@@ -470,6 +470,22 @@ class Lake:
         with self.connect(as_of, tables=[table]) as con:
             return conform(table, con.sql(sql, params=list(params)).pl())
 
+    def ingested_before(self, text_ids: list[str], day: str) -> dict[str, str]:
+        """Which of ``text_ids`` an earlier day (any partition not of ``day``: its shards are not
+        "earlier") already ingested, and where. A semi-join inside DuckDB: only the id column is
+        scanned, and only the day's ids are held in memory — not every id ever ingested."""
+        if not text_ids:
+            return {}
+        ids = pl.DataFrame({"text_id": text_ids}).to_arrow()  # noqa: F841 - read by DuckDB by name
+        with self.connect(tables=["source_texts"]) as con:
+            return dict(
+                con.execute(
+                    "SELECT text_id, min(partition) FROM source_texts SEMI JOIN ids USING (text_id) "
+                    "WHERE NOT starts_with(partition, ?) GROUP BY 1",
+                    [day],
+                ).fetchall()
+            )
+
     def counts(self) -> dict[str, int]:
         with self.connect() as con:
             return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in SCHEMAS}

@@ -158,16 +158,14 @@ def raw_texts(
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
     docs, skipped = read_documents(paths, config.text_field)
-    with lk.connect() as con:
-        known = dict(
-            con.execute(  # texts of earlier days (the day's other shards are not "already ingested")
-                "SELECT text_id, min(partition) FROM source_texts WHERE NOT starts_with(partition, ?) "
-                "GROUP BY 1",
-                [day_of(day)],
-            ).fetchall()
-        )
     texts, short = to_source_texts(
-        docs, day, config.min_chars, config.max_texts, known, config.max_chars, config.skip_injections
+        docs,
+        day,
+        config.min_chars,
+        config.max_texts,
+        lambda ids: lk.ingested_before(ids, day_of(day)),
+        config.max_chars,
+        config.skip_injections,
     )
     skipped = skipped + short if shard_index(day) in (None, 0) else []
     texts = keep_shard(texts, day, SHARDS)

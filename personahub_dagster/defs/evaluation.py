@@ -16,6 +16,7 @@ from personahub_dagster.core.evaluation import (
     diversity,
     load_benchmark,
 )
+from personahub_dagster.core.hub_sample import hub_sample, sample_vectors
 from personahub_dagster.core.report import write_report
 from personahub_dagster.core.settings import settings
 from personahub_dagster.core.stage import StageOutput
@@ -114,12 +115,17 @@ def diversity_bands(
     prompts: PromptsResource,
 ) -> dg.MaterializeResult:
     """The paper's Figure 10 on the hub so far: persona pairs in similarity bands, a problem for each
-    persona at temperature 0, and how similar the two problems are, per band."""
+    persona at temperature 0, and how similar the two problems are, per band. The personas are the
+    hub's sample (``persona_hub``'s ``sample_size`` kept personas, with the vectors stored at growth):
+    the step costs the same on night 1 and night 1,000."""
     lk, day = lake.lake(context), partition_of(context)
-    hub = lk.read("hub", "partition <= ?", [day]).select("persona_id", "persona", "source_text_id")
+    sample = hub_sample(lk)
+    if sample is None:
+        raise dg.Failure("the hub has no saved state yet: materialize persona_hub first")
     dt = prompts.data_type(config.data_type)
     pairs, out, stats = diversity(
-        hub,
+        sample,
+        sample_vectors(sample),
         embedder.embedder(),
         llm.gateway(lk, context, config),
         dt,

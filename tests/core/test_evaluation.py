@@ -150,9 +150,11 @@ def test_diversity_bands_against_a_scripted_provider(make_gateway):
     )
     math = load_data_types()["math_problem"]
     with FakeOpenAI(problem_for) as server:
+        embedder = Embedder()
         pairs, out, stats = diversity(
             hub,
-            Embedder(),
+            embedder.encode(hub["persona"].to_list()),
+            embedder,
             make_gateway(server),
             math,
             load_prompt(math.template),
