@@ -345,7 +345,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_diversity(args: argparse.Namespace, lake, embedder, llm, prompts) -> int:
     from personahub_dagster.core.evaluation import band_summary, diversity
-
     from personahub_dagster.core.hub_sample import hub_sample, sample_vectors
 
     day = args.dates[0] if args.dates else _today()

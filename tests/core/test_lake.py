@@ -370,3 +370,17 @@ def test_the_call_journal_is_mirrored_by_blocks_past_the_last_copy(tmp_path, fak
     assert len(copied()) == 3
     order = ["request_hash", "attempt"]
     assert lake.read("llm_calls").sort(order).equals(lake.response_cache().calls_frame().sort(order))
+
+
+def test_texts_ingested_on_earlier_days_are_found_by_their_ids_alone(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    lake.write(
+        "source_texts", texts_frame(3, "a", "2026-01-01"), producer="raw_texts", partition="2026-01-01"
+    )
+    lake.write(
+        "source_texts", texts_frame(2, "b", "2026-01-02"), producer="raw_texts", partition="2026-01-02"
+    )
+    asked = [content_id("text", "a0"), content_id("text", "b1"), content_id("text", "new")]
+    assert lake.ingested_before(asked, "2026-01-02") == {asked[0]: "2026-01-01"}  # its own day is not earlier
+    assert lake.ingested_before(asked, "2026-01-03") == {asked[0]: "2026-01-01", asked[1]: "2026-01-02"}
+    assert lake.ingested_before([], "2026-01-03") == {}
