@@ -404,7 +404,7 @@ class HubIndex:
         store: Store | str | os.PathLike[str],
         config: DedupConfig,
         embedder: Embedder,
-        shards: Callable[[Store, list[str], list[int], DedupConfig], HubShards] | None = None,
+        shards: Callable[[Store, list[str], list[int], DedupConfig, int], HubShards] | None = None,
     ) -> HubIndex | None:
         """The saved state, or None if there is none or it was made with another config, embedder or
         MinHash algorithm (a state is only valid for the thresholds, permutations, hashing and model
@@ -435,7 +435,7 @@ class HubIndex:
         if shards is not None:
             # outside the try: an engine that cannot be reached fails the growth, loudly — it must
             # never look like an unreadable state, which would rebuild the whole hub in this process
-            remote = shards(store, chunk_names, [len(k) for k in kept], config)
+            remote = shards(store, chunk_names, [len(k) for k in kept], config, embedder.dimension)
             state = cls(config, embedder, ids, remote=remote)
             state._offset = state._persisted = len(ids)
             state._chunks, state._token = list(chunk_names), token

@@ -124,18 +124,37 @@ class RayEngine:
     """Where and how wide: ``address`` of the cluster (None: the one this process is connected to, or a
     local one started for it); ``shard_rows``, the kept personas one shard actor holds (its vectors are
     ``shard_rows`` × 1.5 KB: 2M ≈ 3 GB); embedder actors (0: the driver embeds) and the CPUs each holds.
-    Shard actors hold no CPU between queries (a cluster with fewer CPUs than shards still places them
-    all) and are spread over the nodes; more nodes answer more shards at once, the shards stay the same."""
+    Every actor declares what it uses: a shard ``shard_cpus`` and the memory its rows take
+    (:func:`shard_memory`), an embedder ``embed_cpus`` and :data:`EMBEDDER_BYTES` — so Ray places them
+    on nodes that have it, an autoscaler adds nodes for them, and the memory monitor protects them.
+    Shards are spread over the nodes; more nodes answer more shards at once, the shards stay the same."""
 
     address: str | None = None
     shard_rows: int = 2_000_000
     embed_workers: int = 0
     embed_cpus: float = 1.0
+    shard_cpus: float = 0.5
 
     def shards(
-        self, store: Store, chunk_names: list[str], sizes: list[int], config: DedupConfig
+        self, store: Store, chunk_names: list[str], sizes: list[int], config: DedupConfig, dim: int = 384
     ) -> RayHubShards:
-        return RayHubShards(self, store, chunk_names, sizes, config)
+        return RayHubShards(self, store, chunk_names, sizes, config, dim)
+
+
+SHARD_BASE_BYTES = 300 * 2**20  # an actor's own process: Python, numpy, FAISS
+EMBEDDER_BYTES = 1 * 2**30  # an embedder actor: torch and the model
+
+
+def shard_memory(rows: int, dim: int, config: DedupConfig) -> int:
+    """Bytes a shard actor holds for ``rows`` kept personas: float32 vectors, MinHash signatures and
+    band keys, the exact index's copy of the vectors (or the IVF-PQ codes above ``ann_min_size``,
+    far smaller), plus the process itself — what Ray reserves for it, so that it places the actor
+    on a node with that much memory free and never packs more shards onto a node than it holds."""
+    from personahub_dagster.core.dedup import lsh_rows_per_band
+
+    bands = config.num_perm // lsh_rows_per_band(config.minhash_threshold, config.num_perm)
+    per_row = 2 * 4 * dim + 4 * config.num_perm + 8 * bands
+    return SHARD_BASE_BYTES + rows * per_row
 
 
 def connect(address: str | None) -> None:
@@ -163,20 +182,29 @@ class RayHubShards:
     optional pool of :class:`EmbedWorker` actors for the partition's embeddings."""
 
     def __init__(
-        self, engine: RayEngine, store: Store, chunk_names: list[str], sizes: list[int], config: DedupConfig
+        self,
+        engine: RayEngine,
+        store: Store,
+        chunk_names: list[str],
+        sizes: list[int],
+        config: DedupConfig,
+        dim: int = 384,
     ):
         import ray
 
         connect(engine.address)
         self.size = sum(sizes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        shard = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardSearch)
+        shard = ray.remote(scheduling_strategy="SPREAD")(ShardSearch)
+        groups = split_rows(sizes, engine.shard_rows)
         self.actors = [
-            shard.remote(
+            shard.options(
+                num_cpus=engine.shard_cpus, memory=shard_memory(sum(sizes[i] for i in group), dim, config)
+            ).remote(
                 store.location, store.prefix, [chunk_names[i] for i in group], int(offsets[group[0]]),
                 config, self.size,
             )
-            for group in split_rows(sizes, engine.shard_rows)
+            for group in groups
         ]  # fmt: skip
         try:
             self.shard_info = ray.get([a.describe.remote() for a in self.actors])  # loaded, or failed
@@ -222,7 +250,7 @@ class RayHubShards:
         if self._embed_spec != spec:
             for actor in self.embedders:
                 ray.kill(actor)
-            worker = ray.remote(num_cpus=self.engine.embed_cpus)(EmbedWorker)
+            worker = ray.remote(num_cpus=self.engine.embed_cpus, memory=EMBEDDER_BYTES)(EmbedWorker)
             self.embedders = [worker.remote(*spec) for _ in range(self.engine.embed_workers)]
             self._embed_spec = spec
         per = -(-len(texts) // len(self.embedders))

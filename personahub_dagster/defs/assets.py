@@ -115,6 +115,7 @@ class PersonaHubConfig(dg.Config):
         default=2_000_000, ge=1, description="Kept personas one Ray shard actor holds (2M: ~3 GB of vectors)"
     )
     ray_embed_workers: int = Field(default=0, ge=0, description="Embedder actors for the day (0: embed here)")
+    ray_shard_cpus: float = Field(default=0.5, gt=0, description="CPUs each Ray shard actor reserves")
     ray_min_hub_size: int = Field(default=5_000_000, ge=0, description="engine auto: kept personas for Ray")
     sample_size: int = Field(
         default=DEFAULT_SIZE,
@@ -127,7 +128,7 @@ class PersonaHubConfig(dg.Config):
         return DedupConfig(**self.model_dump(include=set(DedupConfig.__dataclass_fields__)))
 
     def hub_engine(self) -> Engine:
-        ray = RayEngine(None, self.ray_shard_rows, self.ray_embed_workers)  # on the cluster connected to
+        ray = RayEngine(None, self.ray_shard_rows, self.ray_embed_workers, shard_cpus=self.ray_shard_cpus)
         return Engine(self.engine, ray, self.ray_min_hub_size)
 
 

@@ -12,7 +12,7 @@ import pytest
 from personahub_dagster.core.dedup import DedupConfig, HubIndex, planted_near_duplicates
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.hub import Engine, grow_hub
-from personahub_dagster.core.hub_ray import RayEngine, split_rows
+from personahub_dagster.core.hub_ray import RayEngine, shard_memory, split_rows
 from personahub_dagster.core.schemas import rows_frame
 from personahub_dagster.core.storage import as_store
 from tests.support.vectors import TableEmbedder, unit_vectors
@@ -77,10 +77,18 @@ def test_the_ray_engine_marks_a_day_exactly_as_one_process(saved_hub, ray_cluste
     local = HubIndex.load(store, CONFIG, emb)
     assert local is not None and local.remote is None
     expected = local.add(keys, texts)
+    import ray
+
+    free = ray.available_resources() if ray.is_initialized() else None
     remote = HubIndex.load(store, CONFIG, emb, RayEngine(ray_cluster, shard_rows=HUB // 2).shards)
     assert remote is not None and remote.remote is not None
     assert [len(a) for a in (remote._vectors, remote._sigs)] == [0, 0]  # the driver holds no vectors
     try:
+        # the shard actors declared what they hold: Ray reserved their CPUs and memory
+        held = ray.available_resources()
+        reserved = 2 * shard_memory(HUB // 2, emb.dimension, CONFIG)
+        assert (free or ray.cluster_resources())["memory"] - held.get("memory", 0) >= reserved
+        assert (free or ray.cluster_resources())["CPU"] - held.get("CPU", 0) >= 2 * 0.5
         got = remote.add(keys, texts)
     finally:
         remote.remote.close()
