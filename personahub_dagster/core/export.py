@@ -65,8 +65,14 @@ def export_frame(
         filters += " AND c.agreement"
     if not include_contaminated:
         filters += " AND NOT coalesce(k.contaminated, false)"
-    with lake.connect() as con:
-        return con.sql(_SQL.format(filters=filters), params=params).pl()
+    sql = _SQL.format(filters=filters)
+    if partitions:  # the days' own tables first: a night's export reads its day, not the lake
+        with lake.connect(partitions=partitions) as con:
+            df = con.sql(sql, params=params).pl()
+        if df["input persona"].is_not_null().all():
+            return df
+    with lake.connect() as con:  # rows made from another day's personas: look everywhere
+        return con.sql(sql, params=params).pl()
 
 
 def export_writer(df: pl.DataFrame, fmt: str) -> Callable[[BinaryIO], object]:

@@ -29,6 +29,7 @@ mirrored into the ``llm_calls`` table so that SQL over the lake sees it like any
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -240,8 +241,6 @@ class Lake:
 
     def _created_after(self, table: str, moment: datetime) -> bool:
         """Whether the table's first commit is later than ``moment`` (False once its log was cleaned)."""
-        import json
-
         try:
             log = self.files.get(f"tables/{table}/_delta_log/{0:020d}.json").decode()
         except FileNotFoundError:
@@ -423,14 +422,27 @@ class Lake:
 
     # -- reading ---------------------------------------------------------------------------------
     def connect(
-        self, as_of: AsOf | None = None, tables: Iterable[str] | None = None
+        self,
+        as_of: AsOf | None = None,
+        tables: Iterable[str] | None = None,
+        partitions: Iterable[str] | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """A private in-memory DuckDB with one view per table (or per table of ``tables``), as of now or
-        ``as_of``; takes no lock and sees one committed version of each table."""
-        con = duckdb.connect()
+        ``as_of``; takes no lock and sees one committed version of each table. With ``partitions``,
+        the views of daily tables hold only those days (files of other days are never opened). The
+        rows its queries scan are counted (:func:`lake_reads`)."""
+        con = _Metered(duckdb.connect())
+        con.execute("SET enable_profiling = 'no_output'")
+        days = None if partitions is None else sorted(set(partitions))
         for table in tables or SCHEMAS:
             self._create_view(con, table, self._open(table, as_of))
-        return con
+            if days is not None and "partition" in SCHEMAS[table]:
+                listed = ", ".join(f"'{_sql_quote(d)}'" for d in days) or "NULL"
+                con.execute(f"ALTER VIEW {table} RENAME TO _all_{table}")
+                con.execute(
+                    f"CREATE VIEW {table} AS SELECT * FROM _all_{table} WHERE partition IN ({listed})"
+                )
+        return con  # type: ignore[return-value] - a DuckDB connection, metered
 
     def _create_view(self, con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
         if dt is None or not dt.file_uris():
@@ -476,34 +488,76 @@ class Lake:
         scanned, and only the day's ids are held in memory — not every id ever ingested."""
         if not text_ids:
             return {}
-        ids = pl.DataFrame({"text_id": text_ids}).to_arrow()  # noqa: F841 - read by DuckDB by name
         with self.connect(tables=["source_texts"]) as con:
+            con.register("day_ids", pl.DataFrame({"text_id": text_ids}).to_arrow())
             return dict(
                 con.execute(
-                    "SELECT text_id, min(partition) FROM source_texts SEMI JOIN ids USING (text_id) "
+                    "SELECT text_id, min(partition) FROM source_texts SEMI JOIN day_ids USING (text_id) "
                     "WHERE NOT starts_with(partition, ?) GROUP BY 1",
                     [day],
                 ).fetchall()
             )
 
     def counts(self) -> dict[str, int]:
-        with self.connect() as con:
-            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in SCHEMAS}
+        """Rows per table, from the Delta log's per-file record counts: no data file is opened."""
+        out = {}
+        for table in SCHEMAS:
+            dt = self._open(table)
+            actions = pl.DataFrame(dt.get_add_actions(flatten=True)) if dt is not None else pl.DataFrame()
+            out[table] = int(actions["num_records"].sum()) if actions.height else 0
+        return out
+
+    def calls_of_run(self, run_id: str) -> pl.DataFrame:
+        """The ``llm_calls`` rows of one run, reading the journal's blocks from the newest back to the
+        first that holds none of the run's calls (past the run's start): what a night's report reads is
+        its run's calls and one block, not the journal."""
+        dt = self._open("llm_calls")
+        held = sorted((b for b in self._journal_blocks() if b.startswith("journal.")), reverse=True)
+        frames, misses = [], 0
+        for block in held:
+            files = dt.file_uris(partition_filters=[(PRODUCER, "=", block)])
+            with self.connect(tables=[]) as con:
+                listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in files) + "]"
+                found = con.sql(
+                    f"SELECT {_columns('llm_calls')} FROM read_parquet({listing}, union_by_name = true) "
+                    "WHERE run_id = ?",
+                    params=[run_id],
+                ).pl()
+            if found.is_empty():
+                misses += 1
+                if frames or misses >= 2:  # before the run's first call (or it made none)
+                    break
+            else:
+                frames.append(found)
+        return conform("llm_calls", pl.concat(frames) if frames else pl.DataFrame())
 
     def exists(self) -> bool:
         """Whether any table has been written yet."""
         return any(self._open(t) is not None for t in SCHEMAS)
 
     # -- lineage ---------------------------------------------------------------------------------
-    def lineage(self, entity_id: str, as_of: AsOf | None = None) -> list[LineageStep]:
+    def lineage(
+        self, entity_id: str, as_of: AsOf | None = None, partitions: Iterable[str] | None = None
+    ) -> list[LineageStep]:
         """The chain from a generated row (or a persona) back through parent personas to its source text.
 
         One recursive query walks ``parent_persona_id`` links; relation-derived personas reach their
-        Text-to-Persona root in at most ``hop`` steps.
+        Text-to-Persona root in at most ``hop`` steps. ``partitions``: the days to look in first (a
+        daily step's own day: nothing else is read when the chain is there), then everywhere.
         """
+        if partitions is not None:
+            try:
+                return self._lineage(entity_id, as_of, partitions)
+            except KeyError:
+                pass
+        return self._lineage(entity_id, as_of, None)
+
+    def _lineage(
+        self, entity_id: str, as_of: AsOf | None, partitions: Iterable[str] | None
+    ) -> list[LineageStep]:
         steps: list[LineageStep] = []
         kind = kind_of(entity_id)
-        with self.connect(as_of, tables=["generations", "personas", "source_texts"]) as con:
+        with self.connect(as_of, ["generations", "personas", "source_texts"], partitions) as con:
             persona_id = entity_id
             if kind == "generation":
                 row = con.execute(
@@ -559,8 +613,24 @@ class Lake:
     def broken_lineage(self, partition: str | None = None) -> list[str]:
         """Generated rows (of ``partition``, or all) whose chain does not reach a source text: a persona
         or parent persona missing from the lake, a chain whose root is not a Text-to-Persona persona,
-        or a source text that is not there. Empty when every row walks back — the asset check."""
+        or a source text that is not there. Empty when every row walks back — the asset check.
+
+        A day's rows are walked within the day first (personas and texts of that day only: what a
+        night's check reads does not grow with the lake); only rows whose chain leaves the day — made
+        from another day's personas — are walked again over every day."""
+        if partition is None:
+            return self._broken_lineage(None, None)
+        local = self._broken_lineage(partition, [partition])
+        return self._broken_lineage(partition, None, local) if local else []
+
+    def _broken_lineage(
+        self, partition: str | None, within: list[str] | None, rows: list[str] | None = None
+    ) -> list[str]:
         where = "WHERE g.partition = ?" if partition is not None else ""
+        params: list[object] = [partition] if partition is not None else []
+        if rows is not None:
+            where += " AND g.row_id IN (SELECT unnest(?))"
+            params.append(rows)
         sql = f"""
             WITH RECURSIVE chain(row_id, persona_id, depth) AS (
                 SELECT g.row_id, g.persona_id, 0 FROM generations g {where}
@@ -585,8 +655,8 @@ class Lake:
                OR NOT EXISTS (SELECT 1 FROM source_texts t WHERE t.text_id = r.text_id)
             ORDER BY 1
         """
-        with self.connect(tables=["generations", "personas", "source_texts"]) as con:
-            return [r[0] for r in con.execute(sql, [partition] if partition is not None else []).fetchall()]
+        with self.connect(tables=["generations", "personas", "source_texts"], partitions=within) as con:
+            return [r[0] for r in con.execute(sql, params).fetchall()]
 
     @staticmethod
     def _text_step(con: duckdb.DuckDBPyConnection, text_id: str) -> list[LineageStep]:
@@ -599,6 +669,81 @@ class Lake:
         return [
             LineageStep("text", row[0], row[1], {"source_uri": row[2], "doc_id": row[3], "partition": row[4]})
         ]
+
+
+_READS = {"rows": 0, "files": 0}  # what DuckDB scanned for lake queries in this process
+
+
+def lake_reads() -> dict[str, int]:
+    """What the lake's queries read in this process so far, from DuckDB's profile of each query:
+    ``files`` — table files opened (after partition pruning), and ``rows`` — rows the scans produced
+    (after the filters pushed into them). A daily step's difference is what it read: the measure that
+    shows a step reading history (``benchmarks/nights.py``). Files count what a filter pushed into a
+    scan hides from rows: the files must still be opened and their filtered column read."""
+    return dict(_READS)
+
+
+def _files_read(node: dict) -> int:
+    own = int((node.get("extra_info") or {}).get("Total Files Read", 0) or 0)
+    return own + sum(_files_read(child) for child in node.get("children", []))
+
+
+class _Metered:
+    """A DuckDB connection that adds what each query scanned to :func:`lake_reads`. The profile of
+    the last finished query is collected before the next one starts, after a fetch, and at close."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con, self._seen = con, None
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+    def _collect(self) -> None:
+        try:
+            info = self._con.get_profiling_information(format="json")
+        except duckdb.Error:  # no query profiled yet
+            return
+        if info != self._seen:
+            self._seen = info
+            profile = json.loads(info)
+            _READS["rows"] += int((profile.get("query") or profile).get("total_rows_scanned", 0) or 0)
+            operators = profile.get("operator") or []
+            for op in operators if isinstance(operators, list) else [operators]:
+                _READS["files"] += _files_read(op)
+
+    def execute(self, *args, **kwargs):
+        self._collect()
+        self._con.execute(*args, **kwargs)
+        return self
+
+    def sql(self, *args, **kwargs):
+        self._collect()
+        return self._con.sql(*args, **kwargs)
+
+    def fetchall(self):
+        rows = self._con.fetchall()
+        self._collect()
+        return rows
+
+    def fetchone(self):
+        row = self._con.fetchone()
+        self._collect()
+        return row
+
+    def pl(self):
+        frame = self._con.pl()
+        self._collect()
+        return frame
+
+    def close(self) -> None:
+        self._collect()
+        self._con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _WRITER():

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from personahub_dagster.core.data_types import load_data_types
@@ -58,9 +59,12 @@ def _sql(lake: Lake, sql: str, params: list[object]) -> pl.DataFrame:
         return con.sql(sql, params=params).pl()
 
 
-def build_report(lake: Lake, partition: str | None = None, prompts_dir: str | None = None) -> str:
+def build_report(
+    lake: Lake, partition: str | None = None, prompts_dir: str | None = None, run_id: str | None = None
+) -> str:
     """The report as an HTML string (``partition``: one day; default every day in the lake;
-    ``prompts_dir``: where a user's data type registry is, to name the synthesis stages)."""
+    ``prompts_dir``: where a user's data type registry is, to name the synthesis stages; ``run_id``:
+    the calls of that run only, else of the whole journal)."""
     where = "WHERE partition = ?" if partition else ""
     p = [partition] if partition else []
     sections: list[str] = []
@@ -97,23 +101,26 @@ def build_report(lake: Lake, partition: str | None = None, prompts_dir: str | No
     )
     sections.append(f"<h2>Reject reasons</h2>{_table(reasons)}")
 
-    calls = _sql(
-        lake,
-        """SELECT stage, model, count(*) AS attempts, count(*) FILTER (WHERE status = 'ok') AS ok,
+    calls_sql = """SELECT stage, model, count(*) AS attempts, count(*) FILTER (WHERE status = 'ok') AS ok,
                   sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
                   count(*) FILTER (WHERE status = 'ok' AND latency_s IS NULL) AS batch_calls,
                   round(sum(cost_usd), 6) AS cost_usd,
                   round(sum(cost_usd * CASE WHEN latency_s IS NULL THEN 1 ELSE 0.5 END), 6)
                       AS cost_usd_all_batch,
                   round(avg(latency_s), 3) AS mean_latency_s
-           FROM llm_calls GROUP BY 1, 2 ORDER BY 1""",
-        [],
-    )
+           FROM llm_calls GROUP BY 1, 2 ORDER BY 1"""
+    if run_id is not None:  # the run's own calls: a night's report does not read the whole journal
+        with duckdb.connect() as con:
+            con.register("llm_calls", lake.calls_of_run(run_id).to_arrow())
+            calls = con.sql(calls_sql).pl()
+        whose = f"The calls of run <code>{html.escape(run_id)}</code>."
+    else:
+        calls = _sql(lake, calls_sql, [])
+        whose = "All runs in this lake (the call journal is not partitioned)."
     sections.append(
-        "<h2>LLM calls, tokens and cost</h2><p class='muted'>All runs in this lake (the call journal is "
-        "not partitioned). <code>batch_calls</code> were answered through the provider's batch API, at its "
-        "price; <code>cost_usd_all_batch</code> is what every call would have cost there (half the online "
-        f"price).</p>{_table(calls)}"
+        f"<h2>LLM calls, tokens and cost</h2><p class='muted'>{whose} <code>batch_calls</code> were "
+        "answered through the provider's batch API, at its price; <code>cost_usd_all_batch</code> is "
+        f"what every call would have cost there (half the online price).</p>{_table(calls)}"
     )
 
     hub = lake.read("hub", "partition = ?", p) if partition else lake.read("hub")
@@ -182,11 +189,15 @@ def build_report(lake: Lake, partition: str | None = None, prompts_dir: str | No
 
 
 def write_report(
-    lake: Lake, out: str | Path | None = None, partition: str | None = None, prompts_dir: str | None = None
+    lake: Lake,
+    out: str | Path | None = None,
+    partition: str | None = None,
+    prompts_dir: str | None = None,
+    run_id: str | None = None,
 ) -> str:
     """Write the report to ``out`` (a local file), or by default into the lake, wherever it is
     (``reports/<day or all>.html``); returns where it went."""
-    data = build_report(lake, partition, prompts_dir).encode("utf-8")
+    data = build_report(lake, partition, prompts_dir, run_id).encode("utf-8")
     if out is None:
         return lake.files.put(f"reports/{partition or 'all'}.html", data)
     atomic_write(Path(out), lambda fh: fh.write(data))

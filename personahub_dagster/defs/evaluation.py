@@ -161,5 +161,5 @@ def report(
     """``<lake>/reports/<day>.html``: counts, yields, reject reasons, tokens and cost, the hub,
     diversity bands, contamination hits and math validity — one self-contained page."""
     lk, day = lake.lake(context), partition_of(context)
-    where = write_report(lk, None, day, prompts.prompts_dir)
+    where = write_report(lk, None, day, prompts.prompts_dir, context.run_id)
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(where)})

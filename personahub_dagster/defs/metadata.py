@@ -59,12 +59,16 @@ def lake_metadata(lake: Lake, table: str | None = None, rows: int | None = None)
     return out
 
 
-def lineage_markdown(lake: Lake, row_ids: list[str], width: int = 140) -> dg.MetadataValue:
+def lineage_markdown(
+    lake: Lake, row_ids: list[str], partitions: list[str] | None = None, width: int = 140
+) -> dg.MetadataValue:
     """The lineage of a few generated rows as markdown: row → persona → parent personas → source text,
-    so the chain is one click away in the UI (``personahub lineage ROW_ID`` prints the same)."""
+    so the chain is one click away in the UI (``personahub lineage ROW_ID`` prints the same);
+    ``partitions``: where to look first (the step's day)."""
     if not row_ids:
         return dg.MetadataValue.md("_no rows_")
-    return dg.MetadataValue.md("\n\n".join(steps_markdown(lake.lineage(r), width) for r in row_ids))
+    chains = (steps_markdown(lake.lineage(r, partitions=partitions), width) for r in row_ids)
+    return dg.MetadataValue.md("\n\n".join(chains))
 
 
 def steps_markdown(steps: list[LineageStep], width: int = 140) -> str:

@@ -139,7 +139,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
                 "rows_by_mode": dg.MetadataValue.json(per_mode),
                 "yield": round(out.rows.height / requests, 4) if requests else 0.0,
                 "exemplar_personas": len(exemplars.get("persona_few_shot", [])),
-                "lineage_sample": lineage_markdown(lk, out.rows["row_id"].head(2).to_list()),
+                "lineage_sample": lineage_markdown(lk, out.rows["row_id"].head(2).to_list(), [day, *days]),
             },
             check_results=[
                 checks.reject_rate(out.rows.height, out.rejects.height, config.checks),
