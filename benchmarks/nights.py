@@ -82,28 +82,49 @@ def main() -> None:
     print("| step | night 1 s | last s | ratio | files 1 → last | rows 1 → last | slope s/night |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     x = np.arange(1, len(results) + 1)
-    slopes = {}
+    slopes, noise = {}, {}
     for s in steps:
         ys = np.array([r["seconds"].get(s, 0.0) for r in results])
-        slopes[s] = float(np.polyfit(x, ys, 1)[0]) if len(results) > 1 else 0.0
+        slopes[s], noise[s] = _slope(x, ys)
         a, b = first["seconds"].get(s, 0.0), last["seconds"].get(s, 0.0)
         fa, fb = first["reads"].get(s, {}).get("files", 0), last["reads"].get(s, {}).get("files", 0)
         ra, rb = first["reads"].get(s, {}).get("rows", 0), last["reads"].get(s, {}).get("rows", 0)
         tag = " (LLM)" if s in llm else ""
         print(f"| {s}{tag} | {a:.2f} | {b:.2f} | {b / a if a else float('nan'):.2f} | {fa} → {fb} | "
-              f"{ra} → {rb} | {slopes[s]:+.3f} |")  # fmt: skip
+              f"{ra} → {rb} | {slopes[s]:+.3f} ± {noise[s]:.3f} |")  # fmt: skip
 
     per_night = (last["hub"].get("hub_personas", 0) - first["hub"].get("hub_personas", 0)) / max(
         1, args.nights - 1
     )
-    nights_to_100m = 100e6 / per_night if per_night else float("inf")
-    base = sum(np.mean([r["seconds"].get(s, 0.0) for r in results]) for s in plain)
-    slope = sum(slopes[s] for s in plain)
-    print(f"\nProjection of the non-LLM steps from the measured slopes ({per_night:.0f} personas a night):\n")
-    print("| night | hub personas | non-LLM s (projected) |")
-    print("| ---: | ---: | ---: |")
-    for n in (1, args.nights, 365, nights_to_100m):
-        print(f"| {n:,.0f} | {per_night * n:,.0f} | {base + slope * (n - (args.nights + 1) / 2):,.1f} |")
+    # a slope within two standard errors of zero is noise, not growth: it is projected as flat
+    real = {s: slopes[s] if abs(slopes[s]) > 2 * noise[s] else 0.0 for s in plain}
+    base = sum(float(np.mean([r["seconds"].get(s, 0.0) for r in results])) for s in plain)
+    growing = sorted(s for s in plain if real[s])
+    print(
+        f"\nProjection of the non-LLM steps from the measured slopes ({per_night:.0f} personas a night; "
+        f"slopes beyond two standard errors: {', '.join(growing) or 'none'}):\n"
+    )
+    print("| night | hub personas at this rate | non-LLM s (projected) | at 18k personas a night: night |")
+    print("| ---: | ---: | ---: | ---: |")
+    mid = (args.nights + 1) / 2
+    for n in (1, args.nights, 365, 3650):
+        print(f"| {n:,} | {per_night * n:,.0f} | {base + sum(real.values()) * (n - mid):,.1f} | "
+              f"{18_000 * n:,} personas |")  # fmt: skip
+    hub_nights = 100e6 / 18_000
+    print(
+        f"| {hub_nights:,.0f} (a 100M hub at 18k a night) | 100,000,000 | "
+        f"{base + sum(real.values()) * (hub_nights - mid):,.1f} | |"
+    )
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and its standard error."""
+    if len(x) < 3:
+        return 0.0, float("inf")
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    se = float(np.sqrt((resid @ resid) / (len(x) - 2) / ((x - x.mean()) @ (x - x.mean()))))
+    return float(slope), se
 
 
 if __name__ == "__main__":

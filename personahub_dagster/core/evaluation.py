@@ -252,8 +252,7 @@ def check_contamination(
 ) -> pl.DataFrame:
     """Check the generated rows of ``partitions`` (default: all) against every benchmark and store the
     result as each day's ``contamination`` slice (replacing that day's earlier check)."""
-    where = f"partition IN ({', '.join('?' for _ in partitions)})" if partitions else None
-    rows = lake.read("generations", where, list(partitions or [])).select("row_id", "output", "partition")
+    rows = lake.read("generations", partitions=partitions or None).select("row_id", "output", "partition")
     frames = [
         contamination(rows, texts, embedder, name=name, n=n, cosine_threshold=cosine_threshold)
         for name, texts in benchmarks.items()

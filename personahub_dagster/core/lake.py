@@ -435,51 +435,55 @@ class Lake:
         con.execute("SET enable_profiling = 'no_output'")
         days = None if partitions is None else sorted(set(partitions))
         for table in tables or SCHEMAS:
-            self._create_view(con, table, self._open(table, as_of))
-            if days is not None and "partition" in SCHEMAS[table]:
-                listed = ", ".join(f"'{_sql_quote(d)}'" for d in days) or "NULL"
-                con.execute(f"ALTER VIEW {table} RENAME TO _all_{table}")
-                con.execute(
-                    f"CREATE VIEW {table} AS SELECT * FROM _all_{table} WHERE partition IN ({listed})"
-                )
+            self._create_view(con, table, self._open(table, as_of), days)
         return con  # type: ignore[return-value] - a DuckDB connection, metered
 
-    def _create_view(self, con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
-        if dt is None or not dt.file_uris():
+    def _create_view(
+        self, con: duckdb.DuckDBPyConnection, table: str, dt, days: list[str] | None = None
+    ) -> None:
+        days = days if days is not None and "partition" in SCHEMAS[table] else None
+        files = [] if dt is None else dt.file_uris(_day_filter(days))
+        if not files:
             cols = ", ".join(f'CAST(NULL AS {sql_type(t)}) AS "{c}"' for c, t in SCHEMAS[table].items())
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {cols} WHERE false")
         elif self.is_local:
-            self._native_view(con, table, dt)
+            self._native_view(con, table, files)
         else:
-            self._arrow_view(con, table, dt)
+            self._arrow_view(con, table, dt, days)
 
     @staticmethod
-    def _native_view(con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
+    def _native_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:
         """DuckDB's own Parquet reader over the version's files (day and stage from their paths)."""
         hive = ", ".join(
             f"'{c}': VARCHAR" for c in ("partition", PRODUCER) if c == PRODUCER or c in SCHEMAS[table]
         )
-        listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in dt.file_uris()) + "]"
+        listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in files) + "]"
         con.execute(
             f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM read_parquet({listing}, "
             f"hive_partitioning = true, hive_types = {{{hive}}}, union_by_name = true)"
         )
 
     @staticmethod
-    def _arrow_view(con: duckdb.DuckDBPyConnection, table: str, dt) -> None:
+    def _arrow_view(con: duckdb.DuckDBPyConnection, table: str, dt, days: list[str] | None) -> None:
         """deltalake's Arrow dataset of the version (reads through the object store; DuckDB pushes
-        projections and filters into it)."""
-        con.register(f"_delta_{table}", dt.to_pyarrow_dataset())
+        projections and filters into it); with ``days``, only those days' files."""
+        con.register(f"_delta_{table}", dt.to_pyarrow_dataset(partitions=_day_filter(days)))
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM _delta_{table}")
 
     def read(
-        self, table: str, where: str | None = None, params: Iterable[object] = (), as_of: AsOf | None = None
+        self,
+        table: str,
+        where: str | None = None,
+        params: Iterable[object] = (),
+        as_of: AsOf | None = None,
+        partitions: Iterable[str] | None = None,
     ) -> pl.DataFrame:
-        """All rows of ``table`` (optionally filtered by a SQL ``where`` clause) as a polars frame."""
+        """All rows of ``table`` (optionally filtered by a SQL ``where`` clause, and to the days in
+        ``partitions`` — whose files alone are opened) as a polars frame."""
         if table not in SCHEMAS:
             raise KeyError(table)
         sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "")
-        with self.connect(as_of, tables=[table]) as con:
+        with self.connect(as_of, tables=[table], partitions=partitions) as con:
             return conform(table, con.sql(sql, params=list(params)).pl())
 
     def ingested_before(self, text_ids: list[str], day: str) -> dict[str, str]:
@@ -744,6 +748,11 @@ class _Metered:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _day_filter(days: list[str] | None) -> list[tuple[str, str, object]] | None:
+    """A Delta partition filter for ``days`` (None: every file)."""
+    return None if days is None else [("partition", "in", days or ["\x00"])]
 
 
 def _WRITER():

@@ -54,8 +54,9 @@ def _plot(draw: Callable[[object], object], title: str, xlabel: str, ylabel: str
     return f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
 
 
-def _sql(lake: Lake, sql: str, params: list[object]) -> pl.DataFrame:
-    with lake.connect() as con:
+def _sql(lake: Lake, sql: str, params: list[object], day: str | None = None) -> pl.DataFrame:
+    """``sql`` over the lake; with ``day``, over that day's rows alone (only its files are opened)."""
+    with lake.connect(partitions=[day] if day else None) as con:
         return con.sql(sql, params=params).pl()
 
 
@@ -79,10 +80,11 @@ def build_report(
             UNION ALL SELECT data_type, count(*) FROM generations {where} GROUP BY 1
             UNION ALL SELECT 'math_checks', count(*) FROM math_checks {where}""",
         p * 3,
+        partition,
     )
     asset_of = {name: dt.asset for name, dt in load_data_types(prompts_dir).items()}
     made = made.with_columns(pl.col("stage").replace(asset_of))
-    lost = _sql(lake, f"SELECT stage, count(*) AS rejects FROM rejects {where} GROUP BY 1", p)
+    lost = _sql(lake, f"SELECT stage, count(*) AS rejects FROM rejects {where} GROUP BY 1", p, partition)
     yields = (
         made.join(lost, on="stage", how="full", coalesce=True)
         .fill_null(0)
@@ -98,6 +100,7 @@ def build_report(
             QUALIFY row_number() OVER (PARTITION BY stage ORDER BY count(*) DESC) <= 6
             ORDER BY stage, n DESC""",
         p,
+        partition,
     )
     sections.append(f"<h2>Reject reasons</h2>{_table(reasons)}")
 
@@ -123,7 +126,7 @@ def build_report(
         f"what every call would have cost there (half the online price).</p>{_table(calls)}"
     )
 
-    hub = lake.read("hub", "partition = ?", p) if partition else lake.read("hub")
+    hub = lake.read("hub", partitions=p or None)
     if hub.height:
         dups = hub.filter(pl.col("dup_of").is_not_null()).group_by("dup_reason").len().sort("dup_reason")
         sims = hub["nearest_similarity"].drop_nulls().to_list()
@@ -138,7 +141,7 @@ def build_report(
             f"</p>{_table(dups.rename({'len': 'duplicates'}))}{plot if sims else ''}"
         )
 
-    pairs = lake.read("diversity_pairs", "partition = ?", p) if partition else lake.read("diversity_pairs")
+    pairs = lake.read("diversity_pairs", partitions=p or None)
     if pairs.height:
         summary = band_summary(pairs)
         groups = [pairs.filter(pl.col("band") == b)["problem_similarity"].to_list() for b in summary["band"]]
@@ -153,7 +156,7 @@ def build_report(
             f"math problem each at temperature 0, the problems' cosine per band.</p>{_table(summary)}{plot}"
         )
 
-    contam = lake.read("contamination", "partition = ?", p) if partition else lake.read("contamination")
+    contam = lake.read("contamination", partitions=p or None)
     if contam.height:
         by = contam.group_by("benchmark").agg(
             pl.len().alias("rows_checked"),
@@ -168,7 +171,7 @@ def build_report(
             f"default.</p>{_table(by)}{_table(hits.head(20))}"
         )
 
-    math = lake.read("math_checks", "partition = ?", p) if partition else lake.read("math_checks")
+    math = lake.read("math_checks", partitions=p or None)
     if math.height:
         agreed = int(math["agreement"].sum())
         sections.append(

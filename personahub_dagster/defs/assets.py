@@ -213,7 +213,7 @@ def text_personas(
     """Text-to-Persona: who would read / write / like / dislike each text — one persona per text and
     perspective, each naming the text it came from."""
     lk, day = lake.lake(context), partition_of(context)
-    texts = lk.read("source_texts", "partition = ?", [day])
+    texts = lk.read("source_texts", partitions=[day])
     out = text_to_persona(
         texts,
         llm.gateway(lk, context, config),
@@ -250,7 +250,7 @@ def expanded_personas(
 
     lk, day = lake.lake(context), partition_of(context)
     gateway = llm.gateway(lk, context, config)
-    seeds = lk.read("personas", "method = 'text' AND partition = ?", [day])
+    seeds = lk.read("personas", "method = 'text'", partitions=[day])
     out = persona_to_persona(
         seeds,
         gateway,
@@ -319,8 +319,8 @@ def persona_hub(
 
     with lk.lock("hub", on_wait=lambda: context.log.info("another run is growing the hub; waiting")):
         for attempt in range(1, HUB_COMMIT_ATTEMPTS + 1):
-            personas = lk.read("personas", "partition = ?", [day])
-            published = lk.read("hub", "partition = ?", [day])
+            personas = lk.read("personas", partitions=[day])
+            published = lk.read("hub", partitions=[day])
             try:
                 growth = grow_hub(
                     personas,
@@ -344,7 +344,7 @@ def persona_hub(
             f"{day} arrived after a later day: its personas were marked against the whole hub as it "
             "stands (arrival order), and no published mark changed"
         )
-    mine = lk.read("hub", "partition = ?", [day])
+    mine = lk.read("hub", partitions=[day])
     dups = mine.filter(pl.col("dup_of").is_not_null())
     ratio = dups.height / mine.height if mine.height else 0.0
     manifest = HubIndex.manifest(store) or {}

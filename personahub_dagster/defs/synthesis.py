@@ -86,7 +86,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk, context, config)
         days = config.partitions or [day]
-        hub = lk.read("hub", f"partition IN ({', '.join('?' for _ in days)})", days).sort("persona_id")
+        hub = lk.read("hub", partitions=days).sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
         chosen = select_personas(hub, n, f"{config.seed}:{dt.name}")
 
@@ -179,7 +179,7 @@ def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
         """The agreement filter: each math problem solved by independent solvers; kept for a test set
         only when at least ``min_agree`` final answers are equivalent (math-verify)."""
         lk, day = lake.lake(context), partition_of(context)
-        problems = lk.read("generations", "data_type = ? AND partition = ?", [math.name, day]).sort("row_id")
+        problems = lk.read("generations", "data_type = ?", [math.name], partitions=[day]).sort("row_id")
         solvers = [
             Solver(
                 s.name,

@@ -206,8 +206,8 @@ def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline
     )
     assert second.success
     hub_meta = second.asset_materializations_for_node("persona_hub")[0].metadata
-    assert hub_meta["partitions_marked"].value == [DAY2] and hub_meta["partitions_reused"].value == [DAY1]
-    assert hub_meta["state_rebuilt"].value is False
+    assert hub_meta["partitions_marked"].value == [DAY2] and hub_meta["partitions_reused"].value == []
+    assert hub_meta["state_rebuilds"].value == 0 and hub_meta["late_arrival"].value is False
     assert day1_hub_commits() == day1_commits  # day 1's marks were not rewritten
     with lake.connect() as con:
         new_calls = {r[0] for r in con.execute("SELECT request_hash FROM llm_calls").fetchall()} - day1_calls
