@@ -96,8 +96,9 @@ def main() -> None:
     per_night = (last["hub"].get("hub_personas", 0) - first["hub"].get("hub_personas", 0)) / max(
         1, args.nights - 1
     )
-    # a slope within two standard errors of zero is noise, not growth: it is projected as flat
-    real = {s: slopes[s] if abs(slopes[s]) > 2 * noise[s] else 0.0 for s in plain}
+    # a slope within two standard errors of zero is noise, not growth: it is projected as flat; so is
+    # a falling one (a step does not get cheaper for ever)
+    real = {s: slopes[s] if slopes[s] > 2 * noise[s] else 0.0 for s in plain}
     base = sum(float(np.mean([r["seconds"].get(s, 0.0) for r in results])) for s in plain)
     growing = sorted(s for s in plain if real[s])
     print(

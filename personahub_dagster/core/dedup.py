@@ -72,6 +72,39 @@ class DedupConfig:
     ann_nprobe: int | None = None  # … by choosing the lists probed per query when trained (or fix it here)
 
 
+def chunk_rows(name: str) -> int:
+    """Kept personas in a saved chunk, from its name (``<first row>-<end row>-<tag>``)."""
+    first, end, _ = name.split("-", 2)
+    return int(end) - int(first)
+
+
+class KeptIds(list):
+    """The kept ids of a state whose first ``offset`` rows live in remote shards: a list of the rows
+    kept since (``self[offset + k]`` is item ``k``), whose length counts the remote rows too. Names of
+    remote rows are asked of the shards (:meth:`HubIndex._names`), never held here."""
+
+    def __init__(self, offset: int):
+        super().__init__()
+        self.offset = offset
+
+    def __len__(self) -> int:
+        return self.offset + super().__len__()
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, _ = key.indices(len(self))
+            if start < self.offset:
+                raise IndexError("the ids of rows held by remote shards are not here")
+            return list.__getitem__(self, slice(start - self.offset, stop - self.offset))
+        key = key + len(self) if key < 0 else key
+        if key < self.offset:
+            raise IndexError("the ids of rows held by remote shards are not here")
+        return list.__getitem__(self, key - self.offset)
+
+
 class HubShards(Protocol):
     """The persisted part of a hub — rows ``0 … size-1`` of the kept set — searched where it is stored,
     in shards (:mod:`.hub_ray`: actors on a Ray cluster, each holding some of the state's chunks), so
@@ -86,6 +119,10 @@ class HubShards(Protocol):
 
     def top1(self, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The nearest kept vector of each query: (cosine, index; -1 when there is none)."""
+        ...
+
+    def ids_of(self, index: np.ndarray) -> list[str]:
+        """The persona ids of the kept rows at ``index`` (each below ``size``)."""
         ...
 
     def close(self) -> None:
@@ -207,8 +244,9 @@ class HubIndex:
         self._batch_sigs = sigs
         if self.ids:
             hub_j, hub_sim = self._best_in_hub(sigs)
-            for i in np.flatnonzero((hub_j >= 0) & (hub_sim >= c.minhash_threshold)).tolist():
-                marks.set(i, self.ids[hub_j[i]], "minhash", hub_sim[i])
+            hits = np.flatnonzero((hub_j >= 0) & (hub_sim >= c.minhash_threshold))
+            for i, name in zip(hits.tolist(), self._names(hub_j[hits]), strict=True):
+                marks.set(i, name, "minhash", hub_sim[i])
         eligible = np.array([d is None for d in marks.dup_of], dtype=bool)
         dup_of, sims = minhash.earliest_wins(sigs, self.rows_per_band, c.minhash_threshold, eligible)
         for i in np.flatnonzero(dup_of >= 0).tolist():
@@ -224,6 +262,20 @@ class HubIndex:
         shifted = (np.where(local[0] >= 0, local[0] + self._offset, -1), local[1])
         return merge_best([self.remote.minhash_best(sigs, self.rows_per_band), shifted])
 
+    def _names(self, index: np.ndarray) -> list[str]:
+        """The ids of kept rows at ``index`` (hub order): held here, or named by the remote shards —
+        one round trip for all of them — so the driver never holds the hub's ids."""
+        index = np.asarray(index, dtype=np.int64)
+        if self.remote is None:
+            return [self.ids[j] for j in index.tolist()]
+        names: list[str | None] = [None] * len(index)
+        far = np.flatnonzero(index < self._offset)
+        for k, name in zip(far.tolist(), self.remote.ids_of(index[far]) if len(far) else [], strict=True):
+            names[k] = name
+        for k in np.flatnonzero(index >= self._offset).tolist():
+            names[k] = self.ids[int(index[k])]
+        return names  # type: ignore[return-value]
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         vecs = self.remote.encode(self.embedder, texts) if self.remote is not None else None
         return vecs if vecs is not None else self.embedder.encode(texts)
@@ -236,12 +288,14 @@ class HubIndex:
             vecs @ vecs.T, hub_sim.astype(np.float64), hub_idx >= 0, self.config.cosine_threshold
         )
         kept: list[int] = []
+        near = np.flatnonzero((within_ref < 0) & (hub_idx >= 0) & (best >= self.config.cosine_threshold))
+        hub_names = dict(zip(near.tolist(), self._names(hub_idx[near]), strict=True))
         for b, i in enumerate(block):
             r = int(within_ref[b])
             if r >= 0:
                 of, ref = keys[block[r]], block[r]
             elif hub_idx[b] >= 0:
-                of, ref = self.ids[hub_idx[b]], None
+                of, ref = hub_names.get(b), None  # named only when it is a duplicate
             else:  # the very first persona of an empty hub: nothing to compare with
                 kept.append(b)
                 continue
@@ -412,8 +466,8 @@ class HubIndex:
         that exists but cannot be read raises (after retries). On a local lake signatures and
         embeddings are memory-mapped (only the rows a search touches are read); from object storage
         they are read whole. With ``shards`` (an engine: store, chunk names, their row counts, config
-        → :class:`HubShards`) only the ids are read here; the signatures and vectors are read by the
-        engine's workers, each its share."""
+        → :class:`HubShards`) nothing of the saved hub is read here; its ids, signatures and vectors are
+        read by the engine's workers, each its share."""
         store = as_store(store)
         manifest, token = cls.current(store)
         if (
@@ -425,6 +479,16 @@ class HubIndex:
         ):
             return None
         chunk_names = manifest["chunks"]
+        if shards is not None:
+            # the shards read the chunks, ids included; the driver knows only their sizes (the names
+            # say which rows each holds) and the rows kept from now on. An engine that cannot be
+            # reached fails the growth, loudly.
+            sizes = [chunk_rows(c) for c in chunk_names]
+            remote = shards(store, chunk_names, sizes, config, embedder.dimension)
+            state = cls(config, embedder, KeptIds(sum(sizes)), remote=remote)
+            state._offset = state._persisted = sum(sizes)
+            state._chunks, state._token = list(chunk_names), token
+            return state
         kept = [
             pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"])[
                 "persona_id"
@@ -432,14 +496,6 @@ class HubIndex:
             for c in chunk_names
         ]
         ids = [pid for chunk in kept for pid in chunk]
-        if shards is not None:
-            # outside the try: an engine that cannot be reached fails the growth, loudly — it must
-            # never look like an unreadable state, which would rebuild the whole hub in this process
-            remote = shards(store, chunk_names, [len(k) for k in kept], config, embedder.dimension)
-            state = cls(config, embedder, ids, remote=remote)
-            state._offset = state._persisted = len(ids)
-            state._chunks, state._token = list(chunk_names), token
-            return state
         ann_key = f"{manifest['_folder']}/ann.faiss"
         ann = (
             faiss.deserialize_index(np.frombuffer(store.get(ann_key), np.uint8))

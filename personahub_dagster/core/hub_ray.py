@@ -30,11 +30,13 @@ from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
+import polars as pl
 
 from personahub_dagster.core import minhash
 from personahub_dagster.core.dedup import (
     ANN_FLOOR,
     DedupConfig,
+    _source,
     ann_top1,
     build_ann,
     calibrate_nprobe,
@@ -66,6 +68,13 @@ class ShardSearch:
     ):
         store = Store(location, prefix)
         self.offset = offset
+        self.ids = [
+            pid
+            for n in names
+            for pid in pl.read_parquet(_source(store, f"chunks/kept-{n}.parquet"), columns=["persona_id"])[
+                "persona_id"
+            ].to_list()
+        ]
         self.sigs = [load_npy(store, f"chunks/sig-{n}.npy") for n in names]
         self.bands = [load_npy(store, f"chunks/band-{n}.npy") for n in names]
         self.vectors = [np.asarray(load_npy(store, f"chunks/emb-{n}.npy"), np.float32) for n in names]
@@ -102,6 +111,9 @@ class ShardSearch:
         else:
             sim, idx = (a[:, 0] for a in self.flat.search(vecs, 1))
         return sim, np.where(idx >= 0, idx + self.offset, -1)
+
+    def ids_of(self, index: np.ndarray) -> list[str]:
+        return [self.ids[j - self.offset] for j in np.asarray(index).tolist()]
 
     def describe(self) -> dict:
         return {"rows": self.rows, "search": f"IVF-PQ, nprobe {self.nprobe}" if self.ann else "exact"}
@@ -197,6 +209,7 @@ class RayHubShards:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         shard = ray.remote(scheduling_strategy="SPREAD")(ShardSearch)
         groups = split_rows(sizes, engine.shard_rows)
+        self.starts = [int(offsets[group[0]]) for group in groups]  # first hub row of each shard
         self.actors = [
             shard.options(
                 num_cpus=engine.shard_cpus, memory=shard_memory(sum(sizes[i] for i in group), dim, config)
@@ -235,6 +248,16 @@ class RayHubShards:
         self.search_s += time.perf_counter() - started
         idx, sim = merge_best([(i, s) for s, i in parts])
         return sim.astype(np.float32), idx
+
+    def ids_of(self, index: np.ndarray) -> list[str]:
+        """The ids of hub rows at ``index``, each asked of the shard that holds it (in one round)."""
+        import ray
+
+        index = np.asarray(index, dtype=np.int64)
+        shard = np.searchsorted(self.starts, index, side="right") - 1
+        refs = {k: self.actors[k].ids_of.remote(index[shard == k]) for k in np.unique(shard).tolist()}
+        answers = {k: iter(v) for k, v in zip(refs, ray.get(list(refs.values())), strict=True)}
+        return [next(answers[k]) for k in shard.tolist()]
 
     def encode(self, embedder: Embedder, texts: list[str]) -> np.ndarray | None:
         """The texts' embeddings from ``engine.embed_workers`` actors running ``embedder``'s model, each

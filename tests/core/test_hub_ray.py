@@ -83,6 +83,7 @@ def test_the_ray_engine_marks_a_day_exactly_as_one_process(saved_hub, ray_cluste
     remote = HubIndex.load(store, CONFIG, emb, RayEngine(ray_cluster, shard_rows=HUB // 2).shards)
     assert remote is not None and remote.remote is not None
     assert [len(a) for a in (remote._vectors, remote._sigs)] == [0, 0]  # the driver holds no vectors
+    assert len(remote.ids) == HUB and list.__len__(remote.ids) == 0  # … and no ids: the shards name them
     try:
         # the shard actors declared what they hold: Ray reserved their CPUs and memory
         held = ray.available_resources()
