@@ -41,6 +41,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.dataset as pads
 
 from personahub_dagster.core.ids import kind_of
 from personahub_dagster.core.llm_cache import ResponseCache, is_postgres, open_cache
@@ -519,20 +520,14 @@ class Lake:
         held = sorted((b for b in self._journal_blocks() if b.startswith("journal.")), reverse=True)
         frames, misses = [], 0
         for block in held:
-            files = dt.file_uris(partition_filters=[(PRODUCER, "=", block)])
-            with self.connect(tables=[]) as con:
-                listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in files) + "]"
-                found = con.sql(
-                    f"SELECT {_columns('llm_calls')} FROM read_parquet({listing}, union_by_name = true) "
-                    "WHERE run_id = ?",
-                    params=[run_id],
-                ).pl()
+            dataset = dt.to_pyarrow_dataset(partitions=[(PRODUCER, "=", block)])
+            found = pl.from_arrow(dataset.to_table(filter=pads.field("run_id") == run_id))
             if found.is_empty():
                 misses += 1
                 if frames or misses >= 2:  # before the run's first call (or it made none)
                     break
             else:
-                frames.append(found)
+                frames.append(found.select(list(SCHEMAS["llm_calls"])))
         return conform("llm_calls", pl.concat(frames) if frames else pl.DataFrame())
 
     def exists(self) -> bool:

@@ -13,6 +13,7 @@ from personahub_dagster.core.dedup import DedupConfig, HubIndex, StateError
 from personahub_dagster.core.embedder import Embedder
 from personahub_dagster.core.hub import grow_hub, rebuild_hub
 from personahub_dagster.core.hub_sample import read_sample, sample_vectors
+from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.storage import Store, as_store, retried
 
 DAY1 = [
@@ -208,3 +209,47 @@ def test_cli_dedup_rejects_a_file_without_personas(tmp_path, capsys):
     pl.DataFrame({"text": ["x"]}).write_parquet(src)
     assert cli(["dedup", str(src), "--out", str(tmp_path / "o.parquet")]) == 2
     assert "no persona column" in capsys.readouterr().err
+
+
+def test_on_s3_a_failing_state_read_is_retried_then_fails_the_growth_and_never_starts_over(
+    s3, embedder, monkeypatch
+):
+    """The object store answers 503 to reads of the state: a blip is retried and the hub grows on its
+    saved state; a lasting outage fails the growth and leaves the state as it was — never "no state"."""
+    import obstore
+
+    store = Lake(s3.url).files.child("hub_state")
+    (_,), published = grow_days(store, [("d1", DAY1)], embedder)
+    manifest = HubIndex.manifest(store)
+    real_get = obstore.get
+    outage = {"left": 2, "failed": 0}
+
+    def flaky_get(backend, path, *args, **kwargs):
+        if "hub_state/" in path and outage["left"]:
+            outage["left"] -= 1
+            outage["failed"] += 1
+            raise RuntimeError(
+                "Generic S3 error: Server returned non-2xx status code: 503 Service Unavailable"
+            )
+        return real_get(backend, path, *args, **kwargs)
+
+    monkeypatch.setattr(obstore, "get", flaky_get)
+    (day2,), published = grow_days(store, [("d2", DAY2)], embedder, published=published)
+    assert outage["failed"] == 2 and day2.kept_total == 3 and day2.new_personas == 3
+    outage["left"] = 10_000
+    with pytest.raises(RuntimeError, match="503"):
+        grow_days(store, [("d3", ["A beekeeper in Vermont."])], embedder, published=published)
+    outage["left"] = 0
+    after = HubIndex.manifest(store)
+    assert [p["name"] for p in after["partitions"]] == ["d1", "d2"]
+    assert after["chunks"][:1] == manifest["chunks"] and after["kept"] == 3
+
+
+def test_a_shard_that_lands_after_a_higher_one_is_marked_in_arrival_order(tmp_path, embedder):
+    """Shards of one day (``<day>.s<k>``) that arrive out of order: each is marked against what is
+    kept when it arrives; the earlier-arriving shard's marks stand."""
+    (s1, s0), _ = grow_days(tmp_path, [("2026-01-01.s01", DAY2), ("2026-01-01.s00", DAY1)], embedder)
+    assert s0.late == ["2026-01-01.s00"] and s1.late == []
+    marks = dict(zip(s0.hub["2026-01-01.s00"]["persona_id"], s0.hub["2026-01-01.s00"]["dup_of"], strict=True))
+    assert marks["p-2026-01-01.s00-1"] == "p-2026-01-01.s01-0"  # the pianist was kept in shard 1
+    assert s1.hub["2026-01-01.s01"]["dup_of"].is_null().all()

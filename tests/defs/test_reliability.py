@@ -153,7 +153,9 @@ def test_a_planted_api_key_appears_in_no_log_metadata_lake_or_export(tmp_path):
     assert leaks == []
     for p in (p for p in files if p.suffix == ".parquet"):
         df = pl.read_parquet(p)
-        for col in df.columns:
+        for col, dtype in df.schema.items():
+            if isinstance(dtype, pl.Array) and dtype.inner.is_numeric():
+                continue  # numbers (the hub sample's vectors) cannot hold a key
             assert not df[col].cast(pl.Utf8, strict=False).str.contains(KEY, literal=True).any(), p
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
     runs = instance.get_runs()

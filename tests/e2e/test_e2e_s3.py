@@ -98,7 +98,7 @@ def test_two_days_on_s3_give_the_same_lake_as_on_local_disk(s3, tmp_path):
     # every materialization recorded the Delta versions it wrote, usable with --as-of
     meta = remote_runs[0].asset_materializations_for_node("text_personas")[0].metadata
     versions = meta["delta_versions"].value
-    assert set(versions) == {"personas", "rejects"}
+    assert set(versions) == {"personas", "rejects", "llm_calls"}  # its calls, mirrored with its rows
     as_of = remote.read("personas", as_of=AsOf.parse(meta["as_of"].value))
     assert set(as_of["partition"]) == {DAYS[0]}
     assert os.environ.get("PERSONAHUB_LAKE") != s3.url  # the runs' settings did not leak
