@@ -253,3 +253,33 @@ def test_a_shard_that_lands_after_a_higher_one_is_marked_in_arrival_order(tmp_pa
     marks = dict(zip(s0.hub["2026-01-01.s00"]["persona_id"], s0.hub["2026-01-01.s00"]["dup_of"], strict=True))
     assert marks["p-2026-01-01.s00-1"] == "p-2026-01-01.s01-0"  # the pianist was kept in shard 1
     assert s1.hub["2026-01-01.s01"]["dup_of"].is_null().all()
+
+
+def test_hub_rebuild_re_marks_every_day_in_date_order_only_when_asked(tmp_path, embedder, capsys):
+    lake = Lake(tmp_path / "lake")
+    store = lake.files.child("hub_state")
+
+    def publish(hub: dict[str, pl.DataFrame]) -> None:
+        for day, rows in hub.items():
+            lake.write("hub", rows, producer="persona_hub", partition=day)
+
+    for day, texts in (("2026-01-02", DAY2), ("2026-01-01", DAY1)):  # the earlier day arrives late
+        lake.write("personas", personas(day, texts), producer="text_personas", partition=day)
+        grow_hub(
+            personas(day, texts), store, embedder, DedupConfig(), lake.read("hub", partitions=[day]), publish
+        )
+    pianist = "p-2026-01-02-0"
+    assert lake.read("hub", "persona_id = ?", [pianist])["dup_of"].item() is None  # kept: it came first
+
+    assert cli(["hub", "rebuild", "--lake", str(lake.root)]) == 2  # never without --yes
+    assert "--yes" in capsys.readouterr().err
+    assert cli(["hub", "rebuild", "--yes", "--lake", str(lake.root)]) == 0
+    assert lake.read("hub", "persona_id = ?", [pianist])["dup_of"].item() == "p-2026-01-01-1"  # date order
+    manifest = HubIndex.manifest(store)
+    assert manifest["rebuilds"] == 1 and [p["name"] for p in manifest["partitions"]] == [
+        "2026-01-01",
+        "2026-01-02",
+    ]
+    assert {k.split("-", 1)[1].rsplit(".", 1)[0] for k in store.list("chunks")} == set(manifest["chunks"])
+    assert cli(["hub", "status", "--lake", str(lake.root)]) == 0
+    assert "rebuilt 1 times" in capsys.readouterr().out
