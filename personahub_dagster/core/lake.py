@@ -443,7 +443,7 @@ class Lake:
         self, con: duckdb.DuckDBPyConnection, table: str, dt, days: list[str] | None = None
     ) -> None:
         days = days if days is not None and "partition" in SCHEMAS[table] else None
-        files = [] if dt is None else dt.file_uris(_day_filter(days))
+        files = [] if dt is None else dt.file_uris(file_pruning_predicate=_day_filter(days))
         if not files:
             cols = ", ".join(f'CAST(NULL AS {sql_type(t)}) AS "{c}"' for c, t in SCHEMAS[table].items())
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {cols} WHERE false")
@@ -468,7 +468,7 @@ class Lake:
     def _arrow_view(con: duckdb.DuckDBPyConnection, table: str, dt, days: list[str] | None) -> None:
         """deltalake's Arrow dataset of the version (reads through the object store; DuckDB pushes
         projections and filters into it); with ``days``, only those days' files."""
-        con.register(f"_delta_{table}", dt.to_pyarrow_dataset(partitions=_day_filter(days)))
+        con.register(f"_delta_{table}", dt.to_pyarrow_dataset(file_pruning_predicate=_day_filter(days)))
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM _delta_{table}")
 
     def read(
@@ -520,7 +520,7 @@ class Lake:
         held = sorted((b for b in self._journal_blocks() if b.startswith("journal.")), reverse=True)
         frames, misses = [], 0
         for block in held:
-            dataset = dt.to_pyarrow_dataset(partitions=[(PRODUCER, "=", block)])
+            dataset = dt.to_pyarrow_dataset(file_pruning_predicate=[(PRODUCER, "=", block)])
             found = pl.from_arrow(dataset.to_table(filter=pads.field("run_id") == run_id))
             if found.is_empty():
                 misses += 1
