@@ -489,12 +489,7 @@ class HubIndex:
             state._offset = state._persisted = sum(sizes)
             state._chunks, state._token = list(chunk_names), token
             return state
-        kept = [
-            pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet"), columns=["persona_id"])[
-                "persona_id"
-            ].to_list()
-            for c in chunk_names
-        ]
+        kept = [load_kept(store, c, ["persona_id"])["persona_id"].to_list() for c in chunk_names]
         ids = [pid for chunk in kept for pid in chunk]
         ann_key = f"{manifest['_folder']}/ann.faiss"
         ann = (
@@ -609,6 +604,11 @@ def _source(store: Store, key: str):
     """A local path (read in place) or the object's bytes."""
     path = store.local_path(key)
     return path if path is not None else io.BytesIO(store.get(key))
+
+
+def load_kept(store: Store, chunk: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """A saved chunk's kept personas (``persona_id``, ``persona``), or the ``columns`` asked for."""
+    return pl.read_parquet(_source(store, f"chunks/kept-{chunk}.parquet"), columns=columns)
 
 
 def load_npy(store: Store, key: str) -> np.ndarray:

@@ -30,16 +30,15 @@ from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
-import polars as pl
 
 from personahub_dagster.core import minhash
 from personahub_dagster.core.dedup import (
     ANN_FLOOR,
     DedupConfig,
-    _source,
     ann_top1,
     build_ann,
     calibrate_nprobe,
+    load_kept,
     load_npy,
     merge_best,
 )
@@ -68,13 +67,7 @@ class ShardSearch:
     ):
         store = Store(location, prefix)
         self.offset = offset
-        self.ids = [
-            pid
-            for n in names
-            for pid in pl.read_parquet(_source(store, f"chunks/kept-{n}.parquet"), columns=["persona_id"])[
-                "persona_id"
-            ].to_list()
-        ]
+        self.ids = [pid for n in names for pid in load_kept(store, n, ["persona_id"])["persona_id"].to_list()]
         self.sigs = [load_npy(store, f"chunks/sig-{n}.npy") for n in names]
         self.bands = [load_npy(store, f"chunks/band-{n}.npy") for n in names]
         self.vectors = [np.asarray(load_npy(store, f"chunks/emb-{n}.npy"), np.float32) for n in names]

@@ -65,9 +65,9 @@ def read_sample(store: Store, manifest: dict | None) -> pl.DataFrame | None:
 def sample_from_chunks(store: Store, chunks: list[str], size: int) -> pl.DataFrame:
     """The sample of a state saved before samples were kept, from its chunks: the ids of every chunk
     (read once, at the first growth after an upgrade), then the chosen rows' vectors alone."""
-    from personahub_dagster.core.dedup import _source, load_npy
+    from personahub_dagster.core.dedup import load_kept, load_npy
 
-    kept = [pl.read_parquet(_source(store, f"chunks/kept-{c}.parquet")) for c in chunks]
+    kept = [load_kept(store, c) for c in chunks]
     frame = (
         pl.concat(
             [

@@ -283,3 +283,20 @@ def test_hub_rebuild_re_marks_every_day_in_date_order_only_when_asked(tmp_path, 
     assert {k.split("-", 1)[1].rsplit(".", 1)[0] for k in store.list("chunks")} == set(manifest["chunks"])
     assert cli(["hub", "status", "--lake", str(lake.root)]) == 0
     assert "rebuilt 1 times" in capsys.readouterr().out
+
+
+def test_a_state_saved_before_samples_gets_its_sample_from_its_chunks_once(tmp_path, embedder):
+    old = HubIndex(DedupConfig(), embedder)
+    old.add(["p-old-0", "p-old-1"], DAY1[:2])
+    old.save(as_store(tmp_path), {"partitions": [{"name": "d0"}]})  # as an earlier release saved it
+    assert read_sample(as_store(tmp_path), HubIndex.manifest(tmp_path)) is None
+    grow_hub(
+        personas("d1", ["A soil scientist studying no-till farming in Iowa."]),
+        tmp_path,
+        embedder,
+        DedupConfig(),
+    )
+    sample = read_sample(as_store(tmp_path), HubIndex.manifest(tmp_path))
+    assert sample["persona_id"].to_list() == ["p-d1-0", "p-old-0", "p-old-1"]
+    stored = HubIndex.load(tmp_path, DedupConfig(), embedder)
+    assert np.allclose(sample_vectors(sample), stored.vectors()[[2, 0, 1]])
