@@ -278,6 +278,12 @@ def classify(exc: BaseException) -> bool:
     return isinstance(status, int) and status in TRANSIENT_STATUS
 
 
+def in_flight_limit(concurrency: int) -> int:
+    """Calls a gateway keeps scheduled but unanswered: enough to keep ``concurrency`` busy through a
+    chunk boundary, few enough that a stage's requests stream through in bounded memory."""
+    return max(4 * concurrency, 2 * _CHUNK)
+
+
 def _chunks(items: Iterable[LLMRequest], size: int) -> Iterator[list[LLMRequest]]:
     chunk: list[LLMRequest] = []
     for item in items:
@@ -496,13 +502,18 @@ class LLMGateway:
 
         ``requests`` may be a generator: it is consumed in chunks, and each chunk's calls are on the
         wire while the stage renders the next one, so preparing 10k prompts does not hold back the
-        first call. One provider call per distinct uncached request, however often it repeats.
+        first call. It is consumed no further ahead than :func:`in_flight_limit` calls not yet
+        answered (a bounded queue): a day's prompts are never all in memory at once, only their
+        answers. One provider call per distinct uncached request, however often it repeats.
         """
         stats = GatewayStats()
         order: list[tuple[str, str]] = []  # (request hash, caller's key), in request order
         cached: dict[str, CachedResponse] = {}
         fresh: dict[str, LLMResult] = {}
-        tasks: dict[str, asyncio.Task] = {}
+        scheduled: set[str] = set()  # hashes with a call (done or not)
+        live: set[asyncio.Task] = set()  # calls not finished: what holds requests in memory
+        errors: list[BaseException] = []
+        limit = in_flight_limit(self.concurrency)
         semaphore = asyncio.Semaphore(self.concurrency)
         budget: list[_Budget | None] = []  # read from the journal when the first call is due
         done = 0
@@ -530,10 +541,19 @@ class LLMGateway:
                             budget[0].settle(reserve, used, res.cost_usd or 0.0)
                 done += 1
                 if progress:
-                    progress(done, len(tasks))
+                    progress(done, len(scheduled))
             except BaseException:  # a progress callback's error, an interrupt, the cancellation below
                 failing = True
                 raise
+
+        room = asyncio.Event()  # set when a call finishes and the queue has room again (O(1) a call)
+
+        def finished(task: asyncio.Task) -> None:
+            live.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                errors.append(task.exception())
+            if len(live) < limit or errors:
+                room.set()
 
         try:
             for chunk in _chunks(requests, _CHUNK):
@@ -541,13 +561,23 @@ class LLMGateway:
                 cached.update(self.cache.get_many([h for h in dict.fromkeys(hashes) if h not in cached]))
                 for h, r in zip(hashes, chunk, strict=True):
                     order.append((h, r.key))
-                    if h not in cached and h not in tasks:
-                        tasks[h] = asyncio.create_task(one(h, r))
+                    if h not in cached and h not in scheduled:
+                        scheduled.add(h)
+                        task = asyncio.create_task(one(h, r))
+                        live.add(task)
+                        task.add_done_callback(finished)
                 await asyncio.sleep(0)  # the calls just scheduled go out before the next chunk is built
-            await asyncio.gather(*tasks.values())
+                while len(live) >= limit and not errors:  # backpressure on the stage's generator
+                    room.clear()
+                    await room.wait()
+                if errors:
+                    raise errors[0]
+            await asyncio.gather(*live)
+            if errors:
+                raise errors[0]
         finally:
-            for task in tasks.values():
-                task.cancel()  # no-op for finished ones; an error above must not leave calls running
+            for task in list(live):
+                task.cancel()  # an error above must not leave calls running
             try:
                 self._flush()
             finally:

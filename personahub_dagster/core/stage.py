@@ -10,7 +10,7 @@ raw text). So adding a stage is one file of render + parse (the README's develop
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -67,7 +67,9 @@ def run_stage(
 
     def tap() -> Iterator[LLMRequest]:
         for request in requests:
-            asked.append(request)
+            # what parse needs (key, params, context), without the prompt: the prompts of a stage
+            # stream through the gateway's bounded queue instead of piling up here
+            asked.append(replace(request, messages=[]))
             yield request
 
     results, stats = gateway.generate(tap(), stage, progress)

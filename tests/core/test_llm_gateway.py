@@ -205,3 +205,23 @@ def test_a_cache_from_before_run_ids_is_migrated_and_still_reads(tmp_path):
         gw.generate([LLMRequest("k", [{"role": "user", "content": "hi"}])], "s")
     frame = gw.cache.calls_frame()
     assert frame.height == 2 and frame["run_id"].to_list() == [None, gw.run_id]
+
+
+def test_a_stage_s_requests_stream_through_a_bounded_queue(tmp_path):
+    """The gateway consumes a stage's request generator no further ahead than its in-flight limit of
+    unanswered calls: a day of prompts is never all in memory at once; every request is answered."""
+    from personahub_dagster.core.llm import _CHUNK, in_flight_limit
+
+    produced, ahead = [0], []
+
+    def stream(server: FakeOpenAI, n: int):
+        for i in range(n):
+            ahead.append(produced[0] - len(server.requests))
+            produced[0] += 1
+            yield LLMRequest(f"k{i}", [{"role": "user", "content": f"question {i}"}])
+
+    with FakeOpenAI(latency_s=0.002) as server:
+        results, stats = gateway(tmp_path, server, concurrency=4).generate(stream(server, 1500), "q")
+    assert len(results) == 1500 and all(r.ok for r in results) and stats.calls == 1500
+    assert max(ahead) <= in_flight_limit(4) + _CHUNK + 4  # the queue, the chunk being built, in flight
+    assert max(ahead) < 1500 // 2  # the generator did not run ahead of the calls
