@@ -463,7 +463,8 @@ def cmd_hub(args: argparse.Namespace) -> int:
 
     with lake.lock("hub"):
         personas = lake.read("personas")
-        embedder = Embedder(args.embedder) if args.embedder else Embedder()
+        current = settings()  # the pipeline's embedder, unless asked otherwise: the state must match it
+        embedder = Embedder(args.embedder or current.embedder, backend=current.embedder_backend)
         growth = rebuild_hub(personas, store, embedder, config, publish, sample)
     print(
         f"hub rebuilt in {time.monotonic() - started:.1f} s: {personas.height:,} personas in "
@@ -593,10 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("action", choices=["status", "rebuild"])
     hub.add_argument("--yes", action="store_true", help="rebuild: go ahead (published marks may change)")
     hub.add_argument("--cosine-threshold", type=float, help="rebuild: new threshold (default: saved)")
+    hub.add_argument("--minhash-threshold", type=float, help="rebuild: new threshold (default: saved)")
     hub.add_argument(
-        "--minhash-threshold", type=float, help="rebuild: new threshold (default: the saved one)"
+        "--embedder", default=None, help="rebuild: embedding model (default: PERSONAHUB_EMBEDDER)"
     )
-    hub.add_argument("--embedder", default=None, help="rebuild: embedding model (default: the bundled one)")
     hub.add_argument("--lake")
     hub.set_defaults(func=cmd_hub)
 

@@ -78,6 +78,11 @@ def chunk_rows(name: str) -> int:
     return int(end) - int(first)
 
 
+def _chunk_of(key: str) -> str:
+    """The chunk name in a chunk file's key (``chunks/emb-<name>.npy`` → ``<name>``)."""
+    return key.rsplit("/", 1)[-1].split("-", 1)[1].rsplit(".", 1)[0]
+
+
 class KeptIds(list):
     """The kept ids of a state whose first ``offset`` rows live in remote shards: a list of the rows
     kept since (``self[offset + k]`` is item ``k``), whose length counts the remote rows too. Names of
@@ -451,6 +456,12 @@ class HubIndex:
         store.delete([k for k in store.list() if k.startswith("v-") and k.split("/")[0] not in keep])
         self._chunks, self._persisted, self._new_texts = chunks, len(self.ids), []
         self._token = token
+
+    def delete_unused_chunks(self, store: Store) -> None:
+        """Delete the saved chunks this state does not use (what a rebuild left behind)."""
+        used = set(self._chunks)
+        store = as_store(store)
+        store.delete([k for k in store.list("chunks") if _chunk_of(k) not in used])
 
     @classmethod
     def load(

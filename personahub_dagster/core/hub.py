@@ -38,7 +38,6 @@ from personahub_dagster.core.hub_sample import (
     sample_frame,
     sample_from_chunks,
 )
-from personahub_dagster.core.ids import digest
 from personahub_dagster.core.schemas import SCHEMAS
 from personahub_dagster.core.storage import Store, as_store
 
@@ -170,12 +169,7 @@ def grow_hub(
             marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
             marked = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
             hub[p] = pl.concat([keep.select(HUB_COLUMNS), marked]).sort("persona_id")
-            entries[p] = {
-                "name": p,
-                "digest": digest(hub[p]["persona_id"].to_list())[:16],
-                "personas": hub[p].height,
-                "arrival": (recorded.get(p) or {}).get("arrival", len(entries)),
-            }
+            entries[p] = _entry(p, hub[p].height, (recorded.get(p) or {}).get("arrival", len(entries)))
     finally:
         if state.remote is not None:
             state.remote.close()
@@ -209,19 +203,22 @@ def rebuild_hub(
         rows = personas.filter(pl.col("partition") == p)
         marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
         hub[p] = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
-        entries[p] = {
-            "name": p,
-            "digest": digest(hub[p]["persona_id"].to_list())[:16],
-            "personas": rows.height,
-            "arrival": len(entries),
-        }
+        entries[p] = _entry(p, rows.height, len(entries))
     if publish is not None:
         publish(hub)
-    rebuilds = int((manifest or {}).get("rebuilds", 0)) + 1
-    _save(state, store, None, entries, token, personas, sample_size, {"rebuilds": rebuilds})
-    referenced = {c for c in state._chunks}
-    store.delete([k for k in store.list("chunks") if k.split("-", 1)[1].rsplit(".", 1)[0] not in referenced])
+    _save(state, store, None, entries, token, personas, sample_size, rebuilds(manifest) + 1)
+    state.delete_unused_chunks(store)
     return HubGrowth(hub, [], len(state))
+
+
+def rebuilds(manifest: dict | None) -> int:
+    """How often the hub was rebuilt on request (``personahub hub rebuild``)."""
+    return int((manifest or {}).get("rebuilds", 0))
+
+
+def _entry(partition: str, personas: int, arrival: int) -> dict:
+    """A partition as the manifest records it: its name, personas, and when it entered the hub."""
+    return {"name": partition, "personas": personas, "arrival": arrival}
 
 
 def _save(
@@ -232,7 +229,7 @@ def _save(
     token: str | None,
     rows: pl.DataFrame,
     sample_size: int,
-    extra: dict | None = None,
+    rebuilt: int | None = None,
 ) -> None:
     """Save the grown state with the partitions it holds (in arrival order) and the hub sample merged
     with the personas kept since the load — O(sample + day), whatever the hub's size."""
@@ -243,14 +240,12 @@ def _save(
     if previous is None and manifest and manifest.get("chunks"):  # a state saved before samples
         previous = sample_from_chunks(store, manifest["chunks"], sample_size)
     sample = merge_sample(previous, new, sample_size)
-    kept = {k: manifest[k] for k in ("rebuilds",) if manifest and k in manifest}
     state.save(
         store,
         {
             "partitions": sorted(entries.values(), key=lambda e: e["arrival"]),
             "sample": {"size": sample_size, "rows": sample.height},
-            **kept,
-            **(extra or {}),
+            "rebuilds": rebuilds(manifest) if rebuilt is None else rebuilt,
         },
         expected=token,
         files={SAMPLE_FILE: sample_bytes(sample)},

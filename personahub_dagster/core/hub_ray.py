@@ -40,6 +40,7 @@ from personahub_dagster.core.dedup import (
     calibrate_nprobe,
     load_kept,
     load_npy,
+    lsh_rows_per_band,
     merge_best,
 )
 from personahub_dagster.core.embedder import Embedder
@@ -155,8 +156,6 @@ def shard_memory(rows: int, dim: int, config: DedupConfig) -> int:
     band keys, the exact index's copy of the vectors (or the IVF-PQ codes above ``ann_min_size``,
     far smaller), plus the process itself — what Ray reserves for it, so that it places the actor
     on a node with that much memory free and never packs more shards onto a node than it holds."""
-    from personahub_dagster.core.dedup import lsh_rows_per_band
-
     bands = config.num_perm // lsh_rows_per_band(config.minhash_threshold, config.num_perm)
     per_row = 2 * 4 * dim + 4 * config.num_perm + 8 * bands
     return SHARD_BASE_BYTES + rows * per_row

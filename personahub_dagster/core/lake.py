@@ -375,14 +375,17 @@ class Lake:
 
     def _journal_blocks(self) -> dict[str, int]:
         """Rows per ``_producer`` slice of ``llm_calls``, from the Delta log (no data file is read)."""
-        dt = self._open("llm_calls")
-        if dt is None:
-            return {}
-        actions = pl.DataFrame(dt.get_add_actions(flatten=True))
+        actions = self._files_meta("llm_calls")
         if actions.is_empty():
             return {}
         by = actions.group_by(f"partition.{PRODUCER}").agg(pl.col("num_records").sum())
         return dict(by.iter_rows())
+
+    def _files_meta(self, table: str) -> pl.DataFrame:
+        """The table's live files as the Delta log records them (path, partition values, record
+        counts): metadata only, no data file is opened. Empty when the table does not exist."""
+        dt = self._open(table)
+        return pl.DataFrame(dt.get_add_actions(flatten=True)) if dt is not None else pl.DataFrame()
 
     # -- maintenance -----------------------------------------------------------------------------
     def optimize(self, retention_hours: float = 168.0, log: Callable[[str], None] = print) -> list[dict]:
@@ -507,8 +510,7 @@ class Lake:
         """Rows per table, from the Delta log's per-file record counts: no data file is opened."""
         out = {}
         for table in SCHEMAS:
-            dt = self._open(table)
-            actions = pl.DataFrame(dt.get_add_actions(flatten=True)) if dt is not None else pl.DataFrame()
+            actions = self._files_meta(table)
             out[table] = int(actions["num_records"].sum()) if actions.height else 0
         return out
 
