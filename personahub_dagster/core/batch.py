@@ -33,6 +33,7 @@ from typing import Any
 
 from personahub_dagster.core.ids import digest
 from personahub_dagster.core.llm_cache import CachedResponse, CallRecord
+from personahub_dagster.core.secrets import redact, register
 from personahub_dagster.core.storage import Store
 
 BATCH_DISCOUNT = 0.5  # OpenAI Batch API and Anthropic Message Batches: half the online price
@@ -42,7 +43,11 @@ MAX_EXPIRED = 3  # batches ending expired/cancelled before the stage gives up re
 
 
 class BatchError(RuntimeError):
-    """A batch cannot be used: rejected by the provider, or an output file that cannot be read."""
+    """A batch cannot be used: rejected by the provider, or an output file that cannot be read. Its
+    message quotes the provider's answer, with every credential taken out (some echo the key)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 class BatchPending(RuntimeError):
@@ -80,6 +85,7 @@ class BatchAPI:
         import httpx
 
         api_key = api_key or os.environ.get("OPENAI_API_KEY")  # as the online transport reads it
+        register(api_key)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base = api_base.rstrip("/")
         self._http = httpx.Client(headers=headers, timeout=timeout_s)
@@ -114,6 +120,12 @@ class BatchAPI:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> BatchAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def split(lines: list[bytes], max_requests: int, max_bytes: int) -> list[list[bytes]]:
@@ -268,7 +280,8 @@ class BatchRun:
                     answers[h] = answer
                     costs[h] = self.price(answer.prompt_tokens, answer.completion_tokens)
                 else:
-                    out.errors[h] = batch.setdefault("errors", {})[h] = f"batch {batch_id}: {error}"
+                    reason = redact(f"batch {batch_id}: {error}")
+                    out.errors[h] = batch.setdefault("errors", {})[h] = reason
         if answers:
             self.store_answers(answers, costs)
             out.answers.update(answers)
@@ -309,12 +322,23 @@ def journal_rows(
     model: str,
     run_id: str,
 ) -> tuple[list[tuple[str, str, CachedResponse]], list[CallRecord]]:
-    """Cache rows and journal rows for a batch's answers. ``latency_s`` is NULL — a batch has no
-    per-request latency — which is also how the journal tells batch calls from online ones."""
+    """Cache rows and journal rows for a batch's answers: ``mode`` batch, and ``latency_s`` NULL — a
+    batch has no per-request latency."""
     responses = [(h, model, a) for h, a in answers.items()]
     calls = [
         CallRecord(
-            h, stage, model, 1, a.prompt_tokens, a.completion_tokens, costs.get(h), 0.0, "ok", None, run_id
+            h,
+            stage,
+            model,
+            1,
+            a.prompt_tokens,
+            a.completion_tokens,
+            costs.get(h),
+            None,
+            "ok",
+            None,
+            run_id,
+            mode="batch",
         )
         for h, a in answers.items()
     ]

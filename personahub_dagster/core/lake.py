@@ -167,6 +167,18 @@ class Lake:
             self._journal = open_cache(self.cache_path)
         return self._journal
 
+    def close(self) -> None:
+        """Close the response cache, if this lake opened it (its connection, on Postgres)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def __enter__(self) -> Lake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def table_uri(self, table: str) -> str:
         if table not in SCHEMAS:
             raise KeyError(f"unknown table {table!r}; known: {sorted(SCHEMAS)}")
@@ -293,17 +305,28 @@ class Lake:
         self.committed.update(versions)
         return versions
 
-    def _replace(self, table: str, df: pl.DataFrame, producer: str, partition: str) -> int:
+    def _replace(
+        self, table: str, rows: pl.DataFrame | Callable[[], pl.DataFrame], producer: str, partition: str
+    ) -> int:
+        """Overwrite one slice; ``rows`` may be a function that reads them, called again before each
+        retry of a commit that lost to another writer (whose commit may hold newer rows)."""
         from deltalake import write_deltalake
         from deltalake.exceptions import CommitFailedError
 
         by_day = "partition" in SCHEMAS[table]
-        if by_day:
-            df = df.with_columns(pl.col("partition").fill_null(partition))
-            stray = df.filter(pl.col("partition") != partition)["partition"].unique().to_list()
-            if stray:
-                raise ValueError(f"{table}: rows of partitions {stray} in a write to partition {partition}")
-        data = df.with_columns(pl.lit(producer).alias(PRODUCER)).to_arrow()
+
+        def arrow():
+            df = rows() if callable(rows) else rows
+            if by_day:
+                df = df.with_columns(pl.col("partition").fill_null(partition))
+                stray = df.filter(pl.col("partition") != partition)["partition"].unique().to_list()
+                if stray:
+                    raise ValueError(
+                        f"{table}: rows of partitions {stray} in a write to partition {partition}"
+                    )
+            return df.with_columns(pl.lit(producer).alias(PRODUCER)).to_arrow()
+
+        data = arrow()
         predicate = f"{PRODUCER} = '{producer}'" + (f" AND partition = '{partition}'" if by_day else "")
         info = {
             "personahub.producer": producer,
@@ -316,7 +339,10 @@ class Lake:
             # writer got there): a slice written in the creating commit would be a blind append, and two
             # of those into one slice would both survive, where two overwrites of an existing table
             # conflict and one is retried.
+            if attempt and callable(rows):
+                data = arrow()
             dt = self._open(table) or self._create(table, data.schema, partition_by)
+            self._evolve(dt, table, data.schema)
             try:
                 write_deltalake(
                     dt,
@@ -332,6 +358,20 @@ class Lake:
                     raise
                 time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _evolve(self, dt, table: str, schema) -> None:
+        """Add the columns a newer release gave ``table`` (``llm_calls.mode``) to a table an older
+        one made: old files read them as null."""
+        import pyarrow as pa
+        from deltalake import Field
+        from deltalake import Schema as DeltaSchema
+
+        have = {f.name for f in dt.schema().fields}
+        new = [f for f in schema if f.name not in have]
+        if new:
+            fields = DeltaSchema.from_arrow(pa.schema(new)).fields
+            dt.alter.add_columns([Field(f.name, f.type, nullable=True) for f in fields])
+            dt.update_incremental()
 
     def _create(self, table: str, schema, partition_by: list[str]):
         from deltalake import DeltaTable
@@ -368,10 +408,26 @@ class Lake:
         for (block,), rows in fresh.group_by((pl.col("seq") - 1) // JOURNAL_BLOCK, maintain_order=True):
             if blocks.get(block) == rows.height and not legacy:
                 continue  # the table holds this block whole already
-            rows = conform("llm_calls", rows.drop("seq"))
-            self.committed["llm_calls"] = self._replace("llm_calls", rows, f"journal.{block:06d}", "all")
+            self.committed["llm_calls"] = self._replace(
+                "llm_calls", self._journal_block(block, rows), f"journal.{block:06d}", "all"
+            )
         if legacy:
             self._open("llm_calls").delete(f"{PRODUCER} = 'gateway'")
+
+    def _journal_block(self, block: int, rows: pl.DataFrame) -> Callable[[], pl.DataFrame]:
+        """The block's rows: first those already read, then — for a retry after a commit lost to
+        another writer, which may have copied a longer block — read again from the journal."""
+        first = [rows]
+
+        def read() -> pl.DataFrame:
+            fresh = (
+                first.pop()
+                if first
+                else self._journal.calls_between(block * JOURNAL_BLOCK + 1, (block + 1) * JOURNAL_BLOCK)
+            )
+            return conform("llm_calls", fresh.drop("seq"))
+
+        return read
 
     def _journal_blocks(self) -> dict[str, int]:
         """Rows per ``_producer`` slice of ``llm_calls``, from the Delta log (no data file is read)."""

@@ -41,6 +41,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
+from pydantic import SecretStr
 from tenacity import wait_exponential_jitter
 
 from personahub_dagster.core.llm_cache import (
@@ -53,7 +54,9 @@ from personahub_dagster.core.local_models import (
     DEFAULT_MODEL,
 )
 from personahub_dagster.core.pii import PII_VERSION, scrub_messages
-from personahub_dagster.core.rate_limit import Pacer
+from personahub_dagster.core.rate_limit import Pacer, SharedRate
+from personahub_dagster.core.run_budget import RunBudget
+from personahub_dagster.core.secrets import install_log_filter, redact, register
 from personahub_dagster.core.storage import Store
 from personahub_dagster.core.transports import choose_transport
 
@@ -68,7 +71,7 @@ class LLMConfig:
 
     model: str = DEFAULT_MODEL
     api_base: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    api_key: SecretStr | None = field(default=None, repr=False)  # a str is wrapped on construction
     concurrency: int = 8  # requests in flight (the local model: always 1)
     timeout_s: float = 120.0  # per attempt
     max_retries: int = 4  # retries of a transient failure, after the first attempt
@@ -83,7 +86,12 @@ class LLMConfig:
     rpm: float | None = None  # the key's requests per minute (None: no request budget)
     tpm: float | None = None  # the key's tokens per minute, prompt + max_tokens (None: no token budget)
     rate_share: float = 1.0  # this worker's share of rpm/tpm: 1/N when N workers use one key
-    adaptive: bool = True  # AIMD: halve rate and concurrency on a 429, grow back after successes
+    adaptive: bool = True  # AIMD: halve rate and concurrency on a 429 overrun, grow back like TCP
+    # servers that queue instead of answering 429 (vLLM, llama.cpp server): concurrency from latency
+    latency_adaptive: bool = False
+    # rpm/tpm drawn from one bucket in the response cache's database by every worker on the key;
+    # None: whenever rpm/tpm are set and rate_share is 1 (a static share < 1 keeps the static split)
+    shared_rate: bool | None = None
     temperature: float = 0.7
     max_tokens: int = 256
     seed: int | None = 0
@@ -94,6 +102,15 @@ class LLMConfig:
     batch_max_wait_s: float | None = None  # past it: BatchPending, the record is kept for the next run
     batch_max_requests: int = 50_000
     batch_on_error: str = "reject"  # a request the batch answered with an error: reject | online
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_key, str):  # held as a SecretStr: never in a repr, a log or metadata
+            object.__setattr__(self, "api_key", SecretStr(self.api_key) if self.api_key else None)
+
+    @property
+    def key(self) -> str | None:
+        """The key itself, for the transport that sends it (and for nothing else)."""
+        return self.api_key.get_secret_value() if self.api_key is not None else None
 
 
 @dataclass(frozen=True)
@@ -216,38 +233,6 @@ def retry_after_s(exc: BaseException) -> float | None:
         return None
 
 
-@dataclass
-class _Budget:
-    """Tokens and dollars a run may still spend. A request reserves its worst case (prompt + max_tokens)
-    while in flight, so concurrent requests cannot together pass the cap."""
-
-    max_tokens: int | None
-    max_cost: float | None
-    spent_tokens: int
-    spent_cost: float
-    reserved: int = 0
-    exhausted: str | None = None
-
-    def admit(self, reserve: int) -> bool:
-        if self.exhausted is None:
-            if self.max_tokens is not None and self.spent_tokens + self.reserved + reserve > self.max_tokens:
-                self.exhausted = (
-                    f"run token budget {self.max_tokens} reached ({self.spent_tokens} spent, "
-                    f"{self.reserved} in flight, next request needs up to {reserve})"
-                )
-            elif self.max_cost is not None and self.spent_cost >= self.max_cost:
-                self.exhausted = f"run cost budget ${self.max_cost:g} reached (${self.spent_cost:.4f} spent)"
-        if self.exhausted is not None:
-            return False
-        self.reserved += reserve
-        return True
-
-    def settle(self, reserve: int, tokens: int, cost: float) -> None:
-        self.reserved -= reserve
-        self.spent_tokens += tokens
-        self.spent_cost += cost
-
-
 def is_rate_limit(exc: BaseException) -> bool:
     """A 429, or a provider's rate-limit error as litellm files it."""
     import litellm
@@ -334,19 +319,38 @@ class LLMGateway:
         import litellm
 
         litellm.suppress_debug_info = True  # its "Give Feedback" banner on every error is noise in run logs
+        register(config.key)  # from here on redacted wherever text leaves the process
+        install_log_filter()  # litellm and httpx log provider errors (with their bodies) themselves
         self._pending_responses: list[tuple[str, str, CachedResponse]] = []
         self._pending_calls: list[CallRecord] = []
         self._flush_scheduled = False
+        self._run_budget: RunBudget | None = None
+        self._pricer = None
         self.transport = choose_transport(
-            config.model, config.api_base, config.api_key, config.concurrency, config.fast_path
+            config.model, config.api_base, config.key, config.concurrency, config.fast_path
         )
         # A local llama.cpp model runs one request at a time per process, so more in flight would only
         # queue behind its lock and turn measured latency into waiting time.
         self.concurrency = 1 if self.transport.local else max(1, config.concurrency)
         self._backoff = wait_exponential_jitter(initial=config.backoff_initial_s, max=config.backoff_max_s)
         self.pacer = Pacer(
-            config.rpm, config.tpm, self.concurrency, config.rate_share, adaptive=config.adaptive
+            config.rpm,
+            config.tpm,
+            self.concurrency,
+            config.rate_share,
+            adaptive=config.adaptive,
+            latency_adaptive=config.latency_adaptive,
+            shared=self._shared_rate(),
         )
+
+    def _shared_rate(self) -> SharedRate | None:
+        """The key's bucket in the cache's database, shared by every worker on the same model and
+        endpoint — when limits are set and no static share was asked for."""
+        cfg = self.config
+        wanted = cfg.shared_rate if cfg.shared_rate is not None else cfg.rate_share == 1.0
+        if not wanted or not (cfg.rpm or cfg.tpm) or self.transport.local:
+            return None
+        return SharedRate(self.cache, f"{cfg.model}@{cfg.api_base or 'provider'}", cfg.rpm, cfg.tpm)
 
     @property
     def is_local(self) -> bool:
@@ -442,18 +446,19 @@ class LLMGateway:
             online = pricer(None, pt, ct)
             return None if online is None else online * BATCH_DISCOUNT
 
-        run = BatchRun(
-            BatchAPI(base, cfg.api_key, cfg.timeout_s),
-            self.batch_store.child(STATE_FOLDER),
-            stage,
-            hashes,
-            BatchSettings(cfg.batch_poll_s, cfg.batch_max_wait_s, cfg.batch_max_requests),
-            store,
-            price,
-            log=self.log,
-            context=self.batch_context,
-        )
-        outcome = run.run(bodies) if bodies else None
+        with BatchAPI(base, cfg.key, cfg.timeout_s) as api:
+            run = BatchRun(
+                api,
+                self.batch_store.child(STATE_FOLDER),
+                stage,
+                hashes,
+                BatchSettings(cfg.batch_poll_s, cfg.batch_max_wait_s, cfg.batch_max_requests),
+                store,
+                price,
+                log=self.log,
+                context=self.batch_context,
+            )
+            outcome = run.run(bodies) if bodies else None
         answered = dict(cached)
         if outcome is not None:
             answered.update(outcome.answers)
@@ -515,7 +520,7 @@ class LLMGateway:
         errors: list[BaseException] = []
         limit = in_flight_limit(self.concurrency)
         semaphore = asyncio.Semaphore(self.concurrency)
-        budget: list[_Budget | None] = []  # read from the journal when the first call is due
+        budget: list[RunBudget | None] = []  # opened when the first call is due
         done = 0
         failing = False  # the stage is going down: a call woken now would be paid for and never read
 
@@ -527,18 +532,19 @@ class LLMGateway:
                         return
                     if not budget:
                         budget.append(self._budget())
+                        self._run_budget = budget[0]
                     reserve = self._reserve(r)
-                    if budget[0] is not None and not budget[0].admit(reserve):
+                    cost = self._reserve_cost(r, reserve) if budget[0] is not None else 0.0
+                    if budget[0] is not None and not budget[0].admit(reserve, cost):
                         stats.skipped += 1
                         stats.budget_exhausted = budget[0].exhausted
                         fresh[h] = LLMResult(
                             r.key, h, None, f"budget_exhausted: {budget[0].exhausted}", skipped=True
                         )
                     else:
-                        res = fresh[h] = await self._call_with_retries(h, r, stage, stats)
-                        if budget[0] is not None:
-                            used = (res.prompt_tokens or 0) + (res.completion_tokens or 0)
-                            budget[0].settle(reserve, used, res.cost_usd or 0.0)
+                        fresh[h] = await self._call_with_retries(h, r, stage, stats)
+                        if budget[0] is not None:  # the journal commit that follows gives its hold back
+                            budget[0].settle(reserve, cost)
                 done += 1
                 if progress:
                     progress(done, len(scheduled))
@@ -580,7 +586,11 @@ class LLMGateway:
                 task.cancel()  # an error above must not leave calls running
             try:
                 self._flush()
+                if self._run_budget is not None:  # nothing is in flight any more: hold nothing
+                    self._run_budget.tokens, self._run_budget.cost = 0, 0.0
+                    self.cache.put_many([], [], self._run_budget.hold())
             finally:
+                self._run_budget = None
                 await self.transport.aclose()
 
         stats.requests = len(order)
@@ -600,12 +610,26 @@ class LLMGateway:
                 results.append(replace(fresh[h], key=key))
         return results, stats
 
-    def _budget(self) -> _Budget | None:
+    def _budget(self) -> RunBudget | None:
+        """The run's budget, shared through the cache with every stage and worker of the run."""
         cfg = self.config
         if cfg.max_run_tokens is None and cfg.max_run_cost_usd is None:
             return None
-        tokens, cost = self.cache.run_spend(self.run_id)
-        return _Budget(cfg.max_run_tokens, cfg.max_run_cost_usd, tokens, cost)
+        # a hold outlives the longest a request can take with all its retries, then lapses
+        longest = (cfg.timeout_s + 5) * (cfg.max_retries + 1)
+        longest += max(cfg.backoff_max_s, cfg.retry_after_max_s) * cfg.max_retries + 60
+        return RunBudget(self.cache, self.run_id, cfg.max_run_tokens, cfg.max_run_cost_usd, longest)
+
+    def _reserve_cost(self, r: LLMRequest, tokens: int) -> float:
+        """Worst-case dollars of a request: its worst-case tokens at the model's prices (0 unpriced)."""
+        if self.config.max_run_cost_usd is None:
+            return 0.0
+        if self._pricer is None:
+            from personahub_dagster.core.transports import Pricer
+
+            self._pricer = Pricer(self.config.model)
+        out = int(self.request_params(r.params).get("max_tokens", self.config.max_tokens))
+        return self._pricer(None, max(0, tokens - out), out) or 0.0
 
     def _reserve(self, r: LLMRequest) -> int:
         """Worst-case tokens of a request: its prompt (about 4 characters a token) plus max_tokens."""
@@ -680,8 +704,8 @@ class LLMGateway:
             self.pacer.release()
             raise
         error = out.prompt_tokens - estimate if estimate and out.prompt_tokens else 0  # the estimate's miss
-        self.pacer.on_success(out.headers, error)
         latency = time.perf_counter() - started
+        self.pacer.on_success(out.headers, error, latency)
         stats.latencies_s.append(latency)
         pt, ct, cost = out.prompt_tokens, out.completion_tokens, out.cost_usd
         stats.prompt_tokens += pt or 0
@@ -714,12 +738,12 @@ class LLMGateway:
         if self._pending_calls:
             responses, calls = self._pending_responses, self._pending_calls
             self._pending_responses, self._pending_calls = [], []
+            hold = self._run_budget.hold() if self._run_budget is not None else None
             try:
-                self.cache.put_many(responses, calls)
+                self.cache.put_many(responses, calls, hold)
             except Exception:
                 self._pending_responses[:0], self._pending_calls[:0] = responses, calls
                 raise
 
     def _redact(self, text: str) -> str:
-        key = self.config.api_key
-        return text.replace(key, "***") if key and len(key) >= 4 else text
+        return redact(text, (self.config.key,)) or ""

@@ -13,9 +13,11 @@ it too (at most twice, never more), but its answer is not stored over the first.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,43 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
+def ledger_ddl(float_type: str) -> str:
+    """The run budget's two tables (:mod:`.run_budget`): what each run has spent, kept in step with the
+    journal by the transaction that journals the calls, and what each live gateway of a run holds for
+    its requests in flight (until ``expires_at``: a killed worker's hold lapses on its own)."""
+    return f"""
+CREATE TABLE IF NOT EXISTS run_spend (
+    run_id TEXT PRIMARY KEY,
+    tokens BIGINT NOT NULL,
+    cost_usd {float_type} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_holds (
+    run_id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    tokens BIGINT NOT NULL,
+    cost_usd {float_type} NOT NULL,
+    expires_at {float_type} NOT NULL,
+    PRIMARY KEY (run_id, holder)
+);
+"""
+
+
+def rate_ddl(float_type: str) -> str:
+    """The shared rate limit's buckets (:class:`~.rate_limit.SharedRate`): one row per key."""
+    return f"""
+CREATE TABLE IF NOT EXISTS rate_limits (
+    name TEXT PRIMARY KEY,
+    rpm {float_type},
+    tpm {float_type},
+    requests {float_type} NOT NULL,
+    tokens {float_type} NOT NULL,
+    stamp {float_type} NOT NULL,
+    factor {float_type} NOT NULL,
+    last_cut {float_type} NOT NULL
+);
+"""
+
+
 _DDL = (
     responses_ddl("REAL")
     + """
@@ -54,10 +93,13 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     status TEXT,
     error TEXT,
     created_at REAL NOT NULL,
-    run_id TEXT
+    run_id TEXT,
+    mode TEXT
 );
 CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
+    + ledger_ddl("REAL")
+    + rate_ddl("REAL")
 )
 
 
@@ -84,14 +126,48 @@ class CallRecord:
     status: str
     error: str | None
     run_id: str | None = None
+    mode: str = "online"  # online (one request, one answer) or batch (the provider's batch API)
 
     def row(self, created_at: float) -> tuple:
         """The journal row, in ``ResponseCache.CALL_SCHEMA`` order."""
         return (
             self.request_hash, self.stage, self.model, self.attempt, self.prompt_tokens,
             self.completion_tokens, self.cost_usd, self.latency_s, self.status, self.error, created_at,
-            self.run_id,
+            self.run_id, self.mode,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What one gateway of a run holds back for its requests in flight, until ``expires_at``."""
+
+    run_id: str
+    holder: str
+    tokens: int
+    cost_usd: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Tx:
+    """A transaction on either backend: run a statement, its placeholder, how it locks a row it
+    reads, and the database's clock in seconds (one clock for workers on several machines)."""
+
+    query: Callable[..., list[tuple]]
+    q: str
+    for_update: str
+    clock: str
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to a budget request: whether it fits, and the run's books as they stood."""
+
+    admitted: bool
+    spent_tokens: int
+    spent_cost: float
+    held_tokens: int  # by every live gateway of the run, this one included, before this request
+    held_cost: float
 
 
 class CacheError(RuntimeError):
@@ -127,6 +203,7 @@ class ResponseCache:
         "error": pl.Utf8,
         "created_at": pl.Datetime("us", "UTC"),
         "run_id": pl.Utf8,
+        "mode": pl.Utf8,
     }
 
     def __init__(self, path: str | Path):
@@ -135,8 +212,9 @@ class ResponseCache:
         self._local = threading.local()
         with self._conn() as con:
             columns = {r[1] for r in con.execute("PRAGMA table_info(llm_calls)")}
-            if columns and "run_id" not in columns:  # a cache written before runs were journaled
-                con.execute("ALTER TABLE llm_calls ADD COLUMN run_id TEXT")
+            for column in ("run_id", "mode"):  # a cache written before runs (or modes) were journaled
+                if columns and column not in columns:
+                    con.execute(f"ALTER TABLE llm_calls ADD COLUMN {column} TEXT")
             con.executescript(_DDL)
 
     def _conn(self) -> sqlite3.Connection:
@@ -175,13 +253,22 @@ class ResponseCache:
                 found[h] = CachedResponse(*rest)
         return found
 
-    def put_many(self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord]) -> None:
+    def put_many(
+        self,
+        responses: list[tuple[str, str, CachedResponse]],
+        calls: list[CallRecord],
+        hold: Hold | None = None,
+    ) -> None:
         """Store several responses and journal several calls in one transaction (the gateway's group
-        commit: one fsync-free WAL commit per event-loop turn instead of one per answer)."""
+        commit: one fsync-free WAL commit per event-loop turn instead of one per answer). The same
+        transaction adds the calls to their runs' spend and sets the gateway's ``hold`` to what it
+        still has in flight, so a run's books never show a call both spent and held, or neither."""
         con = self._conn()
         now = time.time()
         with con:
-            con.execute("BEGIN")
+            con.execute("BEGIN IMMEDIATE")
+            query = _sqlite_query(con)
+            _ensure_spend(query, {c.run_id for c in calls if c.run_id}, "?")
             con.executemany(
                 "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -193,6 +280,26 @@ class ResponseCache:
                 f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * len(self.CALL_SCHEMA))})",
                 [c.row(now) for c in calls],
             )
+            _book(query, calls, hold, "?")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One write transaction for a read-modify-write of shared books (the run budget, the shared
+        rate limit): SQLite takes its write lock at ``BEGIN IMMEDIATE``, so no other process reads
+        stale books in between."""
+        con = self._conn()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            yield Tx(_sqlite_query(con), "?", "", "(julianday('now') - 2440587.5) * 86400.0")
+
+    def admit(
+        self, hold: Hold, tokens: int, cost: float, max_tokens: int | None, max_cost: float | None
+    ) -> Admission:
+        """Whether a request of up to ``tokens`` / ``cost`` fits the run's budget beside what the run
+        has spent and every live gateway of it holds; if so, ``hold`` (this gateway's hold before the
+        request) grows by it. One write transaction: two workers cannot both take the last room."""
+        with self.transaction() as tx:
+            return _admit(tx, hold, tokens, cost, max_tokens, max_cost)
 
     def calls_frame(self) -> pl.DataFrame:
         """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
@@ -200,7 +307,8 @@ class ResponseCache:
         return calls_frame(rows)  # typed: old rows have no run_id
 
     def run_spend(self, run_id: str) -> tuple[int, float]:
-        """Tokens and dollars the journal records for one run, over every stage and process of it."""
+        """Tokens and dollars the journal records for one run, over every stage and process of it
+        (summed from the journal itself: the books :meth:`admit` keeps must agree with it)."""
         tokens, cost = (
             self._conn()
             .execute(
@@ -236,6 +344,19 @@ class ResponseCache:
     def exists(self) -> bool:
         return self.path.exists()
 
+    def close(self) -> None:
+        """Close this thread's connection (another call opens a new one)."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+        self._local.con = None
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 _CALL_COLUMNS = ", ".join(ResponseCache.CALL_SCHEMA)
 
@@ -249,6 +370,76 @@ def calls_frame(rows: list[tuple], with_seq: bool = False) -> pl.DataFrame:
     return df.with_columns(
         (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
     ).cast({**ResponseCache.CALL_SCHEMA, **seq})
+
+
+def _sqlite_query(con: sqlite3.Connection):
+    return lambda sql, params=(): con.execute(sql, params).fetchall()
+
+
+def _ensure_spend(query, run_ids: set[str], q: str) -> None:
+    """A run's spend row, started from the journal when missing (a run journaled before the books
+    were kept, or a run's first call). Called before the transaction journals anything."""
+    for run_id in sorted(run_ids):
+        if not query(f"SELECT 1 FROM run_spend WHERE run_id = {q}", (run_id,)):
+            query(
+                "INSERT INTO run_spend SELECT run_id, "
+                "coalesce(sum(coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)), 0), "
+                f"coalesce(sum(cost_usd), 0.0) FROM (SELECT CAST({q} AS TEXT) AS run_id) AS r "
+                f"LEFT JOIN llm_calls USING (run_id) WHERE true GROUP BY run_id "
+                "ON CONFLICT (run_id) DO NOTHING",
+                (run_id,),
+            )
+
+
+def _book(query, calls: list[CallRecord], hold: Hold | None, q: str) -> None:
+    """Add the calls to their runs' spend; set the gateway's hold (deleted when nothing is held)."""
+    spend: dict[str, list[float]] = {}
+    for c in calls:
+        if c.run_id is not None:
+            books = spend.setdefault(c.run_id, [0, 0.0])
+            books[0] += (c.prompt_tokens or 0) + (c.completion_tokens or 0)
+            books[1] += c.cost_usd or 0.0
+    for run_id, (tokens, cost) in sorted(spend.items()):
+        query(
+            f"UPDATE run_spend SET tokens = tokens + {q}, cost_usd = cost_usd + {q} WHERE run_id = {q}",
+            (int(tokens), float(cost), run_id),
+        )
+    if hold is not None:
+        _set_hold(query, hold, q)
+
+
+def _set_hold(query, hold: Hold, q: str) -> None:
+    if hold.tokens <= 0 and hold.cost_usd <= 0:
+        query(f"DELETE FROM run_holds WHERE run_id = {q} AND holder = {q}", (hold.run_id, hold.holder))
+        return
+    query(
+        f"INSERT INTO run_holds VALUES ({q}, {q}, {q}, {q}, {q}) ON CONFLICT (run_id, holder) DO UPDATE "
+        "SET tokens = excluded.tokens, cost_usd = excluded.cost_usd, expires_at = excluded.expires_at",
+        (hold.run_id, hold.holder, int(hold.tokens), float(hold.cost_usd), hold.expires_at),
+    )
+
+
+def _admit(
+    tx: Tx, hold: Hold, tokens: int, cost: float, max_tokens: int | None, max_cost: float | None
+) -> Admission:
+    query, q = tx.query, tx.q
+    _ensure_spend(query, {hold.run_id}, q)
+    (spent_tokens, spent_cost), *_ = query(
+        f"SELECT tokens, cost_usd FROM run_spend WHERE run_id = {q}{tx.for_update}", (hold.run_id,)
+    )
+    (held_tokens, held_cost), *_ = query(
+        "SELECT coalesce(sum(tokens), 0), coalesce(sum(cost_usd), 0.0) FROM run_holds "
+        f"WHERE run_id = {q} AND holder <> {q} AND expires_at > {q}",
+        (hold.run_id, hold.holder, time.time()),
+    )
+    held_tokens, held_cost = int(held_tokens) + hold.tokens, float(held_cost) + hold.cost_usd
+    fits = (max_tokens is None or spent_tokens + held_tokens + tokens <= max_tokens) and (
+        max_cost is None or spent_cost + held_cost + cost <= max_cost
+    )
+    if fits:
+        grown = Hold(hold.run_id, hold.holder, hold.tokens + tokens, hold.cost_usd + cost, hold.expires_at)
+        _set_hold(query, grown, q)
+    return Admission(fits, int(spent_tokens), float(spent_cost), held_tokens, held_cost)
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:

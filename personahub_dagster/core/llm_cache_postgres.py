@@ -17,20 +17,32 @@ Same interface and semantics as the SQLite cache (:class:`~.llm_cache.ResponseCa
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
 from personahub_dagster.core.llm_cache import (
+    Admission,
     CachedResponse,
     CacheError,
     CallRecord,
+    Hold,
     ResponseCache,
+    Tx,
+    _admit,
+    _book,
+    _ensure_spend,
     calls_frame,
+    ledger_ddl,
+    rate_ddl,
     responses_ddl,
 )
+from personahub_dagster.core.secrets import redact, register
 
 _DDL = (
     responses_ddl("DOUBLE PRECISION")
@@ -48,11 +60,16 @@ CREATE TABLE IF NOT EXISTS llm_calls (
     status TEXT,
     error TEXT,
     created_at DOUBLE PRECISION NOT NULL,
-    run_id TEXT
+    run_id TEXT,
+    mode TEXT
 );
+ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS mode TEXT;
 CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
+    + ledger_ddl("DOUBLE PRECISION")
+    + rate_ddl("DOUBLE PRECISION")
 )
+T = TypeVar("T")
 _COLUMNS = list(ResponseCache.CALL_SCHEMA)
 
 
@@ -69,6 +86,7 @@ class PostgresResponseCache(ResponseCache):
 
     def __init__(self, url: str):
         self.url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+        register(urlsplit(self.url).password)  # redacted from every error and log line from here on
         self.path = None  # not the parent's __init__: that one opens a SQLite file
         self._local = threading.local()
         con = self._conn()
@@ -88,6 +106,7 @@ class PostgresResponseCache(ResponseCache):
                 con = psycopg2.connect(self.url, connect_timeout=10, application_name="personahub")
             except psycopg2.OperationalError as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = redact(reason, (urlsplit(self.url).password,))
                 raise CacheError(
                     f"PERSONAHUB_CACHE: cannot use the Postgres cache {redact_url(self.url)}: {reason}"
                 ) from None
@@ -114,33 +133,35 @@ class PostgresResponseCache(ResponseCache):
         )
         return {h: CachedResponse(*rest) for h, *rest in rows}
 
-    def put_many(self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord]) -> None:
-        """One transaction. Answers go in hash order: two workers inserting overlapping keys in
+    def put_many(
+        self,
+        responses: list[tuple[str, str, CachedResponse]],
+        calls: list[CallRecord],
+        hold: Hold | None = None,
+    ) -> None:
+        """One transaction (the run's spend and the gateway's hold in it, as in SQLite).
+        Answers go in hash order: two workers inserting overlapping keys in
         different orders would each wait on a row the other holds, and Postgres would abort one of them
         as a deadlock (its answers and journal rows with it). A deadlock or serialization failure that
         still happens is retried, so a paid call is never left out of the journal."""
-        import psycopg2.errors
-
         responses = sorted(responses, key=lambda item: item[0])
-        for attempt in range(5):
-            try:
-                return self._put_many(responses, calls)
-            except (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure):
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * 2**attempt)
+        retry_deadlocks(lambda: self._put_many(responses, calls, hold))
 
-    def _put_many(self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord]) -> None:
+    def _put_many(
+        self, responses: list[tuple[str, str, CachedResponse]], calls: list[CallRecord], hold: Hold | None
+    ) -> None:
         from psycopg2.extras import execute_values
 
         now = time.time()
         con = self._conn()
         with con, con.cursor() as cur:
+            query = _pg_query(cur)
             if calls:
                 # journal rows are numbered in commit order (the lake's mirror appends past the last
                 # number it copied, so a lower number must never commit after a higher one); the lock
                 # is held for one short transaction and lets readers through
                 cur.execute("LOCK TABLE llm_calls IN SHARE ROW EXCLUSIVE MODE")
+                _ensure_spend(query, {c.run_id for c in calls if c.run_id}, "%s")
             if responses:
                 execute_values(
                     cur,
@@ -158,6 +179,25 @@ class PostgresResponseCache(ResponseCache):
                     [c.row(now) for c in calls],
                     page_size=max(len(calls), 1),
                 )
+            _book(query, calls, hold, "%s")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One transaction; a row read with ``tx.for_update`` stays locked until it ends."""
+        con = self._conn()
+        with con, con.cursor() as cur:
+            yield Tx(_pg_query(cur), "%s", " FOR UPDATE", "extract(epoch from clock_timestamp())")
+
+    def admit(
+        self, hold: Hold, tokens: int, cost: float, max_tokens: int | None, max_cost: float | None
+    ) -> Admission:
+        """As in SQLite; the run's spend row is locked (``FOR UPDATE``) for the decision, so the
+        admissions of every worker of a run are serialized and none can take room another took."""
+        return retry_deadlocks(lambda: self._admit(hold, tokens, cost, max_tokens, max_cost))
+
+    def _admit(self, *args) -> Admission:
+        with self.transaction() as tx:
+            return _admit(tx, *args)
 
     def calls_frame(self) -> pl.DataFrame:
         return calls_frame(self._query(f"SELECT {', '.join(_COLUMNS)} FROM llm_calls ORDER BY id"))
@@ -185,3 +225,32 @@ class PostgresResponseCache(ResponseCache):
 
     def exists(self) -> bool:
         return True
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None and not con.closed:
+            con.close()
+        self._local.con = None
+
+
+def retry_deadlocks(work: Callable[[], T]) -> T:
+    """``work`` again after a deadlock or a serialization failure (Postgres aborted it so that another
+    transaction could go on: nothing of it was committed), up to five times."""
+    import psycopg2.errors
+
+    for attempt in range(5):
+        try:
+            return work()
+        except (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure):
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pg_query(cur):
+    def query(sql: str, params: tuple = ()) -> list[tuple]:
+        cur.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []
+
+    return query

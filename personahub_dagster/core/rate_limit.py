@@ -11,17 +11,27 @@ multiply. :class:`Pacer` sits in front of every attempt the gateway makes:
   request takes one request and its token estimate — prompt tokens from the model's tokenizer plus
   ``max_tokens``, which is how OpenAI counts a request against TPM — before it is sent; when the answer
   reports the prompt's real token count, the difference is given back or taken.
-* **AIMD** — a 429 halves the rate and the number of requests allowed in flight (once per episode: the
-  429s of requests sent before the cut do not cut again); after a window of successes both grow back
-  by a step, up to the configured ceiling. Without configured budgets AIMD still adapts the
+* **AIMD** — a 429 halves the rate and the number of requests allowed in flight, once per episode
+  (the 429s of requests sent before the cut do not cut again), and only when 429s are more than
+  ``cut_share`` of the last ``window`` answers: a limit overrun shows as a run of 429s (every request
+  above the limit), a provider's sporadic 429s as one in many, and cutting on those would pin the
+  limit near one request in flight. Both grow back like TCP: by one step per round of ``limit``
+  answers, up to the configured ceiling. Without configured budgets AIMD still adapts the
   concurrency, so a provider with unknown limits is found by probing.
+* **Latency** (``latency_adaptive``) — a self-hosted server (vLLM, llama.cpp) queues instead of
+  answering 429, so overload shows only as latency. :class:`LatencyLimit` (TCP Vegas) estimates the
+  requests waiting in the server's queue from each round's mean latency against the least seen,
+  ``limit × (1 − least / mean)``, and keeps it between ``alpha`` and ``beta``: concurrency doubles
+  while nothing queues, then moves by one. It finds the server's best concurrency without being told.
 * **Headers** — ``x-ratelimit-remaining-requests`` / ``-tokens`` with their ``-reset-`` times, when a
   provider sends them: once a remainder reaches zero, sending pauses until its reset (at most a
   minute) — before a 429 happens.
-* **Several workers, one key** — each worker paces at ``share`` of the key's limits (``1/N`` for N
-  workers, by config). A shared bucket needs a shared store: with the lake on object storage there is
-  none fast enough, and the deployment's Postgres is where a shared budget belongs. Until then the
-  split is static, and each worker's AIMD still reacts to 429s its peers cause.
+* **Several workers, one key** — with a ``shared`` bucket (:class:`SharedRate`, one row in the
+  response cache's database: Postgres for a team, SQLite on one machine) every worker draws its
+  requests and tokens from the same buckets in leases of a tenth of a second's allowance, and the
+  AIMD factor lives in that row too: a 429 anywhere slows everyone, a worker that joins or leaves
+  changes nobody's config, and an idle worker's allowance is simply there for the others. Without
+  one, each worker paces at a static ``share`` of the key's limits (``1/N`` for N workers, by config).
 
 Single-threaded by design: one pacer per gateway, used from one event loop at a time (the gateway runs
 each stage in a fresh loop, so the pacer keeps no loop-bound primitives — it sleeps, then re-checks).
@@ -32,11 +42,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 _MIN_FACTOR = 1 / 64  # AIMD never cuts the rate below this share of the budget
-_STEP = 0.1  # additive increase of the rate factor per window of successes (floor to full: ~10 windows)
+_STEP = 0.1  # additive increase of the rate factor per round of answers (floor to full: ~10 rounds)
+LEASE_S = 0.1  # a worker draws this many seconds of the shared allowance at a time
+_IDLE_RESET_S = 60.0  # a shared bucket unused this long starts again at the full rate
 
 
 @dataclass
@@ -63,6 +76,7 @@ class PacerStats:
     cuts: int = 0  # multiplicative decreases
     paused_s: float = 0.0  # time spent waiting for budget, a reset or a Retry-After
     steered: int = 0  # pauses the provider's rate-limit headers asked for
+    draws: int = 0  # leases drawn from a shared bucket
     sent: int = 0
     first_sent: float | None = None
     last_sent: float | None = None
@@ -73,9 +87,149 @@ class PacerStats:
         return 60.0 * (self.sent - 1) / (self.last_sent - self.first_sent)
 
 
+@dataclass
+class Grant:
+    """What a draw on the shared bucket gave: requests and tokens, the shared AIMD factor, how long
+    until what was asked would be there, and the database's clock (for :meth:`SharedRate.cut`)."""
+
+    requests: float
+    tokens: float
+    factor: float
+    wait_s: float
+    clock: float
+
+
+class SharedRate:
+    """One key's request and token buckets and its AIMD factor, in one row of the response cache's
+    database (``rate_limits``), drawn from by every worker that uses the key.
+
+    A draw is one short transaction that locks the row, refills the buckets for the time since the
+    last draw (by the database's clock, one clock for every machine), hands out what is there up to
+    what was asked, and grows the factor by the successes the worker reports (one ``_STEP`` per round
+    of a second's allowance of answers). The key's ``rpm``/``tpm`` are written by each draw: the
+    latest configuration wins, and nobody else's changes."""
+
+    def __init__(self, cache, name: str, rpm: float | None, tpm: float | None):
+        self.cache, self.name, self.rpm, self.tpm = cache, name, rpm, tpm
+        self._offset = 0.0  # database clock − this machine's time.time(), from the last draw
+
+    def draw(self, requests: float, tokens: float, successes: int) -> Grant:
+        with self.cache.transaction() as tx:
+            grant = _draw(tx, self.name, self.rpm, self.tpm, requests, tokens, successes)
+        self._offset = grant.clock - time.time()
+        return grant
+
+    def cut(self, sent_at_wall: float) -> float | None:
+        """Halve the shared factor, unless a cut came after ``sent_at_wall`` (this machine's time):
+        the new factor, or None when the episode was already cut."""
+        with self.cache.transaction() as tx:
+            return _cut(tx, self.name, sent_at_wall + self._offset)
+
+    def clock(self) -> float:
+        """Now, by the database's clock (as of the last draw)."""
+        return time.time() + self._offset
+
+
+def _draw(
+    tx, name: str, rpm: float | None, tpm: float | None, want_r: float, want_t: float, ok: int
+) -> Grant:
+    q = tx.q
+    select = f"SELECT requests, tokens, stamp, factor, {tx.clock} FROM rate_limits WHERE name = {q}"
+    rows = tx.query(select + tx.for_update, (name,))
+    if not rows:  # the key's first worker: buckets half full, as a provider's start full
+        tx.query(
+            f"INSERT INTO rate_limits VALUES ({q}, {q}, {q}, {q}, {q}, {tx.clock}, 1.0, 0.0) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name, rpm, tpm, (rpm or 0) / 120, (tpm or 0) / 120),
+        )
+        rows = tx.query(select + tx.for_update, (name,))
+    level_r, level_t, stamp, factor, now = (float(v) for v in rows[0])
+    if now - stamp > _IDLE_RESET_S:  # the key has been idle: an old episode's cut says nothing now
+        factor = 1.0
+    rate_r, rate_t = (rpm or 0) / 60, (tpm or 0) / 60
+    round_size = max(1.0, (rate_r or 10.0) * factor)  # a second's allowance of answers
+    factor = min(1.0, factor + _STEP * ok / round_size)
+    elapsed = max(0.0, now - stamp)
+    waits, granted = [], []
+    for rate, level, want in ((rate_r, level_r, want_r), (rate_t, level_t, want_t)):
+        if not rate:
+            granted.append((want, 0.0))
+            continue
+        cap = max(rate * factor, 1.0)
+        level = min(cap, level + elapsed * rate * factor)
+        give = max(0.0, min(want, level))
+        if give < want and level >= cap:  # more than a second's worth: wait for a full bucket, overdraw
+            give = want
+        waits.append(0.0 if give >= want else (min(want, cap) - level) / (rate * factor))
+        granted.append((give, level - give))
+    (give_r, left_r), (give_t, left_t) = granted
+    tx.query(
+        f"UPDATE rate_limits SET requests = {q}, tokens = {q}, stamp = {q}, factor = {q}, rpm = {q}, "
+        f"tpm = {q} WHERE name = {q}",
+        (left_r, left_t, now, factor, rpm, tpm, name),
+    )
+    return Grant(give_r, give_t, factor, max(waits, default=0.0), now)
+
+
+def _cut(tx, name: str, sent_at: float) -> float | None:
+    q = tx.q
+    rows = tx.query(
+        f"SELECT factor, last_cut, {tx.clock} FROM rate_limits WHERE name = {q}{tx.for_update}", (name,)
+    )
+    if not rows or float(rows[0][1]) > sent_at:
+        return None
+    factor = max(_MIN_FACTOR, float(rows[0][0]) / 2)
+    tx.query(  # and no burst right after a cut: what the buckets hold is spent
+        f"UPDATE rate_limits SET factor = {q}, last_cut = {q}, "
+        "requests = CASE WHEN requests > 0 THEN 0 ELSE requests END, "
+        f"tokens = CASE WHEN tokens > 0 THEN 0 ELSE tokens END WHERE name = {q}",
+        (factor, float(rows[0][2]), name),
+    )
+    return factor
+
+
+class LatencyLimit:
+    """Concurrency from latency alone, for servers that queue rather than refuse (TCP Vegas).
+
+    Each round of ``limit`` answers gives a mean latency; against the least latency seen it says how
+    many requests wait in the server's queue: ``limit × (1 − least / mean)``. Fewer than ``alpha``:
+    the server has room — double the limit while nothing has queued yet (slow start), then add one.
+    More than ``beta``: take one away. In between: hold. A server with K slots ends with about K +
+    ``alpha``…``beta`` in flight: its full throughput, at near its unloaded latency."""
+
+    def __init__(self, max_concurrency: int, start: int = 2, alpha: float = 2.0, beta: float = 4.0):
+        self.max = max(1, max_concurrency)
+        self.limit = float(min(self.max, start))
+        self.alpha, self.beta = alpha, beta
+        self.least: float | None = None
+        self.slow_start = True
+        self._round: list[float] = []
+
+    def observe(self, latency_s: float) -> float:
+        """One answer's latency; the limit after it."""
+        self._round.append(latency_s)
+        if len(self._round) < int(self.limit):
+            return self.limit
+        mean = sum(self._round) / len(self._round)
+        least = min(self._round)
+        self._round = []
+        self.least = least if self.least is None else min(self.least, least)
+        queued = self.limit * (1 - self.least / mean) if mean > 0 else 0.0
+        if queued < self.alpha:
+            grown = self.limit * 2 if self.slow_start else self.limit + 1
+            self.limit = float(min(self.max, grown))
+        elif queued > self.beta:
+            self.slow_start = False
+            self.limit = max(1.0, self.limit - 1)
+        else:
+            self.slow_start = False
+        return self.limit
+
+
 class Pacer:
     """Paces one worker's attempts under ``rpm`` / ``tpm`` (None: no such budget) and at most
-    ``max_concurrency`` in flight, adapting both with AIMD."""
+    ``max_concurrency`` in flight, adapting both with AIMD (and concurrency with latency, when
+    asked); with ``shared``, the budgets are the key's, drawn from by every worker."""
 
     def __init__(
         self,
@@ -83,25 +237,38 @@ class Pacer:
         tpm: float | None,
         max_concurrency: int,
         share: float = 1.0,
-        window: int = 20,
+        window: int = 32,
         adaptive: bool = True,
+        cut_share: float = 0.15,
+        latency_adaptive: bool = False,
+        shared: SharedRate | None = None,
     ):
         if not 0 < share <= 1:
             raise ValueError(f"rate share must be in (0, 1], got {share}")
         now = time.monotonic()
+        share = 1.0 if shared is not None else share  # a shared bucket is the key's whole allowance
         self.rpm = rpm * share if rpm else None
         self.tpm = tpm * share if tpm else None
+        self.shared = shared if (self.rpm or self.tpm) else None
         # Buckets start half full: the provider's start full, so half a second of its allowance stays
-        # spare and absorbs the jitter between our send times and its arrival times.
-        self._requests = _Bucket(self.rpm / 60, max(1.0, self.rpm / 120), now) if self.rpm else None
-        self._tokens = _Bucket(self.tpm / 60, self.tpm / 120, now) if self.tpm else None
+        # spare and absorbs the jitter between our send times and its arrival times. A shared bucket's
+        # local buckets start empty and are filled by draws.
+        first = 0.0 if self.shared is not None else 0.5
+        self._requests = _Bucket(self.rpm / 60, max(1.0, self.rpm / 60 * first), now) if self.rpm else None
+        self._tokens = _Bucket(self.tpm / 60, self.tpm / 60 * first, now) if self.tpm else None
+        if self.shared is not None and self._requests is not None:
+            self._requests.level = 0.0
         self.max_concurrency = max(1, max_concurrency)
-        self.limit = float(self.max_concurrency)  # allowed in flight (AIMD)
+        self.latency = LatencyLimit(self.max_concurrency) if latency_adaptive and adaptive else None
+        self.limit = self.latency.limit if self.latency else float(self.max_concurrency)  # in flight
         self.factor = 1.0  # share of the rate budgets allowed (AIMD)
         self.window = window
+        self.cut_share = cut_share
         self.adaptive = adaptive  # False: fixed budgets and concurrency, no AIMD, no header steering
         self.in_flight = 0
         self._successes = 0
+        self._unreported = 0  # successes not yet reported to the shared bucket
+        self._recent: deque[bool] = deque(maxlen=window)  # the last answers: True for a 429
         self._last_cut = 0.0
         self._paused_until = 0.0
         self.stats = PacerStats()
@@ -119,10 +286,13 @@ class Pacer:
             wait = max(0.0, self._paused_until - now)
             if self.in_flight >= int(self.limit):
                 wait = max(wait, 0.005)  # a slot frees when an answer lands
-            for bucket, amount in ((self._requests, 1), (self._tokens, tokens)):
-                if bucket is not None:
-                    bucket.refill(self.factor, now)
-                    wait = max(wait, bucket.wait(amount, self.factor))
+            if self.shared is None:
+                for bucket, amount in ((self._requests, 1), (self._tokens, tokens)):
+                    if bucket is not None:
+                        bucket.refill(self.factor, now)
+                        wait = max(wait, bucket.wait(amount, self.factor))
+            elif wait <= 0:
+                wait = self._draw(tokens)
             if wait <= 0:
                 break
             self.stats.paused_s += wait
@@ -136,47 +306,96 @@ class Pacer:
         s.sent += 1
         s.first_sent = now if s.first_sent is None else s.first_sent
         s.last_sent = now
-        return now
+        return time.time() if self.shared is not None else now
+
+    def _draw(self, tokens: int) -> float:
+        """Top the local buckets up from the shared ones when a request does not fit; the seconds to
+        wait (0: it fits now)."""
+        short_r = self._requests is not None and self._requests.level < 1
+        short_t = self._tokens is not None and self._tokens.level < tokens
+        if not (short_r or short_t):
+            return 0.0
+        want_r = max(1.0, self.rpm / 60 * self.factor * LEASE_S) - self._requests.level if self.rpm else 0.0
+        want_t = (
+            max(float(tokens), self.tpm / 60 * self.factor * LEASE_S) - self._tokens.level
+            if self.tpm
+            else 0.0
+        )
+        grant = self.shared.draw(max(0.0, want_r), max(0.0, want_t), self._unreported)
+        self.stats.draws += 1
+        self._unreported = 0
+        self.factor = grant.factor
+        if self._requests is not None:
+            self._requests.level += grant.requests
+        if self._tokens is not None:
+            self._tokens.level += grant.tokens
+        fits = (self._requests is None or self._requests.level >= 1) and (
+            self._tokens is None or self._tokens.level >= tokens
+        )
+        return 0.0 if fits else min(1.0, max(0.005, grant.wait_s))
 
     def release(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
 
-    def on_success(self, headers: Mapping[str, str] | None = None, token_error: int = 0) -> None:
+    def on_success(
+        self, headers: Mapping[str, str] | None = None, token_error: int = 0, latency_s: float | None = None
+    ) -> None:
         """An answer: give back (or take) the error of the prompt-token estimate, read the provider's
-        rate-limit headers, and grow back after a window of successes."""
+        rate-limit headers, and grow back by one step per round of ``limit`` answers (TCP's additive
+        increase); with latency adaptation, let the round's latency set the concurrency."""
         self.release()
         if self._tokens is not None and token_error:
             self._tokens.level -= token_error
         if not self.adaptive:
             return
+        self._recent.append(False)
         self._steer(headers)
+        self._unreported += 1
+        if self.latency is not None and latency_s is not None:
+            self.limit = min(self.latency.observe(latency_s), self.limit + 1)
         self._successes += 1
-        if self._successes >= max(self.window, int(self.limit)):
+        if self._successes >= max(1, int(self.limit)):
             self._successes = 0
-            self.factor = min(1.0, self.factor + _STEP)
-            self.limit = min(float(self.max_concurrency), self.limit + 1)
+            if self.shared is None:
+                self.factor = min(1.0, self.factor + _STEP)
+            if self.latency is None:
+                self.limit = min(float(self.max_concurrency), self.limit + 1)
+            else:
+                self.limit = self.latency.limit
 
     def on_rate_limited(
         self, sent_at: float, retry_after: float | None, headers: Mapping[str, str] | None = None
     ) -> None:
-        """A 429: pause everyone for ``Retry-After``; cut rate and concurrency once per episode."""
+        """A 429: pause everyone for ``Retry-After``; cut rate and concurrency once per episode, when
+        429s are more than ``cut_share`` of the recent answers."""
         self.release()
-        now = time.monotonic()
         self.stats.rate_limited += 1
         if not self.adaptive:
             return
+        self._recent.append(True)
         if retry_after:
-            self._paused_until = max(self._paused_until, now + retry_after)
+            self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
         self._steer(headers)
-        if sent_at >= self._last_cut:  # sent after the last cut: the cut was not enough
-            self._last_cut = now
-            self.stats.cuts += 1
+        if sum(self._recent) < self.cut_share * len(self._recent):
+            return  # a sporadic 429, not a limit overrun: retried, nothing cut
+        if self.shared is not None:
+            factor = self.shared.cut(sent_at)
+            if factor is None:  # another worker cut this episode already
+                return
+            self.factor = factor
+        elif sent_at < self._last_cut:  # sent before the last cut: the same episode
+            return
+        else:
             self.factor = max(_MIN_FACTOR, self.factor / 2)
-            self.limit = max(1.0, self.limit / 2)
-            self._successes = 0
-            for bucket in (self._requests, self._tokens):
-                if bucket is not None:
-                    bucket.level = min(bucket.level, 0.0)  # no burst right after a cut
+        self._last_cut = sent_at if self.shared is not None else time.monotonic()
+        self.stats.cuts += 1
+        self.limit = max(1.0, self.limit / 2)
+        if self.latency is not None:
+            self.latency.limit, self.latency.slow_start = self.limit, False
+        self._successes = 0
+        for bucket in (self._requests, self._tokens):
+            if bucket is not None:
+                bucket.level = min(bucket.level, 0.0)  # no burst right after a cut
 
     def on_failure(self) -> None:
         """Any other failed attempt: its slot is free; rate and concurrency stay."""

@@ -20,6 +20,7 @@ from personahub_dagster.core.data_types import load_data_types
 from personahub_dagster.core.evaluation import band_summary
 from personahub_dagster.core.lake import Lake
 from personahub_dagster.core.plots import png_base64
+from personahub_dagster.core.secrets import redact
 from personahub_dagster.core.storage import atomic_write
 
 _CSS = """
@@ -106,9 +107,9 @@ def build_report(
 
     calls_sql = """SELECT stage, model, count(*) AS attempts, count(*) FILTER (WHERE status = 'ok') AS ok,
                   sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                  count(*) FILTER (WHERE status = 'ok' AND latency_s IS NULL) AS batch_calls,
+                  count(*) FILTER (WHERE status = 'ok' AND mode = 'batch') AS batch_calls,
                   round(sum(cost_usd), 6) AS cost_usd,
-                  round(sum(cost_usd * CASE WHEN latency_s IS NULL THEN 1 ELSE 0.5 END), 6)
+                  round(sum(cost_usd * CASE WHEN mode = 'batch' THEN 1 ELSE 0.5 END), 6)
                       AS cost_usd_all_batch,
                   round(avg(latency_s), 3) AS mean_latency_s
            FROM llm_calls GROUP BY 1, 2 ORDER BY 1"""
@@ -200,7 +201,8 @@ def write_report(
 ) -> str:
     """Write the report to ``out`` (a local file), or by default into the lake, wherever it is
     (``reports/<day or all>.html``); returns where it went."""
-    data = build_report(lake, partition, prompts_dir, run_id).encode("utf-8")
+    # the lake's rows are redacted when written; a lake written by an older release may not be
+    data = (redact(build_report(lake, partition, prompts_dir, run_id)) or "").encode("utf-8")
     if out is None:
         return lake.files.put(f"reports/{partition or 'all'}.html", data)
     atomic_write(Path(out), lambda fh: fh.write(data))

@@ -59,7 +59,16 @@ class Settings(BaseSettings):
     concurrency: int = Field(8, ge=1, description="Requests in flight (the local model runs one at a time).")
     rpm: float | None = Field(None, gt=0, description="The key's requests per minute.")
     tpm: float | None = Field(None, gt=0, description="The key's tokens per minute (prompt + max_tokens).")
-    rate_share: float = Field(1.0, gt=0, le=1, description="This worker's share of `rpm`/`tpm`.")
+    rate_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="A static share of `rpm`/`tpm` for this worker; 1: every worker draws from one "
+        "bucket in the response cache (Postgres for a team).",
+    )
+    latency_adaptive: bool = Field(
+        False, description="Concurrency from latency, for servers that queue instead of answering 429."
+    )
     max_run_tokens: int | None = Field(
         None, ge=1, description="Stop sending once a run used this many tokens."
     )

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 from urllib.parse import urlparse
 
+from personahub_dagster.core.secrets import register
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -161,6 +163,7 @@ def s3_options(env: Mapping[str, str]) -> dict[str, str]:
     ):
         if env.get(var):
             opts[key] = env[var]
+    register(opts.get("aws_secret_access_key"), opts.get("aws_session_token"))  # redacted everywhere
     opts.setdefault("aws_region", env.get("AWS_DEFAULT_REGION") or "us-east-1")
     if opts.get("aws_endpoint", "").startswith("http://"):
         opts["allow_http"] = "true"

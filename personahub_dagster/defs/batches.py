@@ -33,8 +33,14 @@ def llm_batch_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, ll
     names = store.list()
     if not names:
         return dg.SkipReason("no batches waiting")
-    api = BatchAPI(llm.batch_api_base(), llm.api_key)
     graph = context.repository_def.asset_graph
+    with BatchAPI(llm.batch_api_base(), llm.api_key) as api:
+        requests = _finished(store, names, api, graph)
+    return requests or dg.SkipReason(f"{len(names)} batch records, none finished yet")
+
+
+def _finished(store, names: list[str], api: BatchAPI, graph) -> list[dg.RunRequest]:
+    """A run request for each record whose batches have all ended."""
     requests = []
     for name in names:
         record = json.loads(store.get(name))
@@ -54,5 +60,4 @@ def llm_batch_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, ll
                 tags={"trigger": "llm_batches"},
             )
         )
-    api.close()
-    return requests or dg.SkipReason(f"{len(names)} batch records, none finished yet")
+    return requests

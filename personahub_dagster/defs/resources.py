@@ -4,7 +4,7 @@ Dagster UI shows by name, never by value."""
 
 import dagster as dg
 from dagster_ray import Lifecycle, RayResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from personahub_dagster.core.batch import BatchPending
 from personahub_dagster.core.data_types import DataType, load_data_types
@@ -33,6 +33,7 @@ class LakeResource(dg.ConfigurableResource):
     cache: str | None = Field(
         default=None, description="Response cache: a SQLite file or postgresql:// URL; null: the default."
     )
+    _opened: list[Lake] = PrivateAttr(default_factory=list)
 
     def lake(self, context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None) -> Lake:
         """The lake; with a ``context``, every Delta commit names the run and the asset that made it."""
@@ -41,7 +42,14 @@ class LakeResource(dg.ConfigurableResource):
             info["dagster.run_id"] = context.run_id
             if isinstance(context, dg.AssetExecutionContext):
                 info["dagster.asset"] = context.asset_key.to_user_string()
-        return Lake(self.path, cache=self.cache, commit_info=info)
+        lake = Lake(self.path, cache=self.cache, commit_info=info)
+        self._opened.append(lake)
+        return lake
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """A step's lakes close their response caches (a Postgres connection each) when it ends."""
+        while self._opened:
+            self._opened.pop().close()
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -84,6 +92,14 @@ class LLMResource(dg.ConfigurableResource):
         default=1.0, gt=0, le=1, description="This worker's share of rpm/tpm: 1/N for N workers on one key."
     )
     adaptive: bool = Field(default=True, description="AIMD: halve rate and concurrency on 429, grow back.")
+    latency_adaptive: bool = Field(
+        default=False,
+        description="Self-hosted servers that queue rather than answer 429: concurrency from latency.",
+    )
+    shared_rate: bool | None = Field(
+        default=None,
+        description="rpm/tpm drawn by every worker from one bucket in the cache; null: if rate_share is 1.",
+    )
     mode: str = Field(
         default="online",
         description="online, or batch: the provider's batch API (half price, answers within 24 h)",
@@ -231,6 +247,7 @@ def default_resources(current: Settings | None = None) -> dict[str, dg.Configura
             rpm=s.rpm,
             tpm=s.tpm,
             rate_share=s.rate_share,
+            latency_adaptive=s.latency_adaptive,
             mode=s.llm_mode,
             batch_poll_s=s.batch_poll_s,
             batch_max_wait_s=s.batch_max_wait_s,

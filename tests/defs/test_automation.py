@@ -39,12 +39,15 @@ def test_register_is_atomic_and_days_are_fingerprinted(tmp_path):
         register(inbox / "2026-11-20" / "a.jsonl", inbox, "yesterday")
 
 
-def sensor_context(inbox, cursor=None):
-    return dg.build_sensor_context(
+def tick(inbox, cursor=None) -> tuple[list[dg.RunRequest], str | None]:
+    """One evaluation of the inbox sensor: its run requests and its new cursor (the lake resource
+    closes what it opened when the context ends)."""
+    with dg.build_sensor_context(
         cursor=cursor,
         instance=dg.DagsterInstance.ephemeral(),
         resources={"lake": LakeResource(path=str(inbox.parent / "lake"), inbox=str(inbox))},
-    )
+    ) as ctx:
+        return run_requests(inbox_sensor(ctx)), ctx.cursor
 
 
 def run_requests(result) -> list[dg.RunRequest]:
@@ -55,26 +58,22 @@ def test_the_sensor_runs_new_and_changed_days_once(tmp_path):
     inbox = tmp_path / "inbox"
     drop(inbox, "2026-11-20")
     drop(inbox, "2026-11-21")
-    ctx = sensor_context(inbox)
-    first = run_requests(inbox_sensor(ctx))
+    first, cursor = tick(inbox)
     assert [(r.partition_key, r.tags["trigger"]) for r in first] == [
         ("2026-11-20", "inbox"),
         ("2026-11-21", "inbox"),
     ]
-    cursor = ctx.cursor
-    ctx = sensor_context(inbox, cursor)
-    assert run_requests(inbox_sensor(ctx)) == []  # nothing new: nothing to run
+    assert tick(inbox, cursor)[0] == []  # nothing new: nothing to run
     time.sleep(0.01)
     drop(inbox, "2026-11-21", "more.jsonl")
-    ctx = sensor_context(inbox, cursor)
-    again = run_requests(inbox_sensor(ctx))
+    again, _ = tick(inbox, cursor)
     assert [r.partition_key for r in again] == ["2026-11-21"] and again[0].run_key != first[1].run_key
 
 
 def test_the_sensor_skips_days_outside_the_partitions(tmp_path):
     inbox = tmp_path / "inbox"
     drop(inbox, "1999-01-01")
-    assert run_requests(inbox_sensor(sensor_context(inbox))) == []
+    assert tick(inbox)[0] == []
 
 
 def test_the_nightly_schedule_runs_the_newest_day_with_input(tmp_path):
@@ -83,10 +82,10 @@ def test_the_nightly_schedule_runs_the_newest_day_with_input(tmp_path):
     tick = dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.UTC)
 
     def evaluate():
-        ctx = dg.build_schedule_context(
+        with dg.build_schedule_context(
             scheduled_execution_time=tick, instance=dg.DagsterInstance.ephemeral(), resources={"lake": lake}
-        )
-        return nightly_hub_growth(ctx)
+        ) as ctx:
+            return nightly_hub_growth(ctx)
 
     assert evaluate().skip_message.startswith("no input")
     drop(inbox, "2026-11-20")

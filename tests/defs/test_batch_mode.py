@@ -35,12 +35,12 @@ def test_the_sensor_reruns_a_stage_when_its_batches_have_ended(tmp_path, make_ba
         repo = defs().get_repository_def()
 
         def tick():
-            ctx = dg.build_sensor_context(
+            with dg.build_sensor_context(  # the lake resource closes its caches on leaving
                 instance=dg.DagsterInstance.ephemeral(),
                 resources={"lake": lake, "llm": llm},
                 repository_def=repo,
-            )
-            return llm_batch_sensor(ctx)
+            ) as ctx:
+                return llm_batch_sensor(ctx)
 
         assert isinstance(tick(), dg.SkipReason)  # still running at the provider
         batches.hold.clear()

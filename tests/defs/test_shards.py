@@ -47,10 +47,10 @@ job = defs().resolve_job_def("hub_growth")
 pd = job.partitions_def
 src = pathlib.Path("doc.jsonl"); src.write_text('{"text": "x"}\\n')
 register(src, "inbox", "2026-03-01")
-ctx = dg.build_schedule_context(
+with dg.build_schedule_context(
     scheduled_execution_time=datetime.datetime(2026, 3, 2, 2, tzinfo=datetime.UTC),
-    instance=dg.DagsterInstance.ephemeral(), resources={"lake": LakeResource(inbox="inbox")})
-requests = nightly_hub_growth(ctx)
+    instance=dg.DagsterInstance.ephemeral(), resources={"lake": LakeResource(inbox="inbox")}) as ctx:
+    requests = nightly_hub_growth(ctx)
 print(json.dumps({"kind": type(pd).__name__, "dims": [d.name for d in pd.partitions_defs],
                   "keys": [str(r.partition_key) for r in requests]}))
 """

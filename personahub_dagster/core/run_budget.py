@@ -1,0 +1,75 @@
+"""One budget per run, whatever the number of stages, shards and workers spending it.
+
+A run's cap (``max_run_tokens``, ``max_run_cost_usd``) is checked where the journal lives — the
+response cache, SQLite on one machine, Postgres for a team — not in each process's memory: two shards
+of one run that each read "nothing spent yet" at start would each spend the whole cap. The books are
+two tables (:func:`~.llm_cache.ledger_ddl`):
+
+* ``run_spend`` — tokens and dollars each run has spent, advanced by the same transaction that
+  journals the calls (so it always equals the journal's sum, which is where it starts from);
+* ``run_holds`` — what each live gateway of the run holds back for the requests it has in flight: the
+  worst case of each (its prompt estimate plus ``max_tokens``, and their price at the model's rates).
+
+A request is sent only when spent + every live hold + its own worst case fits the cap, decided in one
+transaction that locks the run's row (``FOR UPDATE`` on Postgres, a write transaction on SQLite): no
+two workers can take the same last room, so together they stay under the cap, short only by how far
+a request's real tokens pass its estimate. A hold is given back by the transaction that journals the
+call's answer. A worker killed mid-request leaves its hold behind; it lapses at ``expires_at`` (the
+longest a request can take with its retries), so a resumed run is never starved by a dead one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from personahub_dagster.core.llm_cache import Hold, ResponseCache
+
+
+@dataclass
+class RunBudget:
+    """This gateway's side of its run's budget: what it holds now, and why it stopped, if it did."""
+
+    cache: ResponseCache
+    run_id: str
+    max_tokens: int | None
+    max_cost: float | None
+    hold_s: float  # how long a hold outlives its last renewal (a dead worker's lapses then)
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tokens: int = 0  # held for requests in flight
+    cost: float = 0.0
+    exhausted: str | None = None
+
+    def hold(self) -> Hold:
+        """The hold as it should stand now; every admission and every journal commit renews it."""
+        return Hold(self.run_id, self.holder, self.tokens, self.cost, time.time() + self.hold_s)
+
+    def admit(self, tokens: int, cost: float) -> bool:
+        """Take room for one request of up to ``tokens`` and ``cost``, or say the run's budget is
+        spent (and stay stopped: a smaller request later must not jump the queue of a stage)."""
+        if self.exhausted is not None:
+            return False
+        books = self.cache.admit(self.hold(), tokens, cost, self.max_tokens, self.max_cost)
+        if books.admitted:
+            self.tokens += tokens
+            self.cost += cost
+            return True
+        spent, held = books.spent_tokens, books.held_tokens
+        if self.max_tokens is not None and spent + held + tokens > self.max_tokens:
+            self.exhausted = (
+                f"run token budget {self.max_tokens} reached ({spent} spent, {held} in flight, next "
+                f"request needs up to {tokens})"
+            )
+        else:
+            self.exhausted = (
+                f"run cost budget ${self.max_cost:g} reached (${books.spent_cost:.4f} spent, "
+                f"${books.held_cost:.4f} in flight, next request up to ${cost:.4f})"
+            )
+        return False
+
+    def settle(self, tokens: int, cost: float) -> None:
+        """A request ended: its room is no longer held (the journal commit that follows says so in
+        the books, in the same transaction as its spend)."""
+        self.tokens = max(0, self.tokens - tokens)
+        self.cost = max(0.0, self.cost - cost)
