@@ -507,19 +507,19 @@ class Lake:
             cols = ", ".join(f'CAST(NULL AS {sql_type(t)}) AS "{c}"' for c, t in SCHEMAS[table].items())
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {cols} WHERE false")
         elif self.is_local:
-            self._native_view(con, table, files)
+            self._native_view(con, table, files, _columns(table, dt))
         else:
             self._arrow_view(con, table, dt, days)
 
     @staticmethod
-    def _native_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> None:
+    def _native_view(con: duckdb.DuckDBPyConnection, table: str, files: list[str], columns: str) -> None:
         """DuckDB's own Parquet reader over the version's files (day and stage from their paths)."""
         hive = ", ".join(
             f"'{c}': VARCHAR" for c in ("partition", PRODUCER) if c == PRODUCER or c in SCHEMAS[table]
         )
         listing = "[" + ", ".join(f"'{_sql_quote(f)}'" for f in files) + "]"
         con.execute(
-            f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM read_parquet({listing}, "
+            f"CREATE OR REPLACE VIEW {table} AS SELECT {columns} FROM read_parquet({listing}, "
             f"hive_partitioning = true, hive_types = {{{hive}}}, union_by_name = true)"
         )
 
@@ -528,7 +528,7 @@ class Lake:
         """deltalake's Arrow dataset of the version (reads through the object store; DuckDB pushes
         projections and filters into it); with ``days``, only those days' files."""
         con.register(f"_delta_{table}", dt.to_pyarrow_dataset(file_pruning_predicate=_day_filter(days)))
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table)} FROM _delta_{table}")
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {_columns(table, dt)} FROM _delta_{table}")
 
     def read(
         self,
@@ -585,7 +585,7 @@ class Lake:
                 if frames or misses >= 2:  # before the run's first call (or it made none)
                     break
             else:
-                frames.append(found.select(list(SCHEMAS["llm_calls"])))
+                frames.append(conform("llm_calls", found.drop(PRODUCER)))  # an older lake: no mode
         return conform("llm_calls", pl.concat(frames) if frames else pl.DataFrame())
 
     def exists(self) -> bool:
@@ -820,8 +820,14 @@ def _commit_props(info: Mapping[str, str]):
     return CommitProperties(custom_metadata=dict(info))
 
 
-def _columns(table: str) -> str:
-    return ", ".join(f'"{c}"' for c in SCHEMAS[table])
+def _columns(table: str, dt) -> str:
+    """The table's columns; one a newer release added that the table has not got yet (an older
+    lake's ``llm_calls.mode``, until its next write adds it) reads as null."""
+    have = {f.name for f in dt.schema().fields}
+    return ", ".join(
+        f'"{c}"' if c in have or c == "partition" else f'CAST(NULL AS {sql_type(t)}) AS "{c}"'
+        for c, t in SCHEMAS[table].items()
+    )
 
 
 def _sql_quote(text: str) -> str:

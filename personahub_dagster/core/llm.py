@@ -60,6 +60,7 @@ from personahub_dagster.core.secrets import install_log_filter, redact, register
 from personahub_dagster.core.storage import Store
 from personahub_dagster.core.transports import choose_transport
 
+HOLD_RENEW_S = 10.0  # a live gateway renews its budget hold this often; a dead one's lapses in 3×
 _CHUNK = 64  # requests fingerprinted, looked up and launched at a time (see LLMGateway.agenerate)
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 _CONFIG_ERRORS = ("Missing credentials", "api_key client option must be set", "LLM Provider NOT provided")
@@ -80,7 +81,8 @@ class LLMConfig:
     retry_after_max_s: float = 60.0  # the most of a provider's Retry-After that is honoured
     max_run_tokens: int | None = None  # the run's budget, summed over every stage and worker
     max_run_cost_usd: float | None = None
-    run_id: str | None = None  # whose budget and journal rows; None: a fresh id per gateway
+    run_id: str | None = None  # whose journal rows (and budget); None: a fresh id per gateway
+    budget_id: str | None = None  # runs that share one budget (a night's shards); None: the run's own
     scrub_pii: bool | None = None  # None: on for remote models, off for the local one
     fast_path: bool | None = None  # None: direct HTTP for OpenAI-compatible endpoints with an api_base
     rpm: float | None = None  # the key's requests per minute (None: no request budget)
@@ -520,7 +522,8 @@ class LLMGateway:
         errors: list[BaseException] = []
         limit = in_flight_limit(self.concurrency)
         semaphore = asyncio.Semaphore(self.concurrency)
-        budget: list[RunBudget | None] = []  # opened when the first call is due
+        budget = self._run_budget = self._budget()  # shared with every worker of the run
+        renewal = asyncio.create_task(self._renew(budget)) if budget is not None else None
         done = 0
         failing = False  # the stage is going down: a call woken now would be paid for and never read
 
@@ -530,21 +533,18 @@ class LLMGateway:
                 async with semaphore:
                     if failing:
                         return
-                    if not budget:
-                        budget.append(self._budget())
-                        self._run_budget = budget[0]
                     reserve = self._reserve(r)
-                    cost = self._reserve_cost(r, reserve) if budget[0] is not None else 0.0
-                    if budget[0] is not None and not budget[0].admit(reserve, cost):
+                    cost = self._reserve_cost(r, reserve) if budget is not None else 0.0
+                    if budget is not None and not budget.admit(reserve, cost):
                         stats.skipped += 1
-                        stats.budget_exhausted = budget[0].exhausted
+                        stats.budget_exhausted = budget.exhausted
                         fresh[h] = LLMResult(
-                            r.key, h, None, f"budget_exhausted: {budget[0].exhausted}", skipped=True
+                            r.key, h, None, f"budget_exhausted: {budget.exhausted}", skipped=True
                         )
                     else:
                         fresh[h] = await self._call_with_retries(h, r, stage, stats)
-                        if budget[0] is not None:  # the journal commit that follows gives its hold back
-                            budget[0].settle(reserve, cost)
+                        if budget is not None:  # the journal commit that follows gives its hold back
+                            budget.settle(reserve, cost)
                 done += 1
                 if progress:
                     progress(done, len(scheduled))
@@ -582,13 +582,14 @@ class LLMGateway:
             if errors:
                 raise errors[0]
         finally:
-            for task in list(live):
-                task.cancel()  # an error above must not leave calls running
+            for task in [*live, renewal]:
+                if task is not None:
+                    task.cancel()  # an error above must not leave calls running
             try:
                 self._flush()
-                if self._run_budget is not None:  # nothing is in flight any more: hold nothing
-                    self._run_budget.tokens, self._run_budget.cost = 0, 0.0
-                    self.cache.put_many([], [], self._run_budget.hold())
+                if budget is not None:  # nothing is in flight any more: hold nothing
+                    budget.tokens, budget.cost = 0, 0.0
+                    self.cache.put_many([], [], budget.hold())
             finally:
                 self._run_budget = None
                 await self.transport.aclose()
@@ -611,14 +612,20 @@ class LLMGateway:
         return results, stats
 
     def _budget(self) -> RunBudget | None:
-        """The run's budget, shared through the cache with every stage and worker of the run."""
+        """The run's budget, shared through the cache with every stage and worker of the run (or of
+        ``budget_id``: the runs that share one, the shards of a night)."""
         cfg = self.config
         if cfg.max_run_tokens is None and cfg.max_run_cost_usd is None:
             return None
-        # a hold outlives the longest a request can take with all its retries, then lapses
-        longest = (cfg.timeout_s + 5) * (cfg.max_retries + 1)
-        longest += max(cfg.backoff_max_s, cfg.retry_after_max_s) * cfg.max_retries + 60
-        return RunBudget(self.cache, self.run_id, cfg.max_run_tokens, cfg.max_run_cost_usd, longest)
+        scope = cfg.budget_id or self.run_id
+        return RunBudget(self.cache, scope, cfg.max_run_tokens, cfg.max_run_cost_usd, 3 * HOLD_RENEW_S)
+
+    async def _renew(self, budget: RunBudget) -> None:
+        """Renew this gateway's hold while it runs, so that only a dead worker's hold lapses."""
+        while True:
+            await asyncio.sleep(HOLD_RENEW_S)
+            if budget.tokens or budget.cost:
+                self.cache.put_many([], [], budget.hold())
 
     def _reserve_cost(self, r: LLMRequest, tokens: int) -> float:
         """Worst-case dollars of a request: its worst-case tokens at the model's prices (0 unpriced)."""

@@ -268,7 +268,7 @@ class ResponseCache:
         with con:
             con.execute("BEGIN IMMEDIATE")
             query = _sqlite_query(con)
-            _ensure_spend(query, {c.run_id for c in calls if c.run_id}, "?")
+            _ensure_spend(query, spend_keys(calls, hold), "?")
             con.executemany(
                 "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -391,12 +391,21 @@ def _ensure_spend(query, run_ids: set[str], q: str) -> None:
             )
 
 
+def spend_keys(calls: list[CallRecord], hold: Hold | None) -> set[str]:
+    """Whose spend the calls are: the budget the gateway holds from, else each call's run."""
+    if hold is not None:
+        return {hold.run_id} if calls else set()
+    return {c.run_id for c in calls if c.run_id}
+
+
 def _book(query, calls: list[CallRecord], hold: Hold | None, q: str) -> None:
-    """Add the calls to their runs' spend; set the gateway's hold (deleted when nothing is held)."""
+    """Add the calls to their budget's spend (see :func:`spend_keys`); set the gateway's hold
+    (deleted when nothing is held)."""
     spend: dict[str, list[float]] = {}
     for c in calls:
-        if c.run_id is not None:
-            books = spend.setdefault(c.run_id, [0, 0.0])
+        key = hold.run_id if hold is not None else c.run_id
+        if key is not None:
+            books = spend.setdefault(key, [0, 0.0])
             books[0] += (c.prompt_tokens or 0) + (c.completion_tokens or 0)
             books[1] += c.cost_usd or 0.0
     for run_id, (tokens, cost) in sorted(spend.items()):

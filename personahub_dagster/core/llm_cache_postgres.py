@@ -41,6 +41,7 @@ from personahub_dagster.core.llm_cache import (
     ledger_ddl,
     rate_ddl,
     responses_ddl,
+    spend_keys,
 )
 from personahub_dagster.core.secrets import redact, register
 
@@ -161,7 +162,7 @@ class PostgresResponseCache(ResponseCache):
                 # number it copied, so a lower number must never commit after a higher one); the lock
                 # is held for one short transaction and lets readers through
                 cur.execute("LOCK TABLE llm_calls IN SHARE ROW EXCLUSIVE MODE")
-                _ensure_spend(query, {c.run_id for c in calls if c.run_id}, "%s")
+                _ensure_spend(query, spend_keys(calls, hold), "%s")
             if responses:
                 execute_values(
                     cur,

@@ -191,8 +191,8 @@ def _cut(tx, name: str, sent_at: float) -> float | None:
 class LatencyLimit:
     """Concurrency from latency alone, for servers that queue rather than refuse (TCP Vegas).
 
-    Each round of ``limit`` answers gives a mean latency; against the least latency seen it says how
-    many requests wait in the server's queue: ``limit × (1 − least / mean)``. Fewer than ``alpha``:
+    Each round of ``limit`` answers gives a mean latency; against the least round mean seen it says
+    how many requests wait in the server's queue: ``limit × (1 − least / mean)``. Fewer than ``alpha``:
     the server has room — double the limit while nothing has queued yet (slow start), then add one.
     More than ``beta``: take one away. In between: hold. A server with K slots ends with about K +
     ``alpha``…``beta`` in flight: its full throughput, at near its unloaded latency."""
@@ -211,9 +211,9 @@ class LatencyLimit:
         if len(self._round) < int(self.limit):
             return self.limit
         mean = sum(self._round) / len(self._round)
-        least = min(self._round)
         self._round = []
-        self.least = least if self.least is None else min(self.least, least)
+        # the least *round mean*: one lucky answer is not the server's unloaded latency
+        self.least = mean if self.least is None else min(self.least, mean)
         queued = self.limit * (1 - self.least / mean) if mean > 0 else 0.0
         if queued < self.alpha:
             grown = self.limit * 2 if self.slow_start else self.limit + 1

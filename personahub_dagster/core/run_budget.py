@@ -14,8 +14,13 @@ A request is sent only when spent + every live hold + its own worst case fits th
 transaction that locks the run's row (``FOR UPDATE`` on Postgres, a write transaction on SQLite): no
 two workers can take the same last room, so together they stay under the cap, short only by how far
 a request's real tokens pass its estimate. A hold is given back by the transaction that journals the
-call's answer. A worker killed mid-request leaves its hold behind; it lapses at ``expires_at`` (the
-longest a request can take with its retries), so a resumed run is never starved by a dead one.
+call's answer. A live gateway renews its hold every ``HOLD_RENEW_S`` (10 s); a worker killed
+mid-request leaves its hold behind, and it lapses at ``expires_at`` (three renewals later), so a
+resumed run is never starved by a dead one for long.
+
+The budget is a run's, or a *scope's* (``budget_id``): the Dagster layer gives the shard runs of one
+night one scope (the ``personahub/budget`` tag the nightly schedule sets), so ``max_run_cost_usd`` is
+what the night may spend, however it is cut.
 """
 
 from __future__ import annotations

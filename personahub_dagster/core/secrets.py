@@ -53,6 +53,12 @@ def _url_password(value: str) -> str | None:
         return None
 
 
+def _looks_secret(value: str) -> bool:
+    """Not a flag (``true``, ``1``), a path or a sentence that a credential-shaped name happens to
+    hold: such values would blank out ordinary words."""
+    return len(value) >= 6 and not any(c.isspace() for c in value) and not value.startswith(("/", "."))
+
+
 def secret_values(env: dict[str, str] | None = None) -> list[str]:
     """Every credential the process holds now, longest first (a key that contains another is replaced
     whole)."""
@@ -61,7 +67,7 @@ def secret_values(env: dict[str, str] | None = None) -> list[str]:
     for name, value in env.items():
         if not value:
             continue
-        if _NAME.search(name) and not _NOT_SECRET.search(name):
+        if _NAME.search(name) and not _NOT_SECRET.search(name) and _looks_secret(value):
             found.add(value)
         password = _url_password(value)
         if password:

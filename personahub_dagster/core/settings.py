@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         None, ge=1, description="Stop sending once a run used this many tokens."
     )
     max_run_cost_usd: float | None = Field(None, gt=0, description="Stop sending once a run spent this much.")
+    budget_scope: str | None = Field(
+        None,
+        description="Runs with one scope share `max_run_*` (default: a run's `personahub/budget` tag — the "
+        "nightly schedule gives a night's shards one — else the run alone).",
+    )
     llm_mode: Literal["online", "batch"] = Field("online", description="`batch`: the provider's batch API.")
     batch_poll_s: float = Field(30.0, gt=0, description="Batch mode: seconds between status polls.")
     batch_max_wait_s: float | None = Field(

@@ -18,7 +18,7 @@ from personahub_dagster.core.inbox import fingerprints
 from personahub_dagster.core.settings import settings
 from personahub_dagster.defs.assets import pipeline_job
 from personahub_dagster.defs.partitions import TIMEZONE, days, run_keys
-from personahub_dagster.defs.resources import LakeResource
+from personahub_dagster.defs.resources import BUDGET_TAG, LakeResource
 
 NIGHTLY_CRON = settings().nightly_cron
 
@@ -40,10 +40,8 @@ def nightly_hub_growth(context: dg.ScheduleEvaluationContext, lake: LakeResource
     if not inbox_days:
         return dg.SkipReason(f"no input in {lake.inbox} up to {today}")
     newest = inbox_days[-1]
-    return [
-        dg.RunRequest(run_key=f"nightly-{key}", partition_key=key, tags={"trigger": "nightly"})
-        for key in run_keys(newest)
-    ]
+    tags = {"trigger": "nightly", BUDGET_TAG: f"nightly-{newest}"}  # the night's shards: one budget
+    return [dg.RunRequest(run_key=f"nightly-{key}", partition_key=key, tags=tags) for key in run_keys(newest)]
 
 
 @dg.sensor(

@@ -16,6 +16,8 @@ from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load
 from personahub_dagster.core.settings import Settings, settings
 from personahub_dagster.core.transports import OPENAI_API_BASE
 
+BUDGET_TAG = "personahub/budget"  # runs tagged alike share one budget (the nightly schedule's shards)
+
 
 class LakeResource(dg.ConfigurableResource):
     """The lake (``PERSONAHUB_LAKE``: a folder, default ``./lake``, or ``s3://bucket/prefix`` with the
@@ -91,6 +93,10 @@ class LLMResource(dg.ConfigurableResource):
     rate_share: float = Field(
         default=1.0, gt=0, le=1, description="This worker's share of rpm/tpm: 1/N for N workers on one key."
     )
+    budget_scope: str | None = Field(
+        default=None,
+        description=f"Runs with one scope share max_run_*; null: the run's {BUDGET_TAG!r} tag, else its own.",
+    )
     adaptive: bool = Field(default=True, description="AIMD: halve rate and concurrency on 429, grow back.")
     latency_adaptive: bool = Field(
         default=False,
@@ -134,6 +140,8 @@ class LLMResource(dg.ConfigurableResource):
         knobs["model"] = model or self.model
         knobs["mode"] = getattr(config, "llm_mode", None) or self.mode
         knobs["run_id"] = context.run_id if context is not None else None
+        tagged = context.run.tags.get(BUDGET_TAG) if context is not None else None
+        knobs["budget_id"] = knobs.pop("budget_scope") or tagged
         gateway = DagsterGateway(LLMConfig(**knobs), lake.response_cache(), lake.files)
         if context is not None:
             gateway.log = context.log.info
@@ -248,6 +256,7 @@ def default_resources(current: Settings | None = None) -> dict[str, dg.Configura
             tpm=s.tpm,
             rate_share=s.rate_share,
             latency_adaptive=s.latency_adaptive,
+            budget_scope=s.budget_scope,
             mode=s.llm_mode,
             batch_poll_s=s.batch_poll_s,
             batch_max_wait_s=s.batch_max_wait_s,

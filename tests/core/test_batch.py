@@ -182,3 +182,27 @@ def test_batches_go_to_the_direct_endpoint_or_openais_own_and_nowhere_else(tmp_p
     assert endpoint("openai/smollm2", "http://10.0.0.5:8000/v1/") == ("http://10.0.0.5:8000/v1", "smollm2")
     with pytest.raises(ValueError, match="has none here"):
         endpoint("anthropic/claude-3-5-haiku-20241022")
+
+
+def test_the_report_counts_batch_calls_and_prices_them_once(tmp_path, make_batch_gateway):
+    """Batch calls are journaled as such (``mode`` batch, no latency): the report counts them, and its
+    "all batch" column halves only the online calls' price — a batch call's is halved already."""
+    from personahub_dagster.core.report import build_report
+    from personahub_dagster.core.schemas import rows_frame
+
+    with FakeOpenAI(batches=FakeBatches()) as server:
+        make_batch_gateway(server).generate(reqs(12), "t")
+        make_batch_gateway(server, mode="online").generate(reqs(16), "t")  # 12 cached, 4 online
+    calls = ResponseCache(tmp_path / "cache.sqlite").calls_frame()
+    batch, online = calls.filter(calls["mode"] == "batch"), calls.filter(calls["mode"] == "online")
+    assert batch.height == 12 and online.height == 4 and batch["latency_s"].is_null().all()
+    assert online["latency_s"].is_not_null().all()
+    lake = Lake(tmp_path / "lake", cache=tmp_path / "cache.sqlite")
+    lake.response_cache()  # opened: the next write mirrors the journal into llm_calls
+    lake.write("rejects", rows_frame("rejects", []), producer="t", partition="p")
+    html = build_report(lake)
+    cost, online_cost = calls["cost_usd"].sum(), online["cost_usd"].sum()
+    row = [f'<td class="n">{v}</td>' for v in ("16", "16")]  # attempts, ok
+    assert "<td>t</td><td>openai/gpt-4o-mini</td>" + "".join(row) in html
+    assert f'<td class="n">12</td><td class="n">{round(cost, 6):,.4g}</td>' in html  # batch_calls, cost
+    assert f'<td class="n">{round(cost - online_cost / 2, 6):,.4g}</td>' in html  # all batch: online halved

@@ -386,3 +386,28 @@ def test_texts_ingested_on_earlier_days_are_found_by_their_ids_alone(tmp_path):
     assert lake.ingested_before(asked, "2026-01-02") == {asked[0]: "2026-01-01"}  # its own day is not earlier
     assert lake.ingested_before(asked, "2026-01-03") == {asked[0]: "2026-01-01", asked[1]: "2026-01-02"}
     assert lake.ingested_before([], "2026-01-03") == {}
+
+
+def test_an_older_lakes_call_journal_gains_the_mode_column(tmp_path):
+    """``llm_calls`` written before calls had a mode: read with mode null, then the next copy of
+    the journal adds the column to the table (old files read it as null)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from personahub_dagster.core.llm_cache import CachedResponse, CallRecord, ResponseCache
+
+    lake = Lake(tmp_path / "lake", cache=tmp_path / "cache.sqlite")
+    old = {c: t for c, t in ResponseCache.CALL_SCHEMA.items() if c != "mode"}
+    legacy = pl.DataFrame([{"request_hash": "old", "stage": "s", "status": "ok"}], schema=old)
+    write_deltalake(
+        lake.table_uri("llm_calls"),
+        legacy.with_columns(pl.lit("journal.000000").alias("_producer")).to_arrow(),
+        partition_by=["_producer"],
+    )
+    assert lake.read("llm_calls")["mode"].to_list() == [None]
+    cache = lake.response_cache()
+    for h in ("a", "b"):
+        call = CallRecord(h, "s", "m", 1, 1, 1, 0.0, None, "ok", None, "r", mode="batch")
+        cache.put_many([(h, "m", CachedResponse("x", "stop", 1, 1))], [call])
+    lake.write("rejects", rows_frame("rejects", []), producer="t", partition="p")
+    assert "mode" in {f.name for f in DeltaTable(lake.table_uri("llm_calls")).schema().fields}
+    assert sorted(lake.read("llm_calls")["mode"].to_list()) == ["batch", "batch"]

@@ -22,7 +22,9 @@ them: token buckets refilled continuously, holding one second's worth ("60,000 R
 as 1,000 requests per second"), a request counted against TPM as its prompt plus ``max_tokens``; beyond
 them a 429 with ``Retry-After`` (the seconds until it would fit) — such requests are recorded in
 ``limited``, not in ``requests`` — and ``x-ratelimit-*`` headers on every answer. ``latency_s`` delays
-every answer (a provider is not instant). ``set_limits`` changes the limits mid-run.
+every answer (a provider is not instant); with ``slots`` the server is a self-hosted one that serves
+that many at once and queues the rest (latency grows with load, never a 429), each request held
+beyond its slots slowing every answer by ``overload``. ``set_limits`` changes the limits mid-run.
 
 ``batches=FakeBatches(...)`` serves OpenAI's ``/v1/files`` and ``/v1/batches`` with time compressed: a
 batch is ``validating``, then ``in_progress``, then ``completed`` after ``polls`` status reads (or stays
@@ -186,10 +188,16 @@ class FakeOpenAI:
         limits: ProviderLimits | None = None,
         latency_s: float = 0.0,
         batches: FakeBatches | None = None,
+        slots: int | None = None,
+        overload: float = 0.0,
     ):
         self.script = script
         self.limits = limits
         self.latency_s = latency_s
+        # a self-hosted server: ``slots`` requests served at once, the rest queue (never a 429); each
+        # request held beyond the slots slows every answer by ``overload`` (KV-cache pressure)
+        self.slots = threading.Semaphore(slots) if slots else None
+        self.n_slots, self.overload, self.in_system = slots or 0, overload, 0
         self.batches = batches
         self.limited: list[float] = []  # arrival times of requests refused for the rate limits
         self.requests: list[dict] = []
@@ -250,7 +258,15 @@ class FakeOpenAI:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                if server.latency_s:
+                if server.slots is not None:
+                    with server._lock:
+                        server.in_system += 1
+                        extra = max(0, server.in_system - server.n_slots)
+                    with server.slots:
+                        time.sleep(server.latency_s * (1 + server.overload * extra))
+                    with server._lock:
+                        server.in_system -= 1
+                elif server.latency_s:
                     time.sleep(server.latency_s)
                 with server._lock:
                     server.requests.append(body)
@@ -305,7 +321,7 @@ class FakeOpenAI:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up first
                     self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -321,6 +337,18 @@ class FakeOpenAI:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    """A client that went away (killed, timed out) is not the server's error: no traceback for it."""
+
+    request_queue_size = 128  # many workers connecting at once are queued, not refused
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _multipart_file(headers: Any, raw: bytes) -> bytes:
