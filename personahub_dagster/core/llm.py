@@ -82,7 +82,7 @@ class LLMConfig:
     max_run_tokens: int | None = None  # the run's budget, summed over every stage and worker
     max_run_cost_usd: float | None = None
     run_id: str | None = None  # whose journal rows (and budget); None: a fresh id per gateway
-    budget_id: str | None = None  # runs that share one budget (a night's shards); None: the run's own
+    budget_scope: str | None = None  # runs that share one budget (a night's shards); None: the run's own
     scrub_pii: bool | None = None  # None: on for remote models, off for the local one
     fast_path: bool | None = None  # None: direct HTTP for OpenAI-compatible endpoints with an api_base
     rpm: float | None = None  # the key's requests per minute (None: no request budget)
@@ -535,7 +535,7 @@ class LLMGateway:
                         return
                     reserve = self._reserve(r)
                     cost = self._reserve_cost(r, reserve) if budget is not None else 0.0
-                    if budget is not None and not budget.admit(reserve, cost):
+                    if budget is not None and not await budget.take(reserve, cost):
                         stats.skipped += 1
                         stats.budget_exhausted = budget.exhausted
                         fresh[h] = LLMResult(
@@ -613,11 +613,11 @@ class LLMGateway:
 
     def _budget(self) -> RunBudget | None:
         """The run's budget, shared through the cache with every stage and worker of the run (or of
-        ``budget_id``: the runs that share one, the shards of a night)."""
+        ``budget_scope``: the runs that share one, the shards of a night)."""
         cfg = self.config
         if cfg.max_run_tokens is None and cfg.max_run_cost_usd is None:
             return None
-        scope = cfg.budget_id or self.run_id
+        scope = cfg.budget_scope or self.run_id
         return RunBudget(self.cache, scope, cfg.max_run_tokens, cfg.max_run_cost_usd, 3 * HOLD_RENEW_S)
 
     async def _renew(self, budget: RunBudget) -> None:

@@ -164,6 +164,7 @@ class Admission:
     """The answer to a budget request: whether it fits, and the run's books as they stood."""
 
     admitted: bool
+    final: bool  # not admitted and never will be: the run's spend alone leaves no room for it
     spent_tokens: int
     spent_cost: float
     held_tokens: int  # by every live gateway of the run, this one included, before this request
@@ -448,7 +449,10 @@ def _admit(
     if fits:
         grown = Hold(hold.run_id, hold.holder, hold.tokens + tokens, hold.cost_usd + cost, hold.expires_at)
         _set_hold(query, grown, q)
-    return Admission(fits, int(spent_tokens), float(spent_cost), held_tokens, held_cost)
+    final = (max_tokens is not None and spent_tokens + tokens > max_tokens) or (
+        max_cost is not None and spent_cost + cost > max_cost
+    )
+    return Admission(fits, not fits and final, int(spent_tokens), float(spent_cost), held_tokens, held_cost)
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:

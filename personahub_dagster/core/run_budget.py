@@ -13,10 +13,12 @@ two tables (:func:`~.llm_cache.ledger_ddl`):
 A request is sent only when spent + every live hold + its own worst case fits the cap, decided in one
 transaction that locks the run's row (``FOR UPDATE`` on Postgres, a write transaction on SQLite): no
 two workers can take the same last room, so together they stay under the cap, short only by how far
-a request's real tokens pass its estimate. A hold is given back by the transaction that journals the
-call's answer. A live gateway renews its hold every ``HOLD_RENEW_S`` (10 s); a worker killed
-mid-request leaves its hold behind, and it lapses at ``expires_at`` (three renewals later), so a
-resumed run is never starved by a dead one for long.
+a request's real tokens pass its estimate. When only holds stand in the way, the request waits for
+them to end (answers mostly cost less than their worst case); when the spend alone leaves no room,
+the run's budget is spent and the request comes back ``skipped``. A hold is given back by the
+transaction that journals the call's answer. A live gateway renews its hold every ``HOLD_RENEW_S``
+(10 s); a worker killed mid-request leaves its hold behind, and it lapses at ``expires_at`` (three
+renewals later), so a resumed run waits at most that long for a dead one's room.
 
 The budget is a run's, or a *scope's* (``budget_id``): the Dagster layer gives the shard runs of one
 night one scope (the ``personahub/budget`` tag the nightly schedule sets), so ``max_run_cost_usd`` is
@@ -25,11 +27,14 @@ what the night may spend, however it is cut.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from personahub_dagster.core.llm_cache import Hold, ResponseCache
+from personahub_dagster.core.llm_cache import Admission, Hold, ResponseCache
+
+WAIT_S = 0.25  # between admissions while requests in flight hold the room a request needs
 
 
 @dataclass
@@ -50,28 +55,34 @@ class RunBudget:
         """The hold as it should stand now; every admission and every journal commit renews it."""
         return Hold(self.run_id, self.holder, self.tokens, self.cost, time.time() + self.hold_s)
 
-    def admit(self, tokens: int, cost: float) -> bool:
-        """Take room for one request of up to ``tokens`` and ``cost``, or say the run's budget is
-        spent (and stay stopped: a smaller request later must not jump the queue of a stage)."""
-        if self.exhausted is not None:
-            return False
-        books = self.cache.admit(self.hold(), tokens, cost, self.max_tokens, self.max_cost)
-        if books.admitted:
-            self.tokens += tokens
-            self.cost += cost
-            return True
+    async def take(self, tokens: int, cost: float) -> bool:
+        """Take room for one request of up to ``tokens`` and ``cost``. While only what is in flight
+        stands in the way, wait: those requests end (mostly below their worst case) and a dead
+        worker's holds lapse. False once the run's spend alone leaves no room — and from then on
+        (a smaller request later must not jump the queue of a stage)."""
+        while self.exhausted is None:
+            books = self.cache.admit(self.hold(), tokens, cost, self.max_tokens, self.max_cost)
+            if books.admitted:
+                self.tokens += tokens
+                self.cost += cost
+                return True
+            if books.final:
+                self.exhausted = self._why(books, tokens, cost)
+                break
+            await asyncio.sleep(WAIT_S)
+        return False
+
+    def _why(self, books: Admission, tokens: int, cost: float) -> str:
         spent, held = books.spent_tokens, books.held_tokens
-        if self.max_tokens is not None and spent + held + tokens > self.max_tokens:
-            self.exhausted = (
+        if self.max_tokens is not None and spent + tokens > self.max_tokens:
+            return (
                 f"run token budget {self.max_tokens} reached ({spent} spent, {held} in flight, next "
                 f"request needs up to {tokens})"
             )
-        else:
-            self.exhausted = (
-                f"run cost budget ${self.max_cost:g} reached (${books.spent_cost:.4f} spent, "
-                f"${books.held_cost:.4f} in flight, next request up to ${cost:.4f})"
-            )
-        return False
+        return (
+            f"run cost budget ${self.max_cost:g} reached (${books.spent_cost:.4f} spent, "
+            f"${books.held_cost:.4f} in flight, next request up to ${cost:.4f})"
+        )
 
     def settle(self, tokens: int, cost: float) -> None:
         """A request ended: its room is no longer held (the journal commit that follows says so in

@@ -95,7 +95,7 @@ class LLMResource(dg.ConfigurableResource):
     )
     budget_scope: str | None = Field(
         default=None,
-        description=f"Runs with one scope share max_run_*; null: the run's {BUDGET_TAG!r} tag, else its own.",
+        description=f"Runs with one scope share max_run_* (a run's {BUDGET_TAG!r} tag wins); null: its own.",
     )
     adaptive: bool = Field(default=True, description="AIMD: halve rate and concurrency on 429, grow back.")
     latency_adaptive: bool = Field(
@@ -141,7 +141,7 @@ class LLMResource(dg.ConfigurableResource):
         knobs["mode"] = getattr(config, "llm_mode", None) or self.mode
         knobs["run_id"] = context.run_id if context is not None else None
         tagged = context.run.tags.get(BUDGET_TAG) if context is not None else None
-        knobs["budget_id"] = knobs.pop("budget_scope") or tagged
+        knobs["budget_scope"] = tagged or knobs["budget_scope"]
         gateway = DagsterGateway(LLMConfig(**knobs), lake.response_cache(), lake.files)
         if context is not None:
             gateway.log = context.log.info

@@ -77,7 +77,8 @@ def test_a_dead_workers_hold_lapses_and_a_live_ones_does_not(cache_target):
     cache = open_cache(cache_target)
     dead = Hold("run", "dead-worker", tokens=900, cost_usd=0.0, expires_at=time.time() + 1.0)
     assert cache.admit(Hold("run", "dead-worker", 0, 0.0, dead.expires_at), 900, 0.0, 1000, None).admitted
-    assert not cache.admit(Hold("run", "live", 0, 0.0, time.time() + 30), 200, 0.0, 1000, None).admitted
+    blocked = cache.admit(Hold("run", "live", 0, 0.0, time.time() + 30), 200, 0.0, 1000, None)
+    assert not blocked.admitted and not blocked.final  # held, not spent: worth waiting for
     time.sleep(1.2)
     books = cache.admit(Hold("run", "live", 0, 0.0, time.time() + 30), 200, 0.0, 1000, None)
     assert books.admitted and books.held_tokens == 0 and books.spent_tokens == 0

@@ -9,8 +9,10 @@ GraphQL API. Two days × two shards are submitted through GraphQL as four indepe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -23,7 +25,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from personahub_dagster.core.llm_cache import open_cache
+from personahub_dagster.core.llm_cache import Hold, open_cache
 from tests.support.servers import LlamaServer, free_ports
 
 pytestmark = pytest.mark.scale
@@ -375,3 +377,186 @@ def test_a_stage_runs_against_the_llama_cpp_server_through_the_direct_transport(
     assert llm.completions_served() == before + 2
     assert out.rows.height + out.rejects.height == 2 and out.rows.height >= 1
     assert out.stats.calls == 2 and out.stats.prompt_tokens > 0
+
+
+# -- the team fault test ---------------------------------------------------------------------------
+NIGHT = "2026-01-01"
+PLANTED_KEY = "sk-team-planted-8d2f4c71e0a9"  # given only as OPENAI_API_KEY: no setting names it
+PLANTED_PG_PASSWORD = "pg-planted-3e5a7c19"
+RPM = 600  # the key's limit at the provider: 10 requests a second, for both shards together
+CAP_USD = 0.00045  # the night's budget: two thirds of what the two shards' texts cost (about 0.00067)
+
+
+def faulty_provider(n: int, body: dict) -> tuple[str, object]:
+    """A provider on a bad night: 429s with Retry-After, 500s and 503s, stalls, dropped connections,
+    200s that are not JSON, and a gateway that quotes the caller's key back in a 401; else a persona."""
+    if n % 10 == 5:
+        return "echo_key", None
+    roll = random.Random(n).random()
+    for below, action in (
+        (0.05, ("retry_after", 0.3)), (0.08, ("status", 500)), (0.11, ("status", 503)),
+        (0.13, ("hang", 1.5)), (0.16, ("drop", None)), (0.19, ("malformed", None)),
+    ):  # fmt: skip
+        if roll < below:
+            return action
+    h = hashlib.sha256(str(body["messages"]).encode()).hexdigest()
+    return "ok", f"A night-shift {['nurse', 'welder', 'pilot', 'baker'][int(h[0], 16) % 4]} called {h[:8]}."
+
+
+def _secrets_in(blob: bytes, name: str, planted: list[str]) -> list[str]:
+    """Which planted secrets ``blob`` holds: Parquet files cell by cell (they are compressed), any
+    other file as bytes."""
+    found = [s for s in planted if s.encode() in blob]
+    if name.endswith(".parquet"):
+        import io
+
+        table = pl.read_parquet(io.BytesIO(blob))
+        for column, dtype in table.schema.items():
+            if dtype == pl.Utf8:
+                found += [s for s in planted if table[column].str.contains(s, literal=True).any()]
+    return found
+
+
+def test_a_team_night_of_faults_keeps_one_budget_one_rate_and_no_secret(
+    pg_server, s3_server, tmp_path, monkeypatch
+):
+    """Two shard processes of one night — the Postgres instance and cache, the S3 lake, a provider
+    that fails in every way — with one budget and one rate limit; shard 1 is SIGKILLed mid-stage and
+    run again. Every input ends a row or a reject, each answer is stored once and never asked again
+    once received, the night spends no more than its cap, the key's rate holds, and the planted
+    secrets are nowhere."""
+    from personahub_dagster.core.lake import Lake
+    from personahub_dagster.core.report import write_report
+    from tests.core.test_rate_limits import max_in_window
+    from tests.support.dagster_cli import materialize
+    from tests.support.fake_openai import FakeOpenAI, ProviderLimits
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # the deployment's Postgres storage, without its queue and pools: the two shards run at once here
+    # (the llm pool would serialize their stages, and a killed run's slot waits for run monitoring)
+    storage = (ROOT / "deploy" / "dagster.yaml").read_text().split("# Runs wait in a queue")[0]
+    (home / "dagster.yaml").write_text(storage)
+    db = f"team_{os.getpid()}"
+    pg_server.create_database(db)
+    cache_db = pg_server.create_database(f"{db}_cache")
+    cache_url = cache_db.replace("postgres@", f"postgres:{PLANTED_PG_PASSWORD}@")  # trust auth: unused
+    inbox = tmp_path / "inbox" / NIGHT
+    inbox.mkdir(parents=True)
+    docs = (ROOT / "assets" / "corpus" / "sample.jsonl").read_text().splitlines()[:24]
+    (inbox / "docs.jsonl").write_text("\n".join(docs) + "\n")
+    lake_url = s3_server.url(f"team-{os.getpid()}")
+    config = {
+        "ops": {
+            "raw_texts": {"config": {"max_texts": 100}},
+            "text_personas": {"config": {"perspectives": ["read", "write"]}},
+        },
+        "execution": {"config": {"in_process": {}}},
+    }
+    with FakeOpenAI(faulty_provider, limits=ProviderLimits(rpm=RPM)) as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PERSONAHUB_", "OPENAI_"))}
+        env.update(
+            **s3_server.env,
+            DAGSTER_HOME=str(home), DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg_server.port),
+            DAGSTER_PG_USER="postgres", DAGSTER_PG_PASSWORD=PLANTED_PG_PASSWORD, DAGSTER_PG_DB=db,
+            OPENAI_API_KEY=PLANTED_KEY, PERSONAHUB_MODEL="openai/gpt-4o-mini",
+            PERSONAHUB_API_BASE=server.base_url, PERSONAHUB_LAKE=lake_url, PERSONAHUB_CACHE=cache_url,
+            PERSONAHUB_INBOX=str(tmp_path / "inbox"), PERSONAHUB_SHARDS="2", PERSONAHUB_START_DATE=NIGHT,
+            PERSONAHUB_CONCURRENCY="4", PERSONAHUB_RPM=str(RPM), PERSONAHUB_MAX_RUN_COST_USD=str(CAP_USD),
+            PERSONAHUB_BUDGET_SCOPE=f"night-{NIGHT}", HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True",
+            PYTHONPATH=str(ROOT),
+        )  # fmt: skip
+        instance = _instance(env)  # the instance's schema, once, before two runs race to create it
+        select = "raw_texts,text_personas"
+        runs = {shard: materialize(select, f"{NIGHT}|{shard}", env, config) for shard in "01"}
+        cache = open_cache(cache_db)
+        deadline = time.monotonic() + 240
+        while True:  # kill shard 1 once its stage has paid for a few answers
+            assert time.monotonic() < deadline, "shard 1 never reached its LLM stage"
+            assert runs["1"].poll() is None, runs["1"].communicate()[0][-3000:]
+            shard_1 = [
+                r.run_id
+                for r in _instance(env).get_runs()
+                if r.tags.get("dagster/partition", "").endswith("|1")
+            ]
+            ok = cache.calls_frame().filter(pl.col("status") == "ok")
+            if shard_1 and ok.filter(pl.col("run_id") == shard_1[0]).height >= 4:
+                break
+            time.sleep(0.2)
+        os.killpg(runs["1"].pid, signal.SIGKILL)
+        killed_out = runs["1"].communicate()[0]
+        outputs = [_finish(runs["0"]), killed_out]
+        outputs.append(_finish(materialize(select, f"{NIGHT}|1", env, config)))
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    for k, v in s3_server.env.items():
+        monkeypatch.setenv(k, v)
+    lake = Lake(lake_url, cache=cache_db)
+    # every input ends a row or a reject, in each shard
+    for part in (f"{NIGHT}.s0", f"{NIGHT}.s1"):
+        texts = lake.read("source_texts", "partition = ?", [part]).height
+        rows = lake.read("personas", "partition = ? AND method = 'text'", [part]).height
+        rejects = lake.read("rejects", "partition = ? AND stage = 'text_personas'", [part]).height
+        assert texts > 0 and rows + rejects == 2 * texts, (part, texts, rows, rejects)
+    calls = cache.calls_frame()
+    ok = calls.filter(pl.col("status") == "ok")
+    # each answer stored once, and an answer once received is never asked again
+    assert ok["request_hash"].n_unique() == ok.height
+    assert len(cache.get_many(ok["request_hash"].to_list())) == ok.height
+    # one budget for the night: its books agree with the journal, and it was never passed
+    spent = ok["cost_usd"].sum()
+    books = cache.admit(Hold(f"night-{NIGHT}", "check", 0, 0.0, time.time() + 1), 0, 0.0, None, None)
+    assert books.spent_cost == pytest.approx(spent) and spent <= CAP_USD
+    exhausted = lake.read("rejects", "reason LIKE 'budget_exhausted%'")
+    assert exhausted.height > 0, spent  # the cap did bind: without one budget each shard would spend it all
+    # one rate for the key: what the provider accepted stayed within it, and it refused (almost) none
+    assert max_in_window(server.times, 2.0) <= RPM / 60 * 3 + 2
+    assert len(server.limited) <= 0.02 * len(server.times) + 1
+    # the planted secrets: nowhere in the lake, the logs, Dagster's storage, the journal or the report
+    planted = [PLANTED_KEY, PLANTED_PG_PASSWORD, s3_server.secret_key]
+    assert {h.get("authorization") for h in server.headers} == {f"Bearer {PLANTED_KEY}"}  # it was used
+    assert calls["error"].str.contains("Incorrect API key provided", literal=True).any()
+    write_report(lake, partition=f"{NIGHT}.s1")
+    leaks = {}
+    for key in lake.files.list():
+        found = _secrets_in(lake.files.get(key), key, planted)
+        if found:
+            leaks[key] = found
+    for k, out in enumerate(outputs):
+        leaks.update(
+            {f"run output {k}": [s for s in planted if s in out]} if any(s in out for s in planted) else {}
+        )
+    for path in (p for p in home.rglob("*") if p.is_file()):
+        found = [s for s in planted if s.encode() in path.read_bytes()]
+        leaks.update({str(path): found} if found else {})
+    for column in ("error", "model", "stage"):
+        assert not any(s in str(calls[column].to_list()) for s in planted)
+    for run in instance.get_runs():
+        blob = json.dumps(run.run_config, default=str) + "".join(
+            dg_serialize(event) for event in instance.all_logs(run.run_id)
+        )
+        found = [s for s in planted if s in blob]
+        leaks.update({f"run {run.run_id}": found} if found else {})
+    assert leaks == {}
+    print(
+        f"\nnight: {ok.height} answers, {calls.height - ok.height} failed attempts, ${spent:.5f} of "
+        f"${CAP_USD}, {len(server.limited)} 429s of {len(server.times)}, {exhausted.height} over budget"
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout_s: float = 300) -> str:
+    """A run's output once it succeeded; its output's tail in the failure if it failed or hung."""
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+        raise AssertionError(f"the run hung:\n{out[-6000:]}") from None
+    assert proc.returncode == 0, out[-6000:]
+    return out
+
+
+def dg_serialize(event) -> str:
+    import dagster as dg
+
+    return dg.serialize_value(event)
