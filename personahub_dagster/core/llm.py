@@ -6,8 +6,9 @@ What it adds on top of litellm, and why:
   run resumed after a crash, pays for nothing twice; identical requests inside a batch are sent once.
 * **Bounded async fan-out**: ``concurrency`` requests in flight, so a provider is kept busy without
   being flooded; within that, a :class:`~personahub_dagster.core.rate_limit.Pacer` keeps the requests-
-  and tokens-per-minute budgets (``rpm``, ``tpm``, this worker's ``rate_share`` of them) and adapts
-  rate and concurrency on 429s (AIMD) and on the provider's rate-limit headers.
+  and tokens-per-minute budgets (``rpm``, ``tpm``: drawn by every worker on the key from one bucket in
+  the cache's database, or a static ``rate_share`` of them) and adapts rate and concurrency on 429
+  overruns (AIMD), on the provider's rate-limit headers and, for servers that queue, on latency.
 * **Retries with exponential backoff and jitter** (one loop, tenacity's backoff formula) on transient
   failures only — rate limits, timeouts, connection drops, 5xx — never on a bad request or a bad key.
   A ``Retry-After`` from the provider is honoured (up to ``retry_after_max_s``), and attempts stop at
@@ -16,14 +17,16 @@ What it adds on top of litellm, and why:
   cannot stall a stage).
 * **Accounting**: one ``llm_calls`` row per attempt — tokens, latency, cost where litellm knows the
   price, status and error text — committed with the answer, in one transaction per event-loop turn.
-* **A budget per run** (``max_run_tokens``, ``max_run_cost_usd``), counted from the journal over every
-  stage and process of the run: a request that could pass the cap is not sent, and comes back
+* **A budget per run** (``max_run_tokens``, ``max_run_cost_usd``), or per scope of runs (a night's
+  shards), kept in the cache's database for every stage, process and machine (:mod:`.run_budget`):
+  each request in flight holds its worst case, one that could pass the cap is not sent and comes back
   ``skipped`` with the reason, so the stage keeps what it has and says why it stopped.
 * **Personal data scrubbing** (:mod:`pii`) of user turns before they reach a remote provider; on by
   default for every model that is not local. Scrubbing is deterministic, so the cache key is the
   original request plus the scrubber's version, and only requests actually sent are scrubbed.
-* **Secrets**: the API key is passed to litellm per call, never enters a cache key, a log line or an
-  error message (errors are redacted before they are stored).
+* **Secrets**: the API key (a ``SecretStr``) is passed to the transport per call and never enters a
+  cache key; every credential the process holds, however it got it, is redacted from errors before
+  they are stored and from the log records of the libraries it calls (:mod:`.secrets`).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ from personahub_dagster.core.local_models import (
     DEFAULT_MODEL,
 )
 from personahub_dagster.core.pii import PII_VERSION, scrub_messages
-from personahub_dagster.core.rate_limit import Pacer, SharedRate
+from personahub_dagster.core.rate_limit import Pacer
+from personahub_dagster.core.rate_shared import SharedRate
 from personahub_dagster.core.run_budget import RunBudget
 from personahub_dagster.core.secrets import install_log_filter, redact, register
 from personahub_dagster.core.storage import Store

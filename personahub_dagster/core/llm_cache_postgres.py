@@ -26,22 +26,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
-from personahub_dagster.core.llm_cache import (
+from personahub_dagster.core.ledger import (
     Admission,
+    Hold,
+    Tx,
+    admit,
+    book,
+    ensure_spend,
+    ledger_ddl,
+    rate_ddl,
+    spend_keys,
+)
+from personahub_dagster.core.llm_cache import (
     CachedResponse,
     CacheError,
     CallRecord,
-    Hold,
     ResponseCache,
-    Tx,
-    _admit,
-    _book,
-    _ensure_spend,
     calls_frame,
-    ledger_ddl,
-    rate_ddl,
     responses_ddl,
-    spend_keys,
 )
 from personahub_dagster.core.secrets import redact, register
 
@@ -162,7 +164,7 @@ class PostgresResponseCache(ResponseCache):
                 # number it copied, so a lower number must never commit after a higher one); the lock
                 # is held for one short transaction and lets readers through
                 cur.execute("LOCK TABLE llm_calls IN SHARE ROW EXCLUSIVE MODE")
-                _ensure_spend(query, spend_keys(calls, hold), "%s")
+                ensure_spend(query, spend_keys(calls, hold), "%s")
             if responses:
                 execute_values(
                     cur,
@@ -180,7 +182,7 @@ class PostgresResponseCache(ResponseCache):
                     [c.row(now) for c in calls],
                     page_size=max(len(calls), 1),
                 )
-            _book(query, calls, hold, "%s")
+            book(query, calls, hold, "%s")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -198,7 +200,7 @@ class PostgresResponseCache(ResponseCache):
 
     def _admit(self, *args) -> Admission:
         with self.transaction() as tx:
-            return _admit(tx, *args)
+            return admit(tx, *args)
 
     def calls_frame(self) -> pl.DataFrame:
         return calls_frame(self._query(f"SELECT {', '.join(_COLUMNS)} FROM llm_calls ORDER BY id"))

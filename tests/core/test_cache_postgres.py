@@ -108,9 +108,11 @@ def test_the_lake_mirrors_a_postgres_journal_into_llm_calls(tmp_path, pg_url):
 def test_concurrent_threads_of_one_worker_use_their_own_connections(pg_url):
     cache = PostgresResponseCache(pg_url)
     errors: list[BaseException] = []
+    connections: set[int] = set()
 
     def put(i: int) -> None:
         try:
+            connections.add(cache._conn().get_backend_pid())  # the server process behind the connection
             for j in range(20):
                 h = f"h{i}-{j}"
                 cache.put_many([(h, "m", CachedResponse(h, "stop", 1, 1))], [])
@@ -123,6 +125,7 @@ def test_concurrent_threads_of_one_worker_use_their_own_connections(pg_url):
     for t in threads:
         t.join()
     assert not errors and len(cache.get_many([f"h{i}-{j}" for i in range(4) for j in range(20)])) == 80
+    assert len(connections) == 4  # one connection (one server backend) per thread
 
 
 def test_workers_committing_overlapping_answers_in_opposite_orders_never_deadlock(pg_url):

@@ -180,7 +180,9 @@ def test_concurrent_writers_lose_and_duplicate_nothing(where, request):
     for p in procs:
         p.start()
     reads = 0
+    deadline = time.monotonic() + 300
     while any(p.is_alive() for p in procs) and out.qsize() < len(procs):
+        assert time.monotonic() < deadline, "the writers did not finish in 300 s"
         assert Lake(where).counts()["rejects"] % 50 == 0  # never a half-applied commit
         reads += 1
     made = [m for _ in procs for m in out.get(timeout=120)]

@@ -81,7 +81,9 @@ def test_aimd_backs_off_on_429s_and_recovers_when_the_limit_is_raised(make_gatew
 
         async def run():
             task = asyncio.create_task(gw.agenerate(requests(300), "aimd"))
+            deadline = time.monotonic() + 60
             while len(server.requests) < 40:
+                assert time.monotonic() < deadline, "40 answers did not come in 60 s"
                 await asyncio.sleep(0.05)
             low = len(server.requests) / (time.monotonic() - server.times[0])
             raised_at = time.monotonic()

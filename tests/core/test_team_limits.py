@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from personahub_dagster.core.ledger import Hold
 from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
-from personahub_dagster.core.llm_cache import Hold, open_cache
+from personahub_dagster.core.llm_cache import open_cache
 from personahub_dagster.core.rate_limit import LatencyLimit, Pacer
 from tests.core.test_rate_limits import max_in_window
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits

@@ -193,7 +193,9 @@ def test_concurrent_writers_and_readers_never_see_a_broken_lake(tmp_path):
     for p in procs:
         p.start()
     reads = 0
+    deadline = time.monotonic() + 300
     while any(p.is_alive() for p in procs):
+        assert time.monotonic() < deadline, "the writers did not finish in 300 s"
         counts = Lake(root).counts()  # never an error, never a half-applied commit
         assert counts["rejects"] % 50 == 0
         reads += 1

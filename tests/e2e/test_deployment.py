@@ -25,7 +25,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from personahub_dagster.core.llm_cache import Hold, open_cache
+from personahub_dagster.core.ledger import Hold
+from personahub_dagster.core.llm_cache import open_cache
 from tests.support.servers import LlamaServer, free_ports
 
 pytestmark = pytest.mark.scale
