@@ -54,6 +54,7 @@ _MIN_FACTOR = 1 / 64  # AIMD never cuts the rate below this share of the budget
 _STEP = 0.1  # additive increase of the rate factor per round of answers (floor to full: ~10 rounds)
 LEASE_S = 0.1  # a worker draws this many seconds of the shared allowance at a time
 _IDLE_RESET_S = 60.0  # a shared bucket unused this long starts again at the full rate
+_MIN_ROUND = 8  # answers a latency round takes at least
 
 
 @dataclass
@@ -96,11 +97,13 @@ class LatencyLimit:
 
     Each round of ``limit`` answers gives a mean latency; against the least round mean seen it says
     how many requests wait in the server's queue: ``limit × (1 − least / mean)``. Fewer than ``alpha``:
-    the server has room — double the limit while nothing has queued yet (slow start), then add one.
-    More than ``beta``: take one away. In between: hold. A server with K slots ends with about K +
-    ``alpha``…``beta`` in flight: its full throughput, at near its unloaded latency."""
+    the server has room — double the limit while nothing queues (slow start), then add one. More
+    than ``beta``: back to the concurrency the server serves without queueing (``limit × least /
+    mean``) plus ``alpha``. In between: hold. A server with K slots ends with about K +
+    ``alpha``…``beta`` in flight: its full throughput, at near its unloaded latency (TCP Vegas keeps
+    2–4 packets queued; requests vary more than packets, so 3–6 here, over rounds of ≥ 8 answers)."""
 
-    def __init__(self, max_concurrency: int, start: int = 2, alpha: float = 2.0, beta: float = 4.0):
+    def __init__(self, max_concurrency: int, start: int = 4, alpha: float = 3.0, beta: float = 6.0):
         self.max = max(1, max_concurrency)
         self.limit = float(min(self.max, start))
         self.alpha, self.beta = alpha, beta
@@ -111,21 +114,20 @@ class LatencyLimit:
     def observe(self, latency_s: float) -> float:
         """One answer's latency; the limit after it."""
         self._round.append(latency_s)
-        if len(self._round) < int(self.limit):
+        if len(self._round) < max(int(self.limit), _MIN_ROUND):  # a mean of a few answers is noise
             return self.limit
         mean = sum(self._round) / len(self._round)
         self._round = []
         # the least *round mean*: one lucky answer is not the server's unloaded latency
         self.least = mean if self.least is None else min(self.least, mean)
         queued = self.limit * (1 - self.least / mean) if mean > 0 else 0.0
+        if queued > 1:  # something queues: doubling would overshoot
+            self.slow_start = False
         if queued < self.alpha:
             grown = self.limit * 2 if self.slow_start else self.limit + 1
             self.limit = float(min(self.max, grown))
-        elif queued > self.beta:
-            self.slow_start = False
-            self.limit = max(1.0, self.limit - 1)
-        else:
-            self.slow_start = False
+        elif queued > self.beta:  # back to what the server serves unqueued, plus alpha waiting
+            self.limit = max(1.0, self.limit * self.least / mean + self.alpha)
         return self.limit
 
 
