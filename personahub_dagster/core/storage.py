@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 from urllib.parse import urlparse
 
-from personahub_dagster.core.secrets import register
+from personahub_dagster.core.secrets import redact, register
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -412,4 +412,5 @@ def explain(exc: BaseException, location: Location, endpoint: str) -> str:
             "check the bucket in PERSONAHUB_LAKE and AWS_ENDPOINT_URL"
         )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    first = redact(first) or ""  # a store's error may quote a signed URL or a credential
     return f"PERSONAHUB_LAKE={location.uri}: the object store at {endpoint} failed: {first[:200]}"
