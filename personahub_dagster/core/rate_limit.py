@@ -158,11 +158,11 @@ class Pacer:
         # Buckets start half full: the provider's start full, so half a second of its allowance stays
         # spare and absorbs the jitter between our send times and its arrival times. A shared bucket's
         # local buckets start empty and are filled by draws.
-        first = 0.0 if self.shared is not None else 0.5
-        self._requests = _Bucket(self.rpm / 60, max(1.0, self.rpm / 60 * first), now) if self.rpm else None
-        self._tokens = _Bucket(self.tpm / 60, self.tpm / 60 * first, now) if self.tpm else None
-        if self.shared is not None and self._requests is not None:
-            self._requests.level = 0.0
+        local = self.shared is None
+        self._requests = (
+            _Bucket(self.rpm / 60, max(1.0, self.rpm / 120) if local else 0.0, now) if self.rpm else None
+        )
+        self._tokens = _Bucket(self.tpm / 60, self.tpm / 120 if local else 0.0, now) if self.tpm else None
         self.max_concurrency = max(1, max_concurrency)
         self.latency = LatencyLimit(self.max_concurrency) if latency_adaptive and adaptive else None
         self.limit = self.latency.limit if self.latency else float(self.max_concurrency)  # in flight
