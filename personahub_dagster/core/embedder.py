@@ -22,7 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+from personahub_dagster.core.settings import DEFAULT_EMBEDDER, settings
+
+__all__ = ["BACKENDS", "DEFAULT_EMBEDDER", "Embedder"]
+
 BACKENDS = ("torch", "onnx-int8")
 
 
@@ -133,8 +136,6 @@ class OnnxEncoder:
 
 
 def _cache_dir() -> Path:
-    from personahub_dagster.core.settings import settings  # settings names this module's default model
-
     return Path(settings().cache_dir or Path.home() / ".cache" / "personahub")
 
 

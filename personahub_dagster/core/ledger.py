@@ -6,12 +6,18 @@ statements (their placeholders, row locks and clocks come with the transaction).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from personahub_dagster.core.llm_cache import CallRecord
+
+class Spend(Protocol):
+    """What the books read of a journaled call (:class:`~.llm_cache.CallRecord` is one)."""
+
+    run_id: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
 
 
 def ledger_ddl(float_type: str) -> str:
@@ -100,14 +106,14 @@ def ensure_spend(query, run_ids: set[str], q: str) -> None:
             )
 
 
-def spend_keys(calls: list[CallRecord], hold: Hold | None) -> set[str]:
+def spend_keys(calls: Sequence[Spend], hold: Hold | None) -> set[str]:
     """Whose spend the calls are: the budget the gateway holds from, else each call's run."""
     if hold is not None:
         return {hold.run_id} if calls else set()
     return {c.run_id for c in calls if c.run_id}
 
 
-def book(query, calls: list[CallRecord], hold: Hold | None, q: str) -> None:
+def book(query, calls: Sequence[Spend], hold: Hold | None, q: str) -> None:
     """Add the calls to their budget's spend (see :func:`spend_keys`); set the gateway's hold
     (deleted when nothing is held)."""
     spend: dict[str, list[float]] = {}

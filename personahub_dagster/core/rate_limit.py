@@ -45,10 +45,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from personahub_dagster.core.rate_shared import SharedRate
+from typing import Protocol
 
 _MIN_FACTOR = 1 / 64  # AIMD never cuts the rate below this share of the budget
 _STEP = 0.1  # additive increase of the rate factor per round of answers (floor to full: ~10 rounds)
@@ -90,6 +87,26 @@ class PacerStats:
         if self.sent < 2 or self.first_sent is None or self.last_sent in (None, self.first_sent):
             return None
         return 60.0 * (self.sent - 1) / (self.last_sent - self.first_sent)
+
+
+@dataclass
+class Grant:
+    """What a draw on the shared bucket gave: requests and tokens, the shared AIMD factor, how long
+    until what was asked would be there, and the database's clock (for :meth:`SharedBucket.cut`)."""
+
+    requests: float
+    tokens: float
+    factor: float
+    wait_s: float
+    clock: float
+
+
+class SharedBucket(Protocol):
+    """A key's buckets and AIMD factor shared by every worker (:class:`~.rate_shared.SharedRate`)."""
+
+    def draw(self, requests: float, tokens: float, successes: int) -> Grant: ...
+
+    def cut(self, sent_at_wall: float) -> float | None: ...
 
 
 class LatencyLimit:
@@ -146,7 +163,7 @@ class Pacer:
         adaptive: bool = True,
         cut_share: float = 0.15,
         latency_adaptive: bool = False,
-        shared: SharedRate | None = None,
+        shared: SharedBucket | None = None,
     ):
         if not 0 < share <= 1:
             raise ValueError(f"rate share must be in (0, 1], got {share}")

