@@ -91,9 +91,10 @@ class Admission:
     held_cost: float
 
 
-def ensure_spend(query, run_ids: set[str], q: str) -> None:
+def ensure_spend(tx: Tx, run_ids: set[str]) -> None:
     """A run's spend row, started from the journal when missing (a run journaled before the books
     were kept, or a run's first call). Called before the transaction journals anything."""
+    query, q = tx.query, tx.q
     for run_id in sorted(run_ids):
         if not query(f"SELECT 1 FROM run_spend WHERE run_id = {q}", (run_id,)):
             query(
@@ -113,9 +114,10 @@ def spend_keys(calls: Sequence[Spend], hold: Hold | None) -> set[str]:
     return {c.run_id for c in calls if c.run_id}
 
 
-def book(query, calls: Sequence[Spend], hold: Hold | None, q: str) -> None:
+def book(tx: Tx, calls: Sequence[Spend], hold: Hold | None) -> None:
     """Add the calls to their budget's spend (see :func:`spend_keys`); set the gateway's hold
     (deleted when nothing is held)."""
+    query, q = tx.query, tx.q
     spend: dict[str, list[float]] = {}
     for c in calls:
         key = hold.run_id if hold is not None else c.run_id
@@ -129,10 +131,11 @@ def book(query, calls: Sequence[Spend], hold: Hold | None, q: str) -> None:
             (int(tokens), float(cost), run_id),
         )
     if hold is not None:
-        set_hold(query, hold, q)
+        set_hold(tx, hold)
 
 
-def set_hold(query, hold: Hold, q: str) -> None:
+def set_hold(tx: Tx, hold: Hold) -> None:
+    query, q = tx.query, tx.q
     if hold.tokens <= 0 and hold.cost_usd <= 0:
         query(f"DELETE FROM run_holds WHERE run_id = {q} AND holder = {q}", (hold.run_id, hold.holder))
         return
@@ -147,7 +150,7 @@ def admit(
     tx: Tx, hold: Hold, tokens: int, cost: float, max_tokens: int | None, max_cost: float | None
 ) -> Admission:
     query, q = tx.query, tx.q
-    ensure_spend(query, {hold.run_id}, q)
+    ensure_spend(tx, {hold.run_id})
     (spent_tokens, spent_cost), *_ = query(
         f"SELECT tokens, cost_usd FROM run_spend WHERE run_id = {q}{tx.for_update}", (hold.run_id,)
     )
@@ -162,7 +165,7 @@ def admit(
     )
     if fits:
         grown = Hold(hold.run_id, hold.holder, hold.tokens + tokens, hold.cost_usd + cost, hold.expires_at)
-        set_hold(query, grown, q)
+        set_hold(tx, grown)
     final = (max_tokens is not None and spent_tokens + tokens > max_tokens) or (
         max_cost is not None and spent_cost + cost > max_cost
     )

@@ -23,18 +23,9 @@ from pathlib import Path
 
 import polars as pl
 
+from personahub_dagster.core import ledger
 from personahub_dagster.core.ids import digest
-from personahub_dagster.core.ledger import (
-    Admission,
-    Hold,
-    Tx,
-    admit,
-    book,
-    ensure_spend,
-    ledger_ddl,
-    rate_ddl,
-    spend_keys,
-)
+from personahub_dagster.core.ledger import Admission, Hold, Tx
 
 
 def responses_ddl(float_type: str) -> str:
@@ -72,8 +63,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 );
 CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
-    + ledger_ddl("REAL")
-    + rate_ddl("REAL")
+    + ledger.ledger_ddl("REAL")
+    + ledger.rate_ddl("REAL")
 )
 
 
@@ -204,12 +195,10 @@ class ResponseCache:
         commit: one fsync-free WAL commit per event-loop turn instead of one per answer). The same
         transaction adds the calls to their runs' spend and sets the gateway's ``hold`` to what it
         still has in flight, so a run's books never show a call both spent and held, or neither."""
-        con = self._conn()
         now = time.time()
-        with con:
-            con.execute("BEGIN IMMEDIATE")
-            query = _sqlite_query(con)
-            ensure_spend(query, spend_keys(calls, hold), "?")
+        with self.transaction() as tx:
+            con = self._conn()
+            ledger.ensure_spend(tx, ledger.spend_keys(calls, hold))
             con.executemany(
                 "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -221,7 +210,7 @@ class ResponseCache:
                 f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * len(self.CALL_SCHEMA))})",
                 [c.row(now) for c in calls],
             )
-            book(query, calls, hold, "?")
+            ledger.book(tx, calls, hold)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -231,7 +220,8 @@ class ResponseCache:
         con = self._conn()
         with con:
             con.execute("BEGIN IMMEDIATE")
-            yield Tx(_sqlite_query(con), "?", "", "(julianday('now') - 2440587.5) * 86400.0")
+            query = lambda sql, params=(): con.execute(sql, params).fetchall()  # noqa: E731
+            yield Tx(query, "?", "", "(julianday('now') - 2440587.5) * 86400.0")
 
     def admit(
         self, hold: Hold, tokens: int, cost: float, max_tokens: int | None, max_cost: float | None
@@ -240,7 +230,7 @@ class ResponseCache:
         has spent and every live gateway of it holds; if so, ``hold`` (this gateway's hold before the
         request) grows by it. One write transaction: two workers cannot both take the last room."""
         with self.transaction() as tx:
-            return admit(tx, hold, tokens, cost, max_tokens, max_cost)
+            return ledger.admit(tx, hold, tokens, cost, max_tokens, max_cost)
 
     def calls_frame(self) -> pl.DataFrame:
         """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
@@ -311,10 +301,6 @@ def calls_frame(rows: list[tuple], with_seq: bool = False) -> pl.DataFrame:
     return df.with_columns(
         (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
     ).cast({**ResponseCache.CALL_SCHEMA, **seq})
-
-
-def _sqlite_query(con: sqlite3.Connection):
-    return lambda sql, params=(): con.execute(sql, params).fetchall()
 
 
 def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:

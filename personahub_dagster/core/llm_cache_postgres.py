@@ -26,17 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
-from personahub_dagster.core.ledger import (
-    Admission,
-    Hold,
-    Tx,
-    admit,
-    book,
-    ensure_spend,
-    ledger_ddl,
-    rate_ddl,
-    spend_keys,
-)
+from personahub_dagster.core import ledger
+from personahub_dagster.core.ledger import Admission, Hold, Tx
 from personahub_dagster.core.llm_cache import (
     CachedResponse,
     CacheError,
@@ -69,8 +60,8 @@ CREATE TABLE IF NOT EXISTS llm_calls (
 ALTER TABLE llm_calls ADD COLUMN IF NOT EXISTS mode TEXT;
 CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 """
-    + ledger_ddl("DOUBLE PRECISION")
-    + rate_ddl("DOUBLE PRECISION")
+    + ledger.ledger_ddl("DOUBLE PRECISION")
+    + ledger.rate_ddl("DOUBLE PRECISION")
 )
 T = TypeVar("T")
 _COLUMNS = list(ResponseCache.CALL_SCHEMA)
@@ -158,13 +149,13 @@ class PostgresResponseCache(ResponseCache):
         now = time.time()
         con = self._conn()
         with con, con.cursor() as cur:
-            query = _pg_query(cur)
+            tx = _pg_tx(cur)
             if calls:
                 # journal rows are numbered in commit order (the lake's mirror appends past the last
                 # number it copied, so a lower number must never commit after a higher one); the lock
                 # is held for one short transaction and lets readers through
                 cur.execute("LOCK TABLE llm_calls IN SHARE ROW EXCLUSIVE MODE")
-                ensure_spend(query, spend_keys(calls, hold), "%s")
+                ledger.ensure_spend(tx, ledger.spend_keys(calls, hold))
             if responses:
                 execute_values(
                     cur,
@@ -182,14 +173,14 @@ class PostgresResponseCache(ResponseCache):
                     [c.row(now) for c in calls],
                     page_size=max(len(calls), 1),
                 )
-            book(query, calls, hold, "%s")
+            ledger.book(tx, calls, hold)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One transaction; a row read with ``tx.for_update`` stays locked until it ends."""
         con = self._conn()
         with con, con.cursor() as cur:
-            yield Tx(_pg_query(cur), "%s", " FOR UPDATE", "extract(epoch from clock_timestamp())")
+            yield _pg_tx(cur)
 
     def admit(
         self, hold: Hold, tokens: int, cost: float, max_tokens: int | None, max_cost: float | None
@@ -200,7 +191,7 @@ class PostgresResponseCache(ResponseCache):
 
     def _admit(self, *args) -> Admission:
         with self.transaction() as tx:
-            return admit(tx, *args)
+            return ledger.admit(tx, *args)
 
     def calls_frame(self) -> pl.DataFrame:
         return calls_frame(self._query(f"SELECT {', '.join(_COLUMNS)} FROM llm_calls ORDER BY id"))
@@ -251,9 +242,12 @@ def retry_deadlocks(work: Callable[[], T]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _pg_query(cur):
+def _pg_tx(cur) -> Tx:
+    """The ledger's view of a transaction on this cursor: a row read ``FOR UPDATE`` stays locked until
+    it ends, and the clock is the server's."""
+
     def query(sql: str, params: tuple = ()) -> list[tuple]:
         cur.execute(sql, params)
         return cur.fetchall() if cur.description is not None else []
 
-    return query
+    return Tx(query, "%s", " FOR UPDATE", "extract(epoch from clock_timestamp())")
