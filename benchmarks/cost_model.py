@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from personahub_dagster.core.batch import BATCH_DISCOUNT
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.batch.run import BATCH_DISCOUNT
 
 PERSONA_STAGES = ("text_personas", "expanded_personas")
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_personas import many
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex, planted_near_duplicates
-from personahub_dagster.core.embedder import Embedder
+from personahub_dagster.core.hub.embedder import Embedder
+from personahub_dagster.core.hub.index import DedupConfig, HubIndex, planted_near_duplicates
 
 
 class SyntheticEmbedder:

@@ -26,8 +26,8 @@ from datasketch import MinHash, MinHashLSH
 from rensa import RMinHash, RMinHashDeduplicator
 from synthetic_personas import many, near_duplicate
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex, Marks, lsh_rows_per_band
-from personahub_dagster.core.minhash import band_keys, tokenize
+from personahub_dagster.core.hub.index import DedupConfig, HubIndex, Marks, lsh_rows_per_band
+from personahub_dagster.core.hub.minhash import band_keys, tokenize
 
 
 def personas(n: int) -> list[str]:

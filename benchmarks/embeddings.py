@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_personas import bases
 
-from personahub_dagster.core.embedder import Embedder, resolve_embedder_path
+from personahub_dagster.core.hub.embedder import Embedder, resolve_embedder_path
 
 
 def personas(n: int) -> list[str]:

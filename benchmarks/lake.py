@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.synthetic_personas import many
 from personahub_dagster.cli import STATS_QUERIES
-from personahub_dagster.core.ids import content_id
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.schemas import SCHEMAS, conform, now_utc, rows_frame, sql_type
-from personahub_dagster.core.storage import atomic_write
+from personahub_dagster.core.config.ids import content_id
+from personahub_dagster.core.lake.schemas import SCHEMAS, conform, now_utc, rows_frame, sql_type
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.storage.store import atomic_write
 
 GROUP_BY = "SELECT method, hop, count(*) FROM personas GROUP BY ALL ORDER BY ALL"
 

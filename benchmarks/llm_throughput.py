@@ -33,11 +33,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import polars as pl
 
-from personahub_dagster.core.llm import LLMConfig, LLMGateway
-from personahub_dagster.core.llm_cache import ResponseCache
-from personahub_dagster.core.personas import text_to_persona
-from personahub_dagster.core.prompts import load_prompt
-from personahub_dagster.core.schemas import now_utc, rows_frame
+from personahub_dagster.core.lake.schemas import now_utc, rows_frame
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
+from personahub_dagster.core.stages.personas import text_to_persona
+from personahub_dagster.core.stages.prompts import load_prompt
 
 PERSONA = "A {job} who restores timber-framed barns and teaches evening classes on joinery to beginners."
 JOBS = ["carpenter", "violinist", "actuary", "beekeeper", "pilot", "chemist", "librarian", "welder"]

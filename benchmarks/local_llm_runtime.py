@@ -23,11 +23,11 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from personahub_dagster.core.ingest import read_documents
-from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
-from personahub_dagster.core.llm_cache import ResponseCache
-from personahub_dagster.core.local_models import DEFAULT_MODEL, smollm2_gguf_path
-from personahub_dagster.core.prompts import bundled_assets_dir, load_prompt
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.local_models import DEFAULT_MODEL, smollm2_gguf_path
+from personahub_dagster.core.stages.ingest import read_documents
+from personahub_dagster.core.stages.prompts import bundled_assets_dir, load_prompt
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:

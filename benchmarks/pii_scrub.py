@@ -12,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from personahub_dagster.core.pii import KINDS, evaluate, scrub_messages
-from personahub_dagster.core.prompts import load_prompt
+from personahub_dagster.core.llm.pii import KINDS, evaluate, scrub_messages
+from personahub_dagster.core.stages.prompts import load_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELLED = ROOT / "tests" / "fixtures" / "pii_labelled.jsonl"

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from personahub_dagster.core.llm import LLMConfig, LLMGateway, LLMRequest
-from personahub_dagster.core.llm_cache import open_cache
+from personahub_dagster.core.llm.cache.sqlite import open_cache
+from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits, _prompt_tokens
 
 MAX_TOKENS = 64

@@ -34,17 +34,17 @@ from pathlib import Path
 
 import polars as pl
 
-from personahub_dagster.core.settings import Settings, SettingsError, settings, settings_table
+from personahub_dagster.core.config.settings import Settings, SettingsError, settings, settings_table
 
 
 def _lake(path: str | None):
-    from personahub_dagster.core.lake import Lake
+    from personahub_dagster.core.lake.tables import Lake
 
     return Lake(path or settings().lake)
 
 
 def _as_of(text: str | None):
-    from personahub_dagster.core.lake import AsOf
+    from personahub_dagster.core.lake.tables import AsOf
 
     return AsOf.parse(text) if text else None
 
@@ -63,8 +63,8 @@ def _today() -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from personahub_dagster.core.inbox import register
-    from personahub_dagster.core.prompts import bundled_assets_dir
+    from personahub_dagster.core.stages.inbox import register
+    from personahub_dagster.core.stages.prompts import bundled_assets_dir
 
     if args.lake:
         os.environ["PERSONAHUB_LAKE"] = args.lake
@@ -216,10 +216,10 @@ def _read_table(path: Path) -> pl.DataFrame:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.dedup import DedupConfig, HubIndex
-    from personahub_dagster.core.embedder import Embedder
-    from personahub_dagster.core.export import write_export
-    from personahub_dagster.core.storage import Store, parse_location
+    from personahub_dagster.core.hub.embedder import Embedder
+    from personahub_dagster.core.hub.index import DedupConfig, HubIndex
+    from personahub_dagster.core.lake.export import write_export
+    from personahub_dagster.core.storage.store import Store, parse_location
 
     src, out = Path(args.input), Path(args.out)
     try:
@@ -260,7 +260,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.inbox import fingerprints, register
+    from personahub_dagster.core.stages.inbox import fingerprints, register
 
     inbox = _inbox(args.inbox)
     if args.action == "add":
@@ -284,8 +284,8 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.data_types import load_data_types
-    from personahub_dagster.core.export import export_frame, write_export
+    from personahub_dagster.core.lake.export import export_frame, write_export
+    from personahub_dagster.core.stages.data_types import load_data_types
 
     types = load_data_types(settings().prompts_dir)
     by_any_name = {k: dt for dt in types.values() for k in (dt.name, dt.asset, dt.release)}
@@ -305,8 +305,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.embedder import Embedder
-    from personahub_dagster.core.evaluation import check_contamination, load_benchmark
+    from personahub_dagster.core.evaluation.diversity import check_contamination, load_benchmark
+    from personahub_dagster.core.hub.embedder import Embedder
 
     lake = _lake(args.lake)
     embedder = Embedder(settings().embedder, backend=settings().embedder_backend)
@@ -344,8 +344,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_diversity(args: argparse.Namespace, lake, embedder, llm, prompts) -> int:
-    from personahub_dagster.core.evaluation import band_summary, diversity
-    from personahub_dagster.core.hub_sample import hub_sample, sample_vectors
+    from personahub_dagster.core.evaluation.diversity import band_summary, diversity
+    from personahub_dagster.core.hub.sample import hub_sample, sample_vectors
 
     day = args.dates[0] if args.dates else _today()
     sample = hub_sample(lake)
@@ -374,7 +374,7 @@ def _evaluate_diversity(args: argparse.Namespace, lake, embedder, llm, prompts) 
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.report import write_report
+    from personahub_dagster.core.evaluation.report import write_report
 
     lake = _lake(args.lake)
     path = write_report(lake, args.out, args.date, settings().prompts_dir)
@@ -383,7 +383,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_lake(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.lake_migrate import migrate
+    from personahub_dagster.core.lake.migrate import migrate
 
     lake = _lake(args.lake)
     if args.action == "migrate":
@@ -424,10 +424,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from the lake's personas — the one step that reads the whole history, so it is never automatic."""
     from dataclasses import fields
 
-    from personahub_dagster.core.dedup import DedupConfig, HubIndex
-    from personahub_dagster.core.embedder import Embedder
-    from personahub_dagster.core.hub import rebuild_hub
-    from personahub_dagster.core.hub_sample import DEFAULT_SIZE
+    from personahub_dagster.core.hub.embedder import Embedder
+    from personahub_dagster.core.hub.growth import rebuild_hub
+    from personahub_dagster.core.hub.index import DedupConfig, HubIndex
+    from personahub_dagster.core.hub.sample import DEFAULT_SIZE
 
     lake = _lake(args.lake)
     store = lake.files.child("hub_state")
@@ -477,7 +477,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
     if args.table:
         print(settings_table(), end="")
         return 0
-    from personahub_dagster.core.llm_cache_postgres import redact_url
+    from personahub_dagster.core.llm.cache.postgres import redact_url
 
     current = settings()
     for name in Settings.model_fields:
@@ -608,8 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from personahub_dagster.core.llm_cache import CacheError
-    from personahub_dagster.core.storage import StorageError
+    from personahub_dagster.core.llm.cache.sqlite import CacheError
+    from personahub_dagster.core.storage.store import StorageError
 
     args = build_parser().parse_args(argv)
     try:

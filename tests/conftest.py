@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from personahub_dagster.core.ids import content_id
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.llm import LLMConfig, LLMGateway
-from personahub_dagster.core.llm_cache import ResponseCache
-from personahub_dagster.core.schemas import now_utc, rows_frame
+from personahub_dagster.core.config.ids import content_id
+from personahub_dagster.core.lake.schemas import now_utc, rows_frame
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.servers import Postgres, RayHead, SeaweedS3
 

@@ -16,18 +16,18 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex, StateError
-from personahub_dagster.core.hub import Engine, grow_hub
-from personahub_dagster.core.hub_ray import RayEngine
-from personahub_dagster.core.hub_sample import DEFAULT_SIZE
-from personahub_dagster.core.inbox import partition_paths
-from personahub_dagster.core.ingest import Skipped, read_documents, to_source_texts
-from personahub_dagster.core.parsing import PersonaFilters
-from personahub_dagster.core.personas import persona_to_persona, text_to_persona
-from personahub_dagster.core.schemas import now_utc, rows_frame
-from personahub_dagster.core.shards import day_of, keep_shard, shard_index
-from personahub_dagster.core.stage import StageOutput
-from personahub_dagster.core.storage import ConcurrentUpdate
+from personahub_dagster.core.config.shards import day_of, keep_shard, shard_index
+from personahub_dagster.core.hub.growth import Engine, grow_hub
+from personahub_dagster.core.hub.index import DedupConfig, HubIndex, StateError
+from personahub_dagster.core.hub.on_ray import RayEngine
+from personahub_dagster.core.hub.sample import DEFAULT_SIZE
+from personahub_dagster.core.lake.schemas import now_utc, rows_frame
+from personahub_dagster.core.stages.inbox import partition_paths
+from personahub_dagster.core.stages.ingest import Skipped, read_documents, to_source_texts
+from personahub_dagster.core.stages.parsing import PersonaFilters
+from personahub_dagster.core.stages.personas import persona_to_persona, text_to_persona
+from personahub_dagster.core.stages.stage import StageOutput
+from personahub_dagster.core.storage.store import ConcurrentUpdate
 from personahub_dagster.defs import checks
 from personahub_dagster.defs.checks import CheckThresholds
 from personahub_dagster.defs.metadata import (

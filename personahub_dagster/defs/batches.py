@@ -17,7 +17,7 @@ import json
 
 import dagster as dg
 
-from personahub_dagster.core.batch import STATE_FOLDER, TERMINAL, BatchAPI
+from personahub_dagster.core.llm.batch.run import STATE_FOLDER, TERMINAL, BatchAPI
 from personahub_dagster.defs.assets import pipeline_job
 from personahub_dagster.defs.resources import LakeResource, LLMResource
 

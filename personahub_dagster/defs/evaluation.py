@@ -9,17 +9,17 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.evaluation import (
+from personahub_dagster.core.config.settings import settings
+from personahub_dagster.core.evaluation.diversity import (
     BANDS,
     band_summary,
     check_contamination,
     diversity,
     load_benchmark,
 )
-from personahub_dagster.core.hub_sample import hub_sample, sample_vectors
-from personahub_dagster.core.report import write_report
-from personahub_dagster.core.settings import settings
-from personahub_dagster.core.stage import StageOutput
+from personahub_dagster.core.evaluation.report import write_report
+from personahub_dagster.core.hub.sample import hub_sample, sample_vectors
+from personahub_dagster.core.stages.stage import StageOutput
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     md_table,

@@ -14,8 +14,8 @@
 
 import dagster as dg
 
-from personahub_dagster.core.local_models import is_local_model
-from personahub_dagster.core.settings import settings
+from personahub_dagster.core.config.settings import settings
+from personahub_dagster.core.llm.local_models import is_local_model
 
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multi_or_in_process_executor}
 

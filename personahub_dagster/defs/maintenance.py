@@ -10,7 +10,7 @@ grows. The schedule starts stopped, like the other automation; the retention win
 import dagster as dg
 from pydantic import Field
 
-from personahub_dagster.core.settings import settings
+from personahub_dagster.core.config.settings import settings
 from personahub_dagster.defs.partitions import TIMEZONE
 from personahub_dagster.defs.resources import LakeResource
 

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from personahub_dagster.core.lake import Lake, LineageStep
-from personahub_dagster.core.llm import GatewayStats
-from personahub_dagster.core.plots import png_base64
-from personahub_dagster.core.schemas import SCHEMAS, sql_type
+from personahub_dagster.core.evaluation.plots import png_base64
+from personahub_dagster.core.lake.schemas import SCHEMAS, sql_type
+from personahub_dagster.core.lake.tables import Lake, LineageStep
+from personahub_dagster.core.llm.gateway import GatewayStats
 
 
 def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:

@@ -21,8 +21,8 @@ by the inbox sensor at once; the nightly schedule runs the newest day that has i
 
 import dagster as dg
 
-from personahub_dagster.core.settings import settings
-from personahub_dagster.core.shards import shard_names, shard_partition
+from personahub_dagster.core.config.settings import settings
+from personahub_dagster.core.config.shards import shard_names, shard_partition
 
 _SETTINGS = settings()
 START_DATE = _SETTINGS.start_date

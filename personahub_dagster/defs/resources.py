@@ -6,15 +6,15 @@ import dagster as dg
 from dagster_ray import Lifecycle, RayResource
 from pydantic import Field, PrivateAttr
 
-from personahub_dagster.core.batch import BatchPending
-from personahub_dagster.core.data_types import DataType, load_data_types
-from personahub_dagster.core.embedder import DEFAULT_EMBEDDER, Embedder
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.llm import LLMConfig, LLMGateway
-from personahub_dagster.core.local_models import DEFAULT_MODEL
-from personahub_dagster.core.prompts import PromptTemplate, load_exemplars, load_prompt
-from personahub_dagster.core.settings import Settings, settings
-from personahub_dagster.core.transports import OPENAI_API_BASE
+from personahub_dagster.core.config.settings import Settings, settings
+from personahub_dagster.core.hub.embedder import DEFAULT_EMBEDDER, Embedder
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.batch.run import BatchPending
+from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
+from personahub_dagster.core.llm.local_models import DEFAULT_MODEL
+from personahub_dagster.core.llm.transports import OPENAI_API_BASE
+from personahub_dagster.core.stages.data_types import DataType, load_data_types
+from personahub_dagster.core.stages.prompts import PromptTemplate, load_exemplars, load_prompt
 
 BUDGET_TAG = "personahub/budget"  # runs tagged alike share one budget (the nightly schedule's shards)
 

@@ -14,8 +14,8 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.stage import StageOutput
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.stages.stage import StageOutput
 from personahub_dagster.defs import checks as asset_checks
 from personahub_dagster.defs.metadata import (
     lake_metadata,

@@ -16,11 +16,11 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.data_types import MODES, DataType, load_data_types
-from personahub_dagster.core.export import RELEASE_COLUMNS, export_frame, export_writer
-from personahub_dagster.core.math_check import Solver, check_problems
-from personahub_dagster.core.settings import settings
-from personahub_dagster.core.synthesis import exemplar_personas, select_personas, synthesize
+from personahub_dagster.core.config.settings import settings
+from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_writer
+from personahub_dagster.core.stages.data_types import MODES, DataType, load_data_types
+from personahub_dagster.core.stages.math_check import Solver, check_problems
+from personahub_dagster.core.stages.synthesis import exemplar_personas, select_personas, synthesize
 from personahub_dagster.defs import checks
 from personahub_dagster.defs.assets import PersonaFilterConfig, persona_hub
 from personahub_dagster.defs.checks import CheckThresholds

@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import pytest
 
-from personahub_dagster.core.inbox import day_files, fingerprints, partition_paths, register
+from personahub_dagster.core.stages.inbox import day_files, fingerprints, partition_paths, register
 from personahub_dagster.defs.automation import inbox_sensor, nightly_hub_growth
 from personahub_dagster.defs.resources import LakeResource
 
@@ -97,8 +97,8 @@ def test_the_nightly_schedule_runs_the_newest_day_with_input(tmp_path):
 
 
 def test_the_weekly_maintenance_job_compacts_and_vacuums_the_lake(tmp_path):
-    from personahub_dagster.core.lake import Lake
-    from personahub_dagster.core.schemas import rows_frame
+    from personahub_dagster.core.lake.schemas import rows_frame
+    from personahub_dagster.core.lake.tables import Lake
     from personahub_dagster.defs.maintenance import lake_maintenance, weekly_lake_maintenance
 
     lake = Lake(tmp_path / "lake")

@@ -10,8 +10,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from personahub_dagster.core.ingest import read_documents, to_source_texts
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.stages.ingest import read_documents, to_source_texts
 from personahub_dagster.defs import resources
 from personahub_dagster.defs.assets import expanded_personas, persona_hub, raw_texts, text_personas
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource

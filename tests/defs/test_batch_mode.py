@@ -6,10 +6,10 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from personahub_dagster.core.batch import BatchPending
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.llm import LLMRequest
-from personahub_dagster.core.schemas import now_utc, rows_frame
+from personahub_dagster.core.lake.schemas import now_utc, rows_frame
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.batch.run import BatchPending
+from personahub_dagster.core.llm.gateway import LLMRequest
 from personahub_dagster.definitions import defs
 from personahub_dagster.defs.batches import llm_batch_sensor
 from personahub_dagster.defs.resources import LakeResource, LLMResource

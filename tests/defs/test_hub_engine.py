@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.defs.assets import expanded_personas, persona_hub, raw_texts, text_personas
 from personahub_dagster.defs.resources import (
     EmbedderResource,

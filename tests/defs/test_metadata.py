@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.schemas import SCHEMAS
+from personahub_dagster.core.lake.schemas import SCHEMAS
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.definitions import defs
 from personahub_dagster.defs.assets import raw_texts, text_personas
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource

@@ -15,12 +15,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from personahub_dagster.core.dedup import DedupConfig, HubIndex
-from personahub_dagster.core.embedder import Embedder
-from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import Lake
-from personahub_dagster.core.llm_cache import ResponseCache
-from personahub_dagster.core.schemas import now_utc, rows_frame
+from personahub_dagster.core.hub.embedder import Embedder
+from personahub_dagster.core.hub.index import DedupConfig, HubIndex
+from personahub_dagster.core.lake.schemas import now_utc, rows_frame
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.stages.inbox import register
 from tests.support.dagster_cli import finish, init_instance, materialize, run_env
 from tests.support.fake_openai import FakeOpenAI
 
@@ -173,7 +173,7 @@ def test_a_planted_api_key_appears_in_no_log_metadata_lake_or_export(tmp_path):
 def _writer(root: str, k: int, rounds: int) -> None:
     lake = Lake(root)
     cache = ResponseCache(lake.cache_path)
-    from personahub_dagster.core.llm_cache import CachedResponse, CallRecord
+    from personahub_dagster.core.llm.cache.sqlite import CachedResponse, CallRecord
 
     for r in range(rounds):
         rows = [

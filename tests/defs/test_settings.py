@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from personahub_dagster.core.dedup import DedupConfig
-from personahub_dagster.core.llm import LLMConfig
-from personahub_dagster.core.settings import Settings, SettingsError, settings, settings_table
+from personahub_dagster.core.config.settings import Settings, SettingsError, settings, settings_table
+from personahub_dagster.core.hub.index import DedupConfig
+from personahub_dagster.core.llm.gateway import LLMConfig
 from personahub_dagster.defs.assets import PersonaHubConfig
 from personahub_dagster.defs.resources import LLMResource, default_resources
 

@@ -10,8 +10,14 @@ import sys
 import polars as pl
 import pytest
 
-from personahub_dagster.core.ids import content_id
-from personahub_dagster.core.shards import day_of, keep_shard, shard_index, shard_names, shard_partition
+from personahub_dagster.core.config.ids import content_id
+from personahub_dagster.core.config.shards import (
+    day_of,
+    keep_shard,
+    shard_index,
+    shard_names,
+    shard_partition,
+)
 
 
 def test_shards_split_texts_evenly_without_overlap():
@@ -38,7 +44,7 @@ def test_lake_partitions_sort_by_day_then_shard():
 def test_sharded_definitions_partition_by_day_and_shard_and_request_a_run_per_shard(tmp_path):
     code = """
 import json, dagster as dg
-from personahub_dagster.core.inbox import register
+from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.definitions import defs
 from personahub_dagster.defs.automation import nightly_hub_growth
 from personahub_dagster.defs.resources import LakeResource

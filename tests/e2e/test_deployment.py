@@ -25,8 +25,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from personahub_dagster.core.ledger import Hold
-from personahub_dagster.core.llm_cache import open_cache
+from personahub_dagster.core.llm.cache.ledger import Hold
+from personahub_dagster.core.llm.cache.sqlite import open_cache
 from tests.support.servers import LlamaServer, free_ports
 
 pytestmark = pytest.mark.scale
@@ -256,7 +256,7 @@ def test_two_days_of_two_shards_through_the_deployment(deployment, s3_server, tm
 
     # the hub's marks equal those of one in-process run over the same texts, shard after shard,
     # on a local lake with the same (shared) cache: not one request more reaches the server
-    from personahub_dagster.core.lake import Lake
+    from personahub_dagster.core.lake.tables import Lake
 
     remote = Lake(deployment.env["PERSONAHUB_LAKE"])
     local = _in_process_runs(deployment.env, tmp_path / "lake", config)
@@ -301,7 +301,7 @@ for day in {DAYS!r}:
     local_env = {**env, "PERSONAHUB_LAKE": str(lake_dir)}
     local_env.pop("DAGSTER_HOME")
     subprocess.run([sys.executable, "-c", code], env=local_env, check=True, cwd=lake_dir.parent)
-    from personahub_dagster.core.lake import Lake
+    from personahub_dagster.core.lake.tables import Lake
 
     return Lake(lake_dir)
 
@@ -356,12 +356,12 @@ def _parent(pid: int) -> int:
 def test_a_stage_runs_against_the_llama_cpp_server_through_the_direct_transport(deployment, tmp_path):
     """Text-to-Persona on the real server, as a team's vLLM or llama.cpp server is reached: the gateway
     picks its direct HTTP transport (not litellm) for an OpenAI-compatible base URL."""
-    from personahub_dagster.core.ingest import Document, to_source_texts
-    from personahub_dagster.core.llm import LLMConfig, LLMGateway
-    from personahub_dagster.core.llm_cache import ResponseCache
-    from personahub_dagster.core.personas import text_to_persona
-    from personahub_dagster.core.prompts import load_prompt
-    from personahub_dagster.core.transports import OpenAIHTTPTransport
+    from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+    from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
+    from personahub_dagster.core.llm.transports import OpenAIHTTPTransport
+    from personahub_dagster.core.stages.ingest import Document, to_source_texts
+    from personahub_dagster.core.stages.personas import text_to_persona
+    from personahub_dagster.core.stages.prompts import load_prompt
 
     llm = deployment.llm
     gateway = LLMGateway(
@@ -426,9 +426,9 @@ def test_a_team_night_of_faults_keeps_one_budget_one_rate_and_no_secret(
     run again. Every input ends a row or a reject, each answer is stored once and never asked again
     once received, the night spends no more than its cap, the key's rate holds, and the planted
     secrets are nowhere."""
-    from personahub_dagster.core.lake import Lake
-    from personahub_dagster.core.report import write_report
-    from tests.core.test_rate_limits import max_in_window
+    from personahub_dagster.core.evaluation.report import write_report
+    from personahub_dagster.core.lake.tables import Lake
+    from tests.core.llm.test_rate_limits import max_in_window
     from tests.support.dagster_cli import materialize
     from tests.support.fake_openai import FakeOpenAI, ProviderLimits
 

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
-from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.defs.synthesis import registry
 
 pytestmark = pytest.mark.e2e

@@ -13,10 +13,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from personahub_dagster.core.dedup import HubIndex
-from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import AsOf, Lake
-from personahub_dagster.core.schemas import SCHEMAS, TS
+from personahub_dagster.core.hub.index import HubIndex
+from personahub_dagster.core.lake.schemas import SCHEMAS, TS
+from personahub_dagster.core.lake.tables import AsOf, Lake
+from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.defs.synthesis import registry
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ import datetime
 import polars as pl
 import pytest
 
-from personahub_dagster.core.dedup import HubIndex
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.hub.index import HubIndex
+from personahub_dagster.core.lake.tables import Lake
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.nights import fake_llm, night
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from personahub_dagster.core.inbox import register
-from personahub_dagster.core.lake import Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.stages.inbox import register
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -174,7 +174,7 @@ def run_config(personas_per_type: int) -> dict:
 
 def night(work: Path, day: str, night_no: int, texts: int, base_url: str, personas_per_type: int = 8) -> dict:
     """One night, in a process of its own: the day's texts into the inbox, then the whole pipeline."""
-    from personahub_dagster.core.inbox import register
+    from personahub_dagster.core.stages.inbox import register
 
     docs = work / f"texts-{day}.jsonl"
     docs.write_text("".join(json.dumps(d) + "\n" for d in texts_for(day, night_no, texts)))
@@ -204,7 +204,7 @@ def _run(day: str, out: Path, personas_per_type: int) -> None:
     """In the night's process: the job for the day, with a hook that takes each step's reads."""
     import dagster as dg
 
-    from personahub_dagster.core.lake import lake_reads
+    from personahub_dagster.core.lake.tables import lake_reads
     from personahub_dagster.definitions import defs
 
     reads: dict[str, dict[str, int]] = {}

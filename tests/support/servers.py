@@ -250,7 +250,7 @@ class LlamaServer:
         return (self.dir / "server.log").read_text().count('"POST /v1/chat/completions HTTP/1.1"')
 
     def __enter__(self) -> LlamaServer:
-        from personahub_dagster.core.local_models import smollm2_gguf_path
+        from personahub_dagster.core.llm.local_models import smollm2_gguf_path
 
         self.log = open(self.dir / "server.log", "wb")  # closed in __exit__
         self.proc = subprocess.Popen(

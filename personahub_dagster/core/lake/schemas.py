@@ -1,0 +1,154 @@
+"""The lake's tables and their columns: one schema per table, shared by every writer and reader.
+
+Kept apart from the storage (:mod:`.lake`) so that the stages that only build rows import polars and
+nothing else; ``conform`` is the one gate every frame passes before it is written.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+
+TS = pl.Datetime("us", "UTC")
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "source_texts": {
+        "text_id": pl.Utf8,
+        "partition": pl.Utf8,
+        "source_uri": pl.Utf8,
+        "doc_id": pl.Utf8,
+        "text": pl.Utf8,
+        "n_chars": pl.Int64,
+        "ingested_at": TS,
+    },
+    "personas": {
+        "persona_id": pl.Utf8,
+        "persona": pl.Utf8,
+        "occupation": pl.Utf8,
+        "domain": pl.Utf8,
+        "expertise_level": pl.Utf8,
+        "method": pl.Utf8,
+        "perspective": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "parent_persona_id": pl.Utf8,
+        "relation": pl.Utf8,
+        "hop": pl.Int32,
+        "text_truncated": pl.Boolean,
+        "model": pl.Utf8,
+        "prompt_hash": pl.Utf8,
+        "request_hash": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "hub": {
+        "persona_id": pl.Utf8,
+        "persona": pl.Utf8,
+        "method": pl.Utf8,
+        "hop": pl.Int32,
+        "source_text_id": pl.Utf8,
+        "parent_persona_id": pl.Utf8,
+        "dup_of": pl.Utf8,
+        "dup_reason": pl.Utf8,
+        "similarity": pl.Float64,
+        "nearest_similarity": pl.Float64,
+        "partition": pl.Utf8,
+        "created_at": TS,
+    },
+    "generations": {
+        "row_id": pl.Utf8,
+        "data_type": pl.Utf8,
+        "description": pl.Utf8,
+        "prompting_mode": pl.Utf8,
+        "constraints": pl.Utf8,
+        "persona_id": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "prompt": pl.Utf8,
+        "output": pl.Utf8,
+        "model": pl.Utf8,
+        "prompt_hash": pl.Utf8,
+        "request_hash": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "math_checks": {
+        "row_id": pl.Utf8,
+        "persona_id": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "n_solutions": pl.Int32,
+        "agreeing": pl.Int32,
+        "agreement": pl.Boolean,
+        "answer": pl.Utf8,
+        "solutions": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "rejects": {
+        "stage": pl.Utf8,
+        "input_id": pl.Utf8,
+        "request_hash": pl.Utf8,
+        "raw_output": pl.Utf8,
+        "reason": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "contamination": {
+        "row_id": pl.Utf8,
+        "benchmark": pl.Utf8,
+        "flagged": pl.Boolean,
+        "reason": pl.Utf8,
+        "ngram_hits": pl.Int64,
+        "similarity": pl.Float64,
+        "benchmark_item": pl.Int64,
+        "benchmark_text": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "diversity_pairs": {
+        "band": pl.Float64,
+        "persona_a": pl.Utf8,
+        "persona_b": pl.Utf8,
+        "persona_similarity": pl.Float64,
+        "problem_a": pl.Utf8,
+        "problem_b": pl.Utf8,
+        "problem_similarity": pl.Float64,
+        "problems_valid": pl.Boolean,
+        "model": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "llm_calls": ResponseCache.CALL_SCHEMA,
+}
+
+_SQL_TYPES = {
+    pl.Utf8: "VARCHAR",
+    pl.Int64: "BIGINT",
+    pl.Int32: "INTEGER",
+    pl.Float64: "DOUBLE",
+    pl.Boolean: "BOOLEAN",
+}
+
+
+def sql_type(dtype: pl.DataType) -> str:
+    return "TIMESTAMPTZ" if isinstance(dtype, pl.Datetime) else _SQL_TYPES[dtype]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def conform(table: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Cast a frame to the table's schema: fill absent columns with nulls, refuse unknown ones."""
+    schema = SCHEMAS[table]
+    extra = set(df.columns) - set(schema)
+    if extra:
+        raise ValueError(f"{table}: columns not in the schema: {sorted(extra)}")
+    return df.select(
+        [pl.col(c).cast(t) if c in df.columns else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()]
+    )
+
+
+def rows_frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    """A frame in ``table``'s schema from row dicts (missing keys become nulls)."""
+    return pl.DataFrame(rows, schema=SCHEMAS[table])
