@@ -24,8 +24,10 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.local_models import DEFAULT_MODEL, smollm2_gguf_path
+from personahub_dagster.core.llm.results import LLMRequest
 from personahub_dagster.core.stages.ingest import read_documents
 from personahub_dagster.core.stages.prompts import bundled_assets_dir, load_prompt
 

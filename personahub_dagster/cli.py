@@ -608,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from personahub_dagster.core.llm.cache.sqlite import CacheError
+    from personahub_dagster.core.llm.cache.records import CacheError
     from personahub_dagster.core.storage.store import StorageError
 
     args = build_parser().parse_args(argv)

@@ -16,7 +16,8 @@ from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.servers import Postgres, RayHead, SeaweedS3
 

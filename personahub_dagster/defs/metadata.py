@@ -11,7 +11,7 @@ import polars as pl
 from personahub_dagster.core.evaluation.plots import png_base64
 from personahub_dagster.core.lake.schemas import SCHEMAS, sql_type
 from personahub_dagster.core.lake.tables import Lake, LineageStep
-from personahub_dagster.core.llm.gateway import GatewayStats
+from personahub_dagster.core.llm.results import GatewayStats
 
 
 def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:

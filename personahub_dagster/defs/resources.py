@@ -10,7 +10,8 @@ from personahub_dagster.core.config.settings import Settings, settings
 from personahub_dagster.core.hub.embedder import DEFAULT_EMBEDDER, Embedder
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.batch.run import BatchPending
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.local_models import DEFAULT_MODEL
 from personahub_dagster.core.llm.transports import OPENAI_API_BASE
 from personahub_dagster.core.stages.data_types import DataType, load_data_types

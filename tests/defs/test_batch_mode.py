@@ -9,7 +9,7 @@ import pytest
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.batch.run import BatchPending
-from personahub_dagster.core.llm.gateway import LLMRequest
+from personahub_dagster.core.llm.results import LLMRequest
 from personahub_dagster.definitions import defs
 from personahub_dagster.defs.batches import llm_batch_sensor
 from personahub_dagster.defs.resources import LakeResource, LLMResource

@@ -173,7 +173,7 @@ def test_a_planted_api_key_appears_in_no_log_metadata_lake_or_export(tmp_path):
 def _writer(root: str, k: int, rounds: int) -> None:
     lake = Lake(root)
     cache = ResponseCache(lake.cache_path)
-    from personahub_dagster.core.llm.cache.sqlite import CachedResponse, CallRecord
+    from personahub_dagster.core.llm.cache.records import CachedResponse, CallRecord
 
     for r in range(rounds):
         rows = [

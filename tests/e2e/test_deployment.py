@@ -25,8 +25,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from personahub_dagster.core.llm.cache.backends import open_cache
 from personahub_dagster.core.llm.cache.ledger import Hold
-from personahub_dagster.core.llm.cache.sqlite import open_cache
 from tests.support.servers import LlamaServer, free_ports
 
 pytestmark = pytest.mark.scale
@@ -357,7 +357,8 @@ def test_a_stage_runs_against_the_llama_cpp_server_through_the_direct_transport(
     """Text-to-Persona on the real server, as a team's vLLM or llama.cpp server is reached: the gateway
     picks its direct HTTP transport (not litellm) for an OpenAI-compatible base URL."""
     from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-    from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway
+    from personahub_dagster.core.llm.config import LLMConfig
+    from personahub_dagster.core.llm.gateway import LLMGateway
     from personahub_dagster.core.llm.transports import OpenAIHTTPTransport
     from personahub_dagster.core.stages.ingest import Document, to_source_texts
     from personahub_dagster.core.stages.personas import text_to_persona

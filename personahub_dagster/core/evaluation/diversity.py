@@ -30,7 +30,8 @@ import polars as pl
 from personahub_dagster.core.hub.embedder import Embedder
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.lake.tables import Lake
-from personahub_dagster.core.llm.gateway import LLMGateway, LLMRequest, LLMResult
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest, LLMResult
 from personahub_dagster.core.stages.data_types import DataType
 from personahub_dagster.core.stages.ingest import read_documents
 from personahub_dagster.core.stages.parsing import words

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.cache.records import CALL_SCHEMA
 
 TS = pl.Datetime("us", "UTC")
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -118,7 +118,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "created_at": TS,
         "partition": pl.Utf8,
     },
-    "llm_calls": ResponseCache.CALL_SCHEMA,
+    "llm_calls": CALL_SCHEMA,
 }
 
 _SQL_TYPES = {

@@ -44,7 +44,8 @@ import polars as pl
 import pyarrow.dataset as pads
 
 from personahub_dagster.core.config.ids import kind_of
-from personahub_dagster.core.llm.cache.sqlite import ResponseCache, is_postgres, open_cache
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.cache.backends import is_postgres, open_cache
 from personahub_dagster.core.lake.schemas import SCHEMAS, conform, sql_type
 from personahub_dagster.core.config.settings import settings
 from personahub_dagster.core.storage.store import Location, StorageError, Store, check_store, parse_location

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from personahub_dagster.core.llm.cache.ledger import Admission, Hold
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.results import LLMRequest
 
 WAIT_S = 0.25  # between admissions while requests in flight hold the room a request needs
 
@@ -90,3 +91,43 @@ class RunBudget:
         the books, in the same transaction as its spend)."""
         self.tokens = max(0, self.tokens - tokens)
         self.cost = max(0.0, self.cost - cost)
+
+
+HOLD_RENEW_S = 10.0  # a live gateway renews its budget hold this often; a dead one's lapses in 3×
+
+
+class BudgetHolds:
+    """What the gateway (a subclass) does with the run budget: finds it, holds each request's worst
+    case while it is in flight, renews the hold while it runs."""
+
+    def _budget(self) -> RunBudget | None:
+        """The run's budget, shared through the cache with every stage and worker of the run (or of
+        ``budget_scope``: the runs that share one, the shards of a night)."""
+        cfg = self.config
+        if cfg.max_run_tokens is None and cfg.max_run_cost_usd is None:
+            return None
+        scope = cfg.budget_scope or self.run_id
+        return RunBudget(self.cache, scope, cfg.max_run_tokens, cfg.max_run_cost_usd, 3 * HOLD_RENEW_S)
+
+    async def _renew(self, budget: RunBudget) -> None:
+        """Renew this gateway's hold while it runs, so that only a dead worker's hold lapses."""
+        while True:
+            await asyncio.sleep(HOLD_RENEW_S)
+            if budget.tokens or budget.cost:
+                self.cache.put_many([], [], budget.hold())
+
+    def _reserve_cost(self, r: LLMRequest, tokens: int) -> float:
+        """Worst-case dollars of a request: its worst-case tokens at the model's prices (0 unpriced)."""
+        if self.config.max_run_cost_usd is None:
+            return 0.0
+        if self._pricer is None:
+            from personahub_dagster.core.llm.transports import Pricer
+
+            self._pricer = Pricer(self.config.model)
+        out = int(self.request_params(r.params).get("max_tokens", self.config.max_tokens))
+        return self._pricer(None, max(0, tokens - out), out) or 0.0
+
+    def _reserve(self, r: LLMRequest) -> int:
+        """Worst-case tokens of a request: its prompt (about 4 characters a token) plus max_tokens."""
+        prompt = sum(len(m.get("content") or "") for m in r.messages) // 4 + 8 * len(r.messages)
+        return prompt + int(self.request_params(r.params).get("max_tokens", self.config.max_tokens))

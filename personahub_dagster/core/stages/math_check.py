@@ -18,7 +18,8 @@ import polars as pl
 from math_verify import parse, verify
 
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
-from personahub_dagster.core.llm.gateway import LLMGateway, LLMRequest, LLMResult
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest, LLMResult
 from personahub_dagster.core.stages.prompts import PromptTemplate
 from personahub_dagster.core.stages.stage import (
     Answers,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
-from personahub_dagster.core.llm.gateway import GatewayStats, LLMGateway, LLMRequest, LLMResult
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
 
 Progress = Callable[[int, int], None]
 Parsed = tuple[dict | None, str | None]  # the row (or None), and why it was rejected (or None)

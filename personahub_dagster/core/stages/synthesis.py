@@ -24,7 +24,8 @@ import polars as pl
 
 from personahub_dagster.core.config.ids import content_id, digest
 from personahub_dagster.core.lake.schemas import now_utc
-from personahub_dagster.core.llm.gateway import LLMGateway, LLMRequest, LLMResult
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest, LLMResult
 from personahub_dagster.core.stages.data_types import MODES, DataType
 from personahub_dagster.core.stages.parsing import DEFAULT_FILTERS, PersonaFilters, is_echo
 from personahub_dagster.core.stages.personas import text_to_persona

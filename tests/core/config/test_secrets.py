@@ -8,7 +8,9 @@ import logging
 from personahub_dagster.core.config.secrets import RedactingFilter, redact, register, secret_values
 from personahub_dagster.core.llm.batch.run import BatchError
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI
 
 PROVIDER_KEY = "sk-only-in-the-environment-4c1d9e"

@@ -343,7 +343,9 @@ def test_the_call_journal_is_mirrored_by_blocks_past_the_last_copy(tmp_path, fak
     added): what a night copies does not grow with the journal; a lake that opened no cache copies
     nothing; a retry copies the same rows."""
     from personahub_dagster.core.lake import tables as lake_module
-    from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+    from personahub_dagster.core.llm.config import LLMConfig
+    from personahub_dagster.core.llm.gateway import LLMGateway
+    from personahub_dagster.core.llm.results import LLMRequest
 
     monkeypatch.setattr(lake_module, "JOURNAL_BLOCK", 4)
     lake = Lake(tmp_path / "lake")
@@ -395,10 +397,11 @@ def test_an_older_lakes_call_journal_gains_the_mode_column(tmp_path):
     the journal adds the column to the table (old files read it as null)."""
     from deltalake import DeltaTable, write_deltalake
 
-    from personahub_dagster.core.llm.cache.sqlite import CachedResponse, CallRecord, ResponseCache
+    from personahub_dagster.core.llm.cache.records import CachedResponse, CallRecord
+    from personahub_dagster.core.llm.cache.sqlite import ResponseCache
 
     lake = Lake(tmp_path / "lake", cache=tmp_path / "cache.sqlite")
-    old = {c: t for c, t in ResponseCache.CALL_SCHEMA.items() if c != "mode"}
+    old = {c: t for c, t in CALL_SCHEMA.items() if c != "mode"}
     legacy = pl.DataFrame([{"request_hash": "old", "stage": "s", "status": "ok"}], schema=old)
     write_deltalake(
         lake.table_uri("llm_calls"),

@@ -15,7 +15,8 @@ import pytest
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.batch.run import STATE_FOLDER, BatchError, BatchPending, split
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMRequest
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.results import LLMRequest
 from personahub_dagster.core.stages.personas import text_to_persona
 from personahub_dagster.core.stages.prompts import load_prompt
 from tests.support.fake_openai import FakeBatches, FakeOpenAI
@@ -171,7 +172,7 @@ def test_a_stage_runs_in_batch_mode(tmp_path, make_batch_gateway):
 
 
 def test_batches_go_to_the_direct_endpoint_or_openais_own_and_nowhere_else(tmp_path):
-    from personahub_dagster.core.llm.gateway import batch_endpoint
+    from personahub_dagster.core.llm.batch.mode import batch_endpoint
     from personahub_dagster.core.llm.transports import choose_transport
 
     def endpoint(model: str, api_base: str | None = None) -> tuple[str, str]:

@@ -17,7 +17,9 @@ import pytest
 
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest
 from personahub_dagster.core.stages.personas import text_to_persona
 from personahub_dagster.core.stages.prompts import load_prompt
 from tests.support.fake_openai import FakeOpenAI

@@ -7,7 +7,9 @@ import time
 import pytest
 
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI
 
 FAKE_KEY = "sk-fake-0123456789abcdef"

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.pii import KINDS, evaluate, find_pii, scrub
+from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI
 
 LABELLED = Path(__file__).parents[2] / "fixtures" / "pii_labelled.jsonl"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from personahub_dagster.core.llm.gateway import LLMRequest
 from personahub_dagster.core.llm.rate.pacer import Pacer, reset_seconds
+from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits
 
 # the conftest gateway, with short answers and many quick retries (429s are the point here)

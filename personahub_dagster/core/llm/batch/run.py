@@ -33,7 +33,7 @@ from typing import Any
 
 from personahub_dagster.core.config.ids import digest
 from personahub_dagster.core.config.secrets import redact, register
-from personahub_dagster.core.llm.cache.sqlite import CachedResponse, CallRecord
+from personahub_dagster.core.llm.cache.records import CachedResponse, CallRecord
 from personahub_dagster.core.storage.store import Store
 
 BATCH_DISCOUNT = 0.5  # OpenAI Batch API and Anthropic Message Batches: half the online price

@@ -29,14 +29,15 @@ import polars as pl
 from personahub_dagster.core.config.secrets import redact, register
 from personahub_dagster.core.llm.cache import ledger
 from personahub_dagster.core.llm.cache.ledger import Admission, Hold, Tx
-from personahub_dagster.core.llm.cache.sqlite import (
+from personahub_dagster.core.llm.cache.records import (
+    CALL_SCHEMA,
     CachedResponse,
     CacheError,
     CallRecord,
-    ResponseCache,
     calls_frame,
     responses_ddl,
 )
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
 
 _DDL = (
     responses_ddl("DOUBLE PRECISION")
@@ -64,7 +65,7 @@ CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
     + ledger.rate_ddl("DOUBLE PRECISION")
 )
 T = TypeVar("T")
-_COLUMNS = list(ResponseCache.CALL_SCHEMA)
+_COLUMNS = list(CALL_SCHEMA)
 
 
 def redact_url(url: str) -> str:

@@ -6,7 +6,7 @@ with a busy timeout; DuckDB allows a single writer per file. Each response is co
 arrives, so a crash loses at most the calls in flight and a re-run pays for nothing twice.
 
 Workers on several machines share one Postgres cache instead (``PERSONAHUB_CACHE=postgresql://…``,
-:mod:`.llm_cache_postgres`); :func:`open_cache` picks the backend from the target. Both keep the *first*
+:mod:`.postgres`); :func:`~.backends.open_cache` picks the backend from the target. Both keep the *first*
 answer stored for a request: a second worker that asked the same request at the same moment paid for
 it too (at most twice, never more), but its answer is not stored over the first.
 """
@@ -18,30 +18,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from personahub_dagster.core.config.ids import digest
 from personahub_dagster.core.llm.cache import ledger
 from personahub_dagster.core.llm.cache.ledger import Admission, Hold, Tx
-
-
-def responses_ddl(float_type: str) -> str:
-    """The answers table, in SQLite's (``REAL``) or Postgres's (``DOUBLE PRECISION``) words."""
-    return f"""
-CREATE TABLE IF NOT EXISTS responses (
-    request_hash TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    content TEXT NOT NULL,
-    finish_reason TEXT,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    created_at {float_type} NOT NULL
-);
-"""
-
+from personahub_dagster.core.llm.cache.records import (
+    CALL_COLUMNS,
+    CALL_SCHEMA,
+    CachedResponse,
+    CallRecord,
+    calls_frame,
+    responses_ddl,
+)
 
 _DDL = (
     responses_ddl("REAL")
@@ -68,75 +58,8 @@ CREATE INDEX IF NOT EXISTS llm_calls_run ON llm_calls (run_id);
 )
 
 
-@dataclass(frozen=True)
-class CachedResponse:
-    content: str
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One attempt at the provider: what it cost and how it ended (ok, error, timeout)."""
-
-    request_hash: str
-    stage: str
-    model: str
-    attempt: int
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    cost_usd: float | None
-    latency_s: float | None  # None: a batch call (no per-request latency)
-    status: str
-    error: str | None
-    run_id: str | None = None
-    mode: str = "online"  # online (one request, one answer) or batch (the provider's batch API)
-
-    def row(self, created_at: float) -> tuple:
-        """The journal row, in ``ResponseCache.CALL_SCHEMA`` order."""
-        return (
-            self.request_hash, self.stage, self.model, self.attempt, self.prompt_tokens,
-            self.completion_tokens, self.cost_usd, self.latency_s, self.status, self.error, created_at,
-            self.run_id, self.mode,
-        )  # fmt: skip
-
-
-class CacheError(RuntimeError):
-    """The cache cannot be reached or used; the message names the setting and hides any password."""
-
-
-def is_postgres(target: str | Path) -> bool:
-    return str(target).startswith(("postgresql://", "postgres://", "postgresql+psycopg2://"))
-
-
-def open_cache(target: str | Path) -> ResponseCache:
-    """The cache at ``target``: a ``postgresql://`` URL, or a SQLite file path."""
-    if is_postgres(target):
-        from personahub_dagster.core.llm.cache.postgres import PostgresResponseCache
-
-        return PostgresResponseCache(str(target))
-    return ResponseCache(target)
-
-
 class ResponseCache:
     """Key-value store of responses by request hash, plus an append-only journal of provider calls."""
-
-    CALL_SCHEMA: dict[str, pl.DataType] = {  # noqa: RUF012 - a constant shared with the lake schema
-        "request_hash": pl.Utf8,
-        "stage": pl.Utf8,
-        "model": pl.Utf8,
-        "attempt": pl.Int32,
-        "prompt_tokens": pl.Int64,
-        "completion_tokens": pl.Int64,
-        "cost_usd": pl.Float64,
-        "latency_s": pl.Float64,
-        "status": pl.Utf8,
-        "error": pl.Utf8,
-        "created_at": pl.Datetime("us", "UTC"),
-        "run_id": pl.Utf8,
-        "mode": pl.Utf8,
-    }
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -207,7 +130,7 @@ class ResponseCache:
                 ],
             )
             con.executemany(
-                f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES ({', '.join('?' * len(self.CALL_SCHEMA))})",
+                f"INSERT INTO llm_calls ({CALL_COLUMNS}) VALUES ({', '.join('?' * len(CALL_SCHEMA))})",
                 [c.row(now) for c in calls],
             )
             ledger.book(tx, calls, hold)
@@ -234,7 +157,7 @@ class ResponseCache:
 
     def calls_frame(self) -> pl.DataFrame:
         """The whole call journal as a frame in the lake's ``llm_calls`` schema."""
-        rows = self._conn().execute(f"SELECT {_CALL_COLUMNS} FROM llm_calls ORDER BY rowid").fetchall()
+        rows = self._conn().execute(f"SELECT {CALL_COLUMNS} FROM llm_calls ORDER BY rowid").fetchall()
         return calls_frame(rows)  # typed: old rows have no run_id
 
     def run_spend(self, run_id: str) -> tuple[int, float]:
@@ -265,7 +188,7 @@ class ResponseCache:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {_CALL_COLUMNS}, rowid FROM llm_calls WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                f"SELECT {CALL_COLUMNS}, rowid FROM llm_calls WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
                 (first, last),
             )
             .fetchall()
@@ -287,22 +210,3 @@ class ResponseCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_CALL_COLUMNS = ", ".join(ResponseCache.CALL_SCHEMA)
-
-
-def calls_frame(rows: list[tuple], with_seq: bool = False) -> pl.DataFrame:
-    """Journal rows (``created_at`` as epoch seconds, as both backends store it) as a typed frame;
-    ``with_seq``: each row ends with its sequence number (column ``seq``)."""
-    seq = {"seq": pl.Int64} if with_seq else {}
-    schema = {**ResponseCache.CALL_SCHEMA, "created_at": pl.Float64, **seq}
-    df = pl.DataFrame(rows, schema=schema, orient="row")
-    return df.with_columns(
-        (pl.col("created_at").cast(pl.Float64) * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
-    ).cast({**ResponseCache.CALL_SCHEMA, **seq})
-
-
-def request_fingerprint(model: str, messages: list[dict[str, str]], params: dict[str, object]) -> str:
-    """The cache key: model + messages + sampling params, canonical JSON, SHA-256."""
-    return digest("llm", model, messages, params)

@@ -8,9 +8,12 @@ import threading
 import pytest
 
 from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.cache.backends import open_cache
 from personahub_dagster.core.llm.cache.postgres import PostgresResponseCache
-from personahub_dagster.core.llm.cache.sqlite import CachedResponse, CacheError, CallRecord, open_cache
-from personahub_dagster.core.llm.gateway import LLMConfig, LLMGateway, LLMRequest
+from personahub_dagster.core.llm.cache.records import CachedResponse, CacheError, CallRecord
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.gateway import LLMGateway
+from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI
 
 

@@ -1,0 +1,130 @@
+"""Batch mode of the gateway: a stage's requests answered by the provider's batch API (:mod:`.run`),
+through the same response cache and call journal as online calls, with results in request order."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from personahub_dagster.core.llm.cache.sqlite import CachedResponse
+from personahub_dagster.core.llm.config import LLMConfig
+from personahub_dagster.core.llm.pii import scrub_messages
+from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
+
+if TYPE_CHECKING:
+    from personahub_dagster.core.llm.gateway import LLMGateway
+
+
+def generate_batch(
+    gateway: LLMGateway, requests: list[LLMRequest], stage: str
+) -> tuple[list[LLMResult], GatewayStats]:
+    """Answer every request from the cache or the provider's batch API (:mod:`.run`); results in
+    request order, as the online path gives them. Requests the batch answered with an error are errors,
+    or are asked online (``batch_on_error``)."""
+    from personahub_dagster.core.llm.batch.run import (
+        BATCH_DISCOUNT,
+        STATE_FOLDER,
+        BatchAPI,
+        BatchRun,
+        BatchSettings,
+        journal_rows,
+    )
+    from personahub_dagster.core.llm.transports import Pricer
+
+    cfg, stats = gateway.config, GatewayStats()
+    base, model_name = batch_endpoint(cfg, gateway.transport)
+    pricer = Pricer(cfg.model)
+    if gateway.batch_store is None:
+        raise ValueError("batch mode needs a place to record its batches (the lake)")
+    hashes = [gateway.fingerprint(r) for r in requests]
+    cached = gateway.cache.get_many(list(dict.fromkeys(hashes)))
+    bodies: dict[str, dict] = {}
+    for h, r in zip(hashes, requests, strict=True):
+        if h not in cached and h not in bodies:
+            messages = scrub_messages(r.messages) if gateway.scrubs_pii else r.messages
+            stats.scrubbed += messages != r.messages
+            bodies[h] = {
+                "model": model_name,
+                "messages": messages,
+                **gateway.request_params(r.params),
+            }
+
+    def store(answers: dict[str, CachedResponse], costs: dict[str, float | None]) -> None:
+        gateway.cache.put_many(*journal_rows(answers, costs, stage, cfg.model, gateway.run_id))
+
+    def price(pt: int | None, ct: int | None) -> float | None:
+        online = pricer(None, pt, ct)
+        return None if online is None else online * BATCH_DISCOUNT
+
+    with BatchAPI(base, cfg.key, cfg.timeout_s) as api:
+        run = BatchRun(
+            api,
+            gateway.batch_store.child(STATE_FOLDER),
+            stage,
+            hashes,
+            BatchSettings(cfg.batch_poll_s, cfg.batch_max_wait_s, cfg.batch_max_requests),
+            store,
+            price,
+            log=gateway.log,
+            context=gateway.batch_context,
+        )
+        outcome = run.run(bodies) if bodies else None
+    answered = dict(cached)
+    if outcome is not None:
+        answered.update(outcome.answers)
+        stats.batch_ids = outcome.batch_ids
+        stats.batch_submitted = outcome.submitted
+        stats.calls = outcome.submitted
+        stats.cost_usd = outcome.cost_usd
+        for a in outcome.answers.values():
+            stats.prompt_tokens += a.prompt_tokens or 0
+            stats.completion_tokens += a.completion_tokens or 0
+    errors = outcome.errors if outcome is not None else {}
+    online: dict[str, LLMResult] = {}
+    if errors and cfg.batch_on_error == "online":
+        retry = [r for h, r in zip(hashes, requests, strict=True) if h in errors]
+        again, more = asyncio.run(gateway.agenerate(retry, stage))  # agenerate is the online path
+        online = {res.request_hash: res for res in again}
+        stats.merge(more)
+    results = []
+    for h, r in zip(hashes, requests, strict=True):
+        if h in online:
+            results.append(replace(online[h], key=r.key))
+        elif h in answered:
+            a = answered[h]
+            hit = h in cached
+            stats.cache_hits += hit
+            results.append(
+                LLMResult(
+                    r.key, h, a.content, None, hit, a.prompt_tokens, a.completion_tokens, a.finish_reason
+                )
+            )
+        else:
+            stats.failures += 1
+            results.append(LLMResult(r.key, h, None, errors.get(h, "batch: no answer")))
+    stats.requests = len(requests)
+    if outcome is not None:
+        run.forget()  # every answer is in the cache, every error in the results: the record is done
+    return results, stats
+
+
+def batch_endpoint(config: LLMConfig, transport: object) -> tuple[str, str]:
+    """Where a batch goes, and the model name the provider knows: the direct transport's endpoint, or
+    OpenAI's own (``openai/…`` without a base URL); other providers have no OpenAI batch API."""
+    from personahub_dagster.core.llm.transports import OPENAI_API_BASE, OpenAIHTTPTransport
+
+    if isinstance(transport, OpenAIHTTPTransport):
+        return transport.url.removesuffix("/chat/completions"), transport.model_name
+    import litellm
+
+    try:
+        name, provider, _, _ = litellm.get_llm_provider(model=config.model, api_base=config.api_base)
+    except Exception:
+        provider, name = None, config.model
+    if provider == "openai":
+        return (config.api_base or OPENAI_API_BASE).rstrip("/"), name
+    raise ValueError(
+        f"batch mode needs an OpenAI-compatible batch API; {config.model} has none here "
+        "(set PERSONAHUB_API_BASE to a server with /v1/batches, or use mode online)"
+    )
