@@ -17,7 +17,8 @@ import json
 
 import dagster as dg
 
-from personahub_dagster.core.llm.batch.run import STATE_FOLDER, TERMINAL, BatchAPI
+from personahub_dagster.core.llm.batch.provider import ProviderBatches
+from personahub_dagster.core.llm.batch.run import STATE_FOLDER, TERMINAL
 from personahub_dagster.defs.assets import pipeline_job
 from personahub_dagster.defs.resources import LakeResource, LLMResource
 
@@ -34,12 +35,12 @@ def llm_batch_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, ll
     if not names:
         return dg.SkipReason("no batches waiting")
     graph = context.repository_def.asset_graph
-    with BatchAPI(llm.batch_api_base(), llm.api_key) as api:
-        requests = _finished(store, names, api, graph)
+    api = ProviderBatches(llm.batch_endpoint(), llm.api_key)
+    requests = _finished(store, names, api, graph)
     return requests or dg.SkipReason(f"{len(names)} batch records, none finished yet")
 
 
-def _finished(store, names: list[str], api: BatchAPI, graph) -> list[dg.RunRequest]:
+def _finished(store, names: list[str], api: ProviderBatches, graph) -> list[dg.RunRequest]:
     """A run request for each record whose batches have all ended."""
     requests = []
     for name in names:

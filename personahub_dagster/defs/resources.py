@@ -9,11 +9,11 @@ from pydantic import Field, PrivateAttr
 from personahub_dagster.core.config.settings import Settings, settings
 from personahub_dagster.core.hub.embedder import DEFAULT_EMBEDDER, Embedder
 from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.llm.batch.provider import BatchEndpoint, batch_endpoint
 from personahub_dagster.core.llm.batch.run import BatchPending
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.local_models import DEFAULT_MODEL
-from personahub_dagster.core.llm.transports import OPENAI_API_BASE
 from personahub_dagster.core.stages.data_types import DataType, load_data_types
 from personahub_dagster.core.stages.prompts import PromptTemplate, load_exemplars, load_prompt
 
@@ -121,9 +121,9 @@ class LLMResource(dg.ConfigurableResource):
         default="reject", description="Batch mode: a request answered with an error: reject | online"
     )
 
-    def batch_api_base(self) -> str:
-        """Where the batch API is: the configured base URL, else OpenAI's."""
-        return self.api_base or OPENAI_API_BASE
+    def batch_endpoint(self) -> BatchEndpoint:
+        """Where this model's batches go (the sensor polls them there)."""
+        return batch_endpoint(LLMConfig(model=self.model, api_base=self.api_base))
 
     def gateway(
         self,

@@ -117,7 +117,10 @@ class FakeBatches:
         with self._lock:
             file_id = f"file-{len(self.files) + 1}"
             self.files[file_id] = data
-        return {"id": file_id, "object": "file", "bytes": len(data), "purpose": "batch"}
+        return {  # OpenAI's FileObject, every required field (the SDK validates them)
+            "id": file_id, "object": "file", "bytes": len(data), "purpose": "batch", "filename": f"{file_id}.jsonl",
+            "created_at": int(time.time()), "status": "processed",
+        }  # fmt: skip
 
     def create(self, body: dict) -> dict:
         lines = [json.loads(x) for x in self.files[body["input_file_id"]].splitlines() if x.strip()]
@@ -128,6 +131,8 @@ class FakeBatches:
                 "id": batch_id, "object": "batch", "status": "validating", "lines": lines,
                 "input_file_id": body["input_file_id"], "output_file_id": None, "error_file_id": None,
                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "endpoint": body.get("endpoint", "/v1/chat/completions"), "created_at": int(time.time()),
+                "completion_window": body.get("completion_window", "24h"), "metadata": body.get("metadata"),
             }  # fmt: skip
             self.reads[batch_id] = 0
         return self.public(batch_id)

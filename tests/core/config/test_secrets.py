@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from personahub_dagster.core.config.secrets import RedactingFilter, redact, register, secret_values
-from personahub_dagster.core.llm.batch.run import BatchError
+from personahub_dagster.core.llm.batch.provider import BatchError
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.gateway import LLMGateway

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from personahub_dagster.core.lake.tables import Lake
-from personahub_dagster.core.llm.batch.run import STATE_FOLDER, BatchError, BatchPending, split
+from personahub_dagster.core.llm.batch.provider import BatchError
+from personahub_dagster.core.llm.batch.run import STATE_FOLDER, BatchPending, split
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.results import LLMRequest
@@ -172,12 +173,11 @@ def test_a_stage_runs_in_batch_mode(tmp_path, make_batch_gateway):
 
 
 def test_batches_go_to_the_direct_endpoint_or_openais_own_and_nowhere_else(tmp_path):
-    from personahub_dagster.core.llm.batch.mode import batch_endpoint
-    from personahub_dagster.core.llm.transports import choose_transport
+    from personahub_dagster.core.llm.batch.provider import batch_endpoint
 
     def endpoint(model: str, api_base: str | None = None) -> tuple[str, str]:
-        cfg = LLMConfig(model=model, api_base=api_base)
-        return batch_endpoint(cfg, choose_transport(model, api_base, None, 4, None))
+        where = batch_endpoint(LLMConfig(model=model, api_base=api_base))
+        return where.api_base, where.model
 
     assert endpoint("openai/gpt-4o-mini") == ("https://api.openai.com/v1", "gpt-4o-mini")
     assert endpoint("openai/smollm2", "http://10.0.0.5:8000/v1/") == ("http://10.0.0.5:8000/v1", "smollm2")

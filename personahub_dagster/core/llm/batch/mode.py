@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from personahub_dagster.core.llm.batch.provider import ProviderBatches, batch_endpoint
 from personahub_dagster.core.llm.cache.sqlite import CachedResponse
-from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.pii import scrub_messages
 from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
 
@@ -25,7 +25,6 @@ def generate_batch(
     from personahub_dagster.core.llm.batch.run import (
         BATCH_DISCOUNT,
         STATE_FOLDER,
-        BatchAPI,
         BatchRun,
         BatchSettings,
         journal_rows,
@@ -33,7 +32,7 @@ def generate_batch(
     from personahub_dagster.core.llm.transports import Pricer
 
     cfg, stats = gateway.config, GatewayStats()
-    base, model_name = batch_endpoint(cfg, gateway.transport)
+    endpoint = batch_endpoint(cfg)
     pricer = Pricer(cfg.model)
     if gateway.batch_store is None:
         raise ValueError("batch mode needs a place to record its batches (the lake)")
@@ -45,7 +44,7 @@ def generate_batch(
             messages = scrub_messages(r.messages) if gateway.scrubs_pii else r.messages
             stats.scrubbed += messages != r.messages
             bodies[h] = {
-                "model": model_name,
+                "model": endpoint.model,
                 "messages": messages,
                 **gateway.request_params(r.params),
             }
@@ -57,19 +56,19 @@ def generate_batch(
         online = pricer(None, pt, ct)
         return None if online is None else online * BATCH_DISCOUNT
 
-    with BatchAPI(base, cfg.key, cfg.timeout_s) as api:
-        run = BatchRun(
-            api,
-            gateway.batch_store.child(STATE_FOLDER),
-            stage,
-            hashes,
-            BatchSettings(cfg.batch_poll_s, cfg.batch_max_wait_s, cfg.batch_max_requests),
-            store,
-            price,
-            log=gateway.log,
-            context=gateway.batch_context,
-        )
-        outcome = run.run(bodies) if bodies else None
+    api = ProviderBatches(endpoint, cfg.key, cfg.timeout_s)
+    run = BatchRun(
+        api,
+        gateway.batch_store.child(STATE_FOLDER),
+        stage,
+        hashes,
+        BatchSettings(cfg.batch_poll_s, cfg.batch_max_wait_s, cfg.batch_max_requests),
+        store,
+        price,
+        log=gateway.log,
+        context=gateway.batch_context,
+    )
+    outcome = run.run(bodies) if bodies else None
     answered = dict(cached)
     if outcome is not None:
         answered.update(outcome.answers)
@@ -107,24 +106,3 @@ def generate_batch(
     if outcome is not None:
         run.forget()  # every answer is in the cache, every error in the results: the record is done
     return results, stats
-
-
-def batch_endpoint(config: LLMConfig, transport: object) -> tuple[str, str]:
-    """Where a batch goes, and the model name the provider knows: the direct transport's endpoint, or
-    OpenAI's own (``openai/…`` without a base URL); other providers have no OpenAI batch API."""
-    from personahub_dagster.core.llm.transports import OPENAI_API_BASE, OpenAIHTTPTransport
-
-    if isinstance(transport, OpenAIHTTPTransport):
-        return transport.url.removesuffix("/chat/completions"), transport.model_name
-    import litellm
-
-    try:
-        name, provider, _, _ = litellm.get_llm_provider(model=config.model, api_base=config.api_base)
-    except Exception:
-        provider, name = None, config.model
-    if provider == "openai":
-        return (config.api_base or OPENAI_API_BASE).rstrip("/"), name
-    raise ValueError(
-        f"batch mode needs an OpenAI-compatible batch API; {config.model} has none here "
-        "(set PERSONAHUB_API_BASE to a server with /v1/batches, or use mode online)"
-    )

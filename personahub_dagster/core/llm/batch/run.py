@@ -1,8 +1,8 @@
 """Provider batch APIs: the same requests, answered within the provider's window at half the price.
 
-OpenAI's Batch API (and every OpenAI-compatible server that implements ``/v1/files`` and
-``/v1/batches``) takes a JSONL file of requests and returns a JSONL file of answers within 24 h,
-billed at 50%. A nightly hub growth does not need answers in seconds, so a stage in ``batch`` mode:
+OpenAI's Batch API (and every provider litellm batches with, :mod:`.provider`) takes a JSONL file of
+requests and returns a JSONL file of answers within 24 h, billed at 50%. A nightly hub growth does not
+need answers in seconds, so a stage in ``batch`` mode:
 
 1. looks every request up in the response cache (a batch never asks for what was paid for);
 2. writes the misses as batch input files, split at the provider's limits (requests and bytes per
@@ -29,10 +29,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from personahub_dagster.core.config.ids import digest
-from personahub_dagster.core.config.secrets import redact, register
+from personahub_dagster.core.config.secrets import redact
+from personahub_dagster.core.llm.batch.provider import BatchError, ProviderBatches
 from personahub_dagster.core.llm.cache.records import CachedResponse, CallRecord
 from personahub_dagster.core.storage.store import Store
 
@@ -40,14 +40,6 @@ BATCH_DISCOUNT = 0.5  # OpenAI Batch API and Anthropic Message Batches: half the
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 STATE_FOLDER = "llm_batches"
 MAX_EXPIRED = 3  # batches ending expired/cancelled before the stage gives up resubmitting
-
-
-class BatchError(RuntimeError):
-    """A batch cannot be used: rejected by the provider, or an output file that cannot be read. Its
-    message quotes the provider's answer, with every credential taken out (some echo the key)."""
-
-    def __init__(self, message: str):
-        super().__init__(redact(message))
 
 
 class BatchPending(RuntimeError):
@@ -76,58 +68,6 @@ class BatchOutcome:
     cost_usd: float = 0.0
 
 
-class BatchAPI:
-    """The OpenAI-compatible ``/files`` and ``/batches`` endpoints under ``api_base``."""
-
-    def __init__(self, api_base: str, api_key: str | None, timeout_s: float = 120.0):
-        import os
-
-        import httpx
-
-        api_key = api_key or os.environ.get("OPENAI_API_KEY")  # as the online transport reads it
-        register(api_key)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.base = api_base.rstrip("/")
-        self._http = httpx.Client(headers=headers, timeout=timeout_s)
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict:
-        resp = self._http.request(method, self.base + path, **kwargs)
-        if resp.status_code >= 400:
-            raise BatchError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}")
-        return resp.json()
-
-    def upload(self, data: bytes, name: str) -> str:
-        files = {"file": (name, data, "application/jsonl")}
-        return self._json("POST", "/files", data={"purpose": "batch"}, files=files)["id"]
-
-    def create(self, input_file_id: str, window: str, metadata: dict[str, str]) -> dict:
-        body = {
-            "input_file_id": input_file_id,
-            "endpoint": "/v1/chat/completions",
-            "completion_window": window,
-            "metadata": metadata,
-        }
-        return self._json("POST", "/batches", json=body)
-
-    def retrieve(self, batch_id: str) -> dict:
-        return self._json("GET", f"/batches/{batch_id}")
-
-    def content(self, file_id: str) -> bytes:
-        resp = self._http.get(f"{self.base}/files/{file_id}/content")
-        if resp.status_code >= 400:
-            raise BatchError(f"GET /files/{file_id}/content: HTTP {resp.status_code}: {resp.text[:300]}")
-        return resp.content
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> BatchAPI:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def split(lines: list[bytes], max_requests: int, max_bytes: int) -> list[list[bytes]]:
     """Input lines in files no larger than the provider's limits, in order."""
     files: list[list[bytes]] = [[]]
@@ -146,7 +86,7 @@ class BatchRun:
 
     def __init__(
         self,
-        api: BatchAPI,
+        api: ProviderBatches,
         store: Store,
         stage: str,
         all_hashes: list[str],
