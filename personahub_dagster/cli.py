@@ -219,7 +219,8 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     from personahub_dagster.core.hub.embedder import Embedder
     from personahub_dagster.core.hub.index import DedupConfig, HubIndex
     from personahub_dagster.core.lake.export import write_export
-    from personahub_dagster.core.storage.store import Store, parse_location
+    from personahub_dagster.core.storage.location import parse_location
+    from personahub_dagster.core.storage.store import Store
 
     src, out = Path(args.input), Path(args.out)
     try:
@@ -609,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from personahub_dagster.core.llm.cache.records import CacheError
-    from personahub_dagster.core.storage.store import StorageError
+    from personahub_dagster.core.storage.location import StorageError
 
     args = build_parser().parse_args(argv)
     try:

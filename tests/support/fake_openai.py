@@ -118,8 +118,8 @@ class FakeBatches:
             file_id = f"file-{len(self.files) + 1}"
             self.files[file_id] = data
         return {  # OpenAI's FileObject, every required field (the SDK validates them)
-            "id": file_id, "object": "file", "bytes": len(data), "purpose": "batch", "filename": f"{file_id}.jsonl",
-            "created_at": int(time.time()), "status": "processed",
+            "id": file_id, "object": "file", "bytes": len(data), "purpose": "batch",
+            "filename": f"{file_id}.jsonl", "created_at": int(time.time()), "status": "processed",
         }  # fmt: skip
 
     def create(self, body: dict) -> dict:

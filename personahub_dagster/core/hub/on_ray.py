@@ -45,7 +45,8 @@ from personahub_dagster.core.hub.index import (
     lsh_rows_per_band,
     merge_best,
 )
-from personahub_dagster.core.storage.store import Location, Store
+from personahub_dagster.core.storage.location import Location
+from personahub_dagster.core.storage.store import Store
 
 
 class ShardSearch:

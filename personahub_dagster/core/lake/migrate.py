@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.lake.schemas import SCHEMAS, conform
+from personahub_dagster.core.lake.tables import Lake
 
 
 @dataclass(frozen=True)

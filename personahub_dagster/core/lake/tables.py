@@ -44,11 +44,13 @@ import polars as pl
 import pyarrow.dataset as pads
 
 from personahub_dagster.core.config.ids import kind_of
-from personahub_dagster.core.llm.cache.sqlite import ResponseCache
-from personahub_dagster.core.llm.cache.backends import is_postgres, open_cache
-from personahub_dagster.core.lake.schemas import SCHEMAS, conform, sql_type
 from personahub_dagster.core.config.settings import settings
-from personahub_dagster.core.storage.store import Location, StorageError, Store, check_store, parse_location
+from personahub_dagster.core.lake.schemas import SCHEMAS, conform, sql_type
+from personahub_dagster.core.llm.cache.backends import is_postgres, open_cache
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.storage.location import Location, StorageError, parse_location
+from personahub_dagster.core.storage.s3 import check_store
+from personahub_dagster.core.storage.store import Store
 
 PRODUCER = "_producer"  # the hidden partition column: which stage wrote a row
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # safe as a Delta partition value and in a predicate

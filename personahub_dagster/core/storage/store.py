@@ -24,26 +24,17 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
-from urllib.parse import urlparse
 
-from personahub_dagster.core.config.secrets import redact, register
+from personahub_dagster.core.storage.location import Location, StorageError, parse_location
+from personahub_dagster.core.storage.s3 import s3_store
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-REMOTE_SCHEMES = ("s3", "s3a")
-_LOST_RACE = ("AlreadyExistsError", "PreconditionError")  # obstore: a conditional PUT found it changed
-_TIMEOUTS = {"connect_timeout": "5s", "timeout": "120s"}
 T = TypeVar("T")
-
-
-class StorageError(RuntimeError):
-    """A lake location that cannot be used as configured; the message names the setting to fix."""
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -98,78 +89,6 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class Location:
-    """A parsed lake location: ``uri`` is an absolute path for a local lake, ``s3://bucket/prefix``
-    otherwise; ``options`` are the object-store settings for delta-rs and obstore (empty when local)."""
-
-    uri: str
-    options: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds credentials: never shown
-
-    @property
-    def is_local(self) -> bool:
-        return not self.uri.startswith(tuple(f"{s}://" for s in REMOTE_SCHEMES))
-
-    @property
-    def bucket(self) -> str:
-        return urlparse(self.uri).netloc
-
-    @property
-    def prefix(self) -> str:
-        return urlparse(self.uri).path.strip("/")
-
-    def join(self, *parts: str) -> str:
-        return "/".join([self.uri.rstrip("/"), *parts])
-
-    def key(self) -> str:
-        """A short stable name for this location (for files kept elsewhere on its behalf)."""
-        return hashlib.sha256(self.uri.encode()).hexdigest()[:12]
-
-    def __str__(self) -> str:
-        return self.uri
-
-
-def parse_location(location: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Location:
-    """A path or URL → :class:`Location`; S3 settings come from ``env`` (default: the process's)."""
-    text = os.fspath(location)
-    scheme = urlparse(text).scheme.lower() if "://" in text else ""
-    if not scheme or scheme == "file":
-        path = urlparse(text).path if scheme == "file" else text
-        return Location(str(Path(path).expanduser().resolve()))
-    if scheme not in REMOTE_SCHEMES:
-        raise StorageError(
-            f"PERSONAHUB_LAKE={text}: unsupported scheme {scheme!r}; use a path or s3://bucket/prefix"
-        )
-    parsed = urlparse(text)
-    if not parsed.netloc:
-        raise StorageError(f"PERSONAHUB_LAKE={text}: no bucket in the URL; use s3://bucket/prefix")
-    uri = f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-    return Location(uri, s3_options(os.environ if env is None else env))
-
-
-def s3_options(env: Mapping[str, str]) -> dict[str, str]:
-    """delta-rs / object_store settings from the standard AWS variables.
-
-    ``conditional_put=etag``: commits are created with ``If-None-Match: *`` — what makes concurrent
-    writers safe without a lock service (AWS S3, R2, MinIO and SeaweedFS honour it; delta-rs issue 2894).
-    Plain-HTTP endpoints (a server on 127.0.0.1) are allowed only when the endpoint says ``http://``."""
-    opts = {"conditional_put": "etag", **_TIMEOUTS}
-    for var, key in (
-        ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
-        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
-        ("AWS_SESSION_TOKEN", "aws_session_token"),
-        ("AWS_REGION", "aws_region"),
-        ("AWS_ENDPOINT_URL", "aws_endpoint"),
-    ):
-        if env.get(var):
-            opts[key] = env[var]
-    register(opts.get("aws_secret_access_key"), opts.get("aws_session_token"))  # redacted everywhere
-    opts.setdefault("aws_region", env.get("AWS_DEFAULT_REGION") or "us-east-1")
-    if opts.get("aws_endpoint", "").startswith("http://"):
-        opts["allow_http"] = "true"
-    return opts
-
-
 class Store:
     """Files under one folder of the lake, local or remote. Keys are ``/``-separated relative names."""
 
@@ -196,7 +115,7 @@ class Store:
     # -- remote ----------------------------------------------------------------------------------
     def _s3(self):
         if self._remote is None:
-            self._remote = _s3_store(self.location)
+            self._remote = s3_store(self.location)
         return self._remote
 
     def _key(self, key: str) -> str:
@@ -220,15 +139,12 @@ class Store:
         if self.is_local:
             return self.local_path(key).read_bytes()
         import obstore
+        from obstore.exceptions import PreconditionError
 
         try:
             return bytes(obstore.get(self._s3(), self._key(key)).bytes())
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            if _status(exc) in (404, 412):  # SeaweedFS answers 412 to conditional reads of nothing
-                raise FileNotFoundError(self.uri(key)) from exc
-            raise
+        except PreconditionError as exc:  # SeaweedFS answers 412 to a read of nothing
+            raise FileNotFoundError(self.uri(key)) from exc
 
     @retried
     def exists(self, key: str) -> bool:
@@ -303,14 +219,13 @@ class Store:
                 self.put(key, data)
             return hashlib.sha256(data).hexdigest()
         import obstore
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         mode = "create" if expected is None else {"e_tag": expected}
         try:
             return obstore.put(self._s3(), self._key(key), data, mode=mode)["e_tag"]
-        except Exception as exc:
-            if type(exc).__name__ in _LOST_RACE or _status(exc) in (409, 412):
-                raise ConcurrentUpdate(f"{self.uri(key)} changed since it was read") from exc
-            raise
+        except (AlreadyExistsError, PreconditionError) as exc:  # a conditional PUT found it changed
+            raise ConcurrentUpdate(f"{self.uri(key)} changed since it was read") from exc
 
     @contextlib.contextmanager
     def _local_lock(self, key: str) -> Iterator[None]:
@@ -333,84 +248,3 @@ def _as_bytes(data: bytes | Callable[[BinaryIO], object]) -> bytes:
     buffer = io.BytesIO()
     data(buffer)
     return buffer.getvalue()
-
-
-def _status(exc: BaseException) -> int | None:
-    text = str(exc)
-    for code in (400, 403, 404, 409, 412):
-        if f" {code} " in text or f"status code: {code}" in text:
-            return code
-    return None
-
-
-def _s3_store(location: Location):
-    from obstore.store import S3Store
-
-    opts = dict(location.options)
-    client = {k: opts.pop(k) for k in ("allow_http", "connect_timeout", "timeout") if k in opts}
-    config = {k: v for k, v in opts.items() if k != "conditional_put"}
-    return S3Store(
-        location.bucket,
-        config={**config, "conditional_put": opts.get("conditional_put", "etag")},
-        client_options=client,
-        retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=30)},
-    )
-
-
-def check_store(location: Location) -> None:
-    """Fail fast, in one line naming the setting, if a remote lake cannot be used: the endpoint does not
-    answer, the credentials are refused, or the bucket does not exist. Writes nothing."""
-    if location.is_local:
-        return
-    import obstore
-
-    endpoint = location.options.get("aws_endpoint", "the AWS default endpoint")
-    try:
-        next(iter(obstore.list(_s3_store(location), prefix=location.prefix or None, chunk_size=1)), None)
-    except Exception as exc:
-        raise StorageError(explain(exc, location, endpoint)) from None
-
-
-def explain(exc: BaseException, location: Location, endpoint: str) -> str:
-    """The one-line reason a remote lake failed, naming the variable to fix (never a secret's value)."""
-    text = str(exc)
-    low = text.lower()
-    if any(s in low for s in ("nosuchbucket", "bucket does not exist", "the specified bucket")):
-        return (
-            f"PERSONAHUB_LAKE={location.uri}: bucket {location.bucket!r} does not exist at {endpoint}; "
-            "create it or fix the bucket in PERSONAHUB_LAKE"
-        )
-    if (
-        any(
-            s in low
-            for s in (
-                "invalidaccesskeyid",
-                "signaturedoesnotmatch",
-                "accessdenied",
-                "access denied",
-                "403 forbidden",
-                "invalid access key",
-                "missing credentials",
-            )
-        )
-        or _status(exc) == 403
-    ):
-        return (
-            f"PERSONAHUB_LAKE={location.uri}: the object store at {endpoint} refused the credentials; "
-            "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )
-    if any(
-        s in low for s in ("connection refused", "error sending request", "dns error", "timed out", "connect")
-    ):
-        return (
-            f"PERSONAHUB_LAKE={location.uri}: cannot reach the object store at {endpoint}; "
-            "check AWS_ENDPOINT_URL (and that the server is running)"
-        )
-    if _status(exc) == 404:
-        return (
-            f"PERSONAHUB_LAKE={location.uri}: bucket {location.bucket!r} was not found at {endpoint}; "
-            "check the bucket in PERSONAHUB_LAKE and AWS_ENDPOINT_URL"
-        )
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    first = redact(first) or ""  # a store's error may quote a signed URL or a credential
-    return f"PERSONAHUB_LAKE={location.uri}: the object store at {endpoint} failed: {first[:200]}"

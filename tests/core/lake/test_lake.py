@@ -23,7 +23,8 @@ from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.migrate import content_hash
 from personahub_dagster.core.lake.schemas import SCHEMAS, now_utc, rows_frame
 from personahub_dagster.core.lake.tables import AsOf, Lake
-from personahub_dagster.core.storage.store import StorageError
+from personahub_dagster.core.llm.cache.records import CALL_SCHEMA
+from personahub_dagster.core.storage.location import StorageError
 
 LEGACY = Path(__file__).parents[2] / "fixtures" / "legacy_lake"
 
@@ -398,7 +399,6 @@ def test_an_older_lakes_call_journal_gains_the_mode_column(tmp_path):
     from deltalake import DeltaTable, write_deltalake
 
     from personahub_dagster.core.llm.cache.records import CachedResponse, CallRecord
-    from personahub_dagster.core.llm.cache.sqlite import ResponseCache
 
     lake = Lake(tmp_path / "lake", cache=tmp_path / "cache.sqlite")
     old = {c: t for c, t in CALL_SCHEMA.items() if c != "mode"}

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from personahub_dagster.core.llm.rate.pacer import Pacer, reset_seconds
+from personahub_dagster.core.llm.rate.headers import reset_seconds
+from personahub_dagster.core.llm.rate.pacer import Pacer
 from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits
 

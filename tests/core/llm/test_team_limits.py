@@ -13,7 +13,8 @@ from personahub_dagster.core.llm.cache.backends import open_cache
 from personahub_dagster.core.llm.cache.ledger import Hold
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.gateway import LLMGateway
-from personahub_dagster.core.llm.rate.pacer import LatencyLimit, Pacer
+from personahub_dagster.core.llm.rate.latency import LatencyLimit
+from personahub_dagster.core.llm.rate.pacer import Pacer
 from personahub_dagster.core.llm.results import LLMRequest
 from tests.core.llm.test_rate_limits import max_in_window
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits

@@ -40,18 +40,19 @@ each stage in a fresh loop, so the pacer keeps no loop-bound primitives — it s
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from personahub_dagster.core.llm.rate.headers import header_number, reset_seconds
+from personahub_dagster.core.llm.rate.latency import LatencyLimit
+
 _MIN_FACTOR = 1 / 64  # AIMD never cuts the rate below this share of the budget
 _STEP = 0.1  # additive increase of the rate factor per round of answers (floor to full: ~10 rounds)
 LEASE_S = 0.1  # a worker draws this many seconds of the shared allowance at a time
 _IDLE_RESET_S = 60.0  # a shared bucket unused this long starts again at the full rate
-_MIN_ROUND = 8  # answers a latency round takes at least
 
 
 @dataclass
@@ -107,45 +108,6 @@ class SharedBucket(Protocol):
     def draw(self, requests: float, tokens: float, successes: int) -> Grant: ...
 
     def cut(self, sent_at_wall: float) -> float | None: ...
-
-
-class LatencyLimit:
-    """Concurrency from latency alone, for servers that queue rather than refuse (TCP Vegas).
-
-    Each round of ``limit`` answers gives a mean latency; against the least round mean seen it says
-    how many requests wait in the server's queue: ``limit × (1 − least / mean)``. Fewer than ``alpha``:
-    the server has room — double the limit while nothing queues (slow start), then add one. More
-    than ``beta``: back to the concurrency the server serves without queueing (``limit × least /
-    mean``) plus ``alpha``. In between: hold. A server with K slots ends with about K +
-    ``alpha``…``beta`` in flight: its full throughput, at near its unloaded latency (TCP Vegas keeps
-    2–4 packets queued; requests vary more than packets, so 3–6 here, over rounds of ≥ 8 answers)."""
-
-    def __init__(self, max_concurrency: int, start: int = 4, alpha: float = 3.0, beta: float = 6.0):
-        self.max = max(1, max_concurrency)
-        self.limit = float(min(self.max, start))
-        self.alpha, self.beta = alpha, beta
-        self.least: float | None = None
-        self.slow_start = True
-        self._round: list[float] = []
-
-    def observe(self, latency_s: float) -> float:
-        """One answer's latency; the limit after it."""
-        self._round.append(latency_s)
-        if len(self._round) < max(int(self.limit), _MIN_ROUND):  # a mean of a few answers is noise
-            return self.limit
-        mean = sum(self._round) / len(self._round)
-        self._round = []
-        # the least *round mean*: one lucky answer is not the server's unloaded latency
-        self.least = mean if self.least is None else min(self.least, mean)
-        queued = self.limit * (1 - self.least / mean) if mean > 0 else 0.0
-        if queued > 1:  # something queues: doubling would overshoot
-            self.slow_start = False
-        if queued < self.alpha:
-            grown = self.limit * 2 if self.slow_start else self.limit + 1
-            self.limit = float(min(self.max, grown))
-        elif queued > self.beta:  # back to what the server serves unqueued, plus alpha waiting
-            self.limit = max(1.0, self.limit * self.least / mean + self.alpha)
-        return self.limit
 
 
 class Pacer:
@@ -329,34 +291,8 @@ class Pacer:
         if not headers:
             return
         for kind in ("requests", "tokens"):
-            remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+            remaining = header_number(headers.get(f"x-ratelimit-remaining-{kind}"))
             reset = reset_seconds(headers.get(f"x-ratelimit-reset-{kind}"))
             if remaining is not None and reset is not None and remaining < 1:
                 self._paused_until = max(self._paused_until, time.monotonic() + min(reset, 60.0))
                 self.stats.steered += 1
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-_DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
-
-
-def reset_seconds(value: str | None) -> float | None:
-    """OpenAI's reset times (``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``) or plain seconds, in seconds."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    parts = list(_DURATION.finditer(value))
-    if not parts or "".join(p.group(0) for p in parts) != value:
-        return None
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    return sum(float(p["n"]) * scale[p["unit"]] for p in parts)
