@@ -44,7 +44,7 @@ def _lake(path: str | None):
 
 
 def _as_of(text: str | None):
-    from personahub_dagster.core.lake.tables import AsOf
+    from personahub_dagster.core.lake.time_travel import AsOf
 
     return AsOf.parse(text) if text else None
 

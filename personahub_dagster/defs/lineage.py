@@ -11,7 +11,7 @@ lake and writes nothing.
 import dagster as dg
 from pydantic import Field
 
-from personahub_dagster.core.lake.tables import AsOf
+from personahub_dagster.core.lake.time_travel import AsOf
 from personahub_dagster.defs.metadata import steps_markdown
 from personahub_dagster.defs.resources import LakeResource
 

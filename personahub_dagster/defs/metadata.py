@@ -9,8 +9,9 @@ import dagster as dg
 import polars as pl
 
 from personahub_dagster.core.evaluation.plots import png_base64
+from personahub_dagster.core.lake.lineage import LineageStep
 from personahub_dagster.core.lake.schemas import SCHEMAS, sql_type
-from personahub_dagster.core.lake.tables import Lake, LineageStep
+from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.results import GatewayStats
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from personahub_dagster.core.hub.index import HubIndex
 from personahub_dagster.core.lake.schemas import SCHEMAS, TS
-from personahub_dagster.core.lake.tables import AsOf, Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.lake.time_travel import AsOf
 from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.defs.synthesis import registry
 

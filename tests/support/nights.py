@@ -204,7 +204,7 @@ def _run(day: str, out: Path, personas_per_type: int) -> None:
     """In the night's process: the job for the day, with a hook that takes each step's reads."""
     import dagster as dg
 
-    from personahub_dagster.core.lake.tables import lake_reads
+    from personahub_dagster.core.lake.metering import lake_reads
     from personahub_dagster.definitions import defs
 
     reads: dict[str, dict[str, int]] = {}

@@ -6,11 +6,15 @@ nothing else; ``conform`` is the one gate every frame passes before it is writte
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import polars as pl
 
 from personahub_dagster.core.llm.cache.records import CALL_SCHEMA
+
+PRODUCER = "_producer"  # the hidden partition column: which stage wrote a row
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # safe as a Delta partition value and in a predicate
 
 TS = pl.Datetime("us", "UTC")
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {

@@ -22,7 +22,8 @@ from personahub_dagster.cli import main as cli
 from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.migrate import content_hash
 from personahub_dagster.core.lake.schemas import SCHEMAS, now_utc, rows_frame
-from personahub_dagster.core.lake.tables import AsOf, Lake
+from personahub_dagster.core.lake.tables import Lake
+from personahub_dagster.core.lake.time_travel import AsOf
 from personahub_dagster.core.llm.cache.records import CALL_SCHEMA
 from personahub_dagster.core.storage.location import StorageError
 
@@ -343,7 +344,7 @@ def test_the_call_journal_is_mirrored_by_blocks_past_the_last_copy(tmp_path, fak
     """Each write copies only the calls journaled since (the last block rewritten whole, new blocks
     added): what a night copies does not grow with the journal; a lake that opened no cache copies
     nothing; a retry copies the same rows."""
-    from personahub_dagster.core.lake import tables as lake_module
+    from personahub_dagster.core.lake import journal as lake_module
     from personahub_dagster.core.llm.config import LLMConfig
     from personahub_dagster.core.llm.gateway import LLMGateway
     from personahub_dagster.core.llm.results import LLMRequest
