@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_personas import many
 
+from personahub_dagster.core.hub.ann import planted_near_duplicates
+from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.hub.embedder import Embedder
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, planted_near_duplicates
+from personahub_dagster.core.hub.index import HubIndex
 
 
 class SyntheticEmbedder:

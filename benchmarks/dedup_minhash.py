@@ -26,7 +26,9 @@ from datasketch import MinHash, MinHashLSH
 from rensa import RMinHash, RMinHashDeduplicator
 from synthetic_personas import many, near_duplicate
 
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, Marks, lsh_rows_per_band
+from personahub_dagster.core.hub.config import DedupConfig, lsh_rows_per_band
+from personahub_dagster.core.hub.index import HubIndex
+from personahub_dagster.core.hub.marks import Marks
 from personahub_dagster.core.hub.minhash import band_keys, tokenize
 
 

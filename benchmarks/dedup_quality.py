@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_personas import corpus
 
+from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.hub.embedder import Embedder
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, Marks
+from personahub_dagster.core.hub.index import HubIndex
+from personahub_dagster.core.hub.marks import Marks
 
 
 def score(dup_of: list[str | None], origin: list[int | None]) -> tuple[float, float, int, int]:

@@ -38,8 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from synthetic_personas import many  # noqa: E402
 
+from personahub_dagster.core.hub.ann import planted_near_duplicates  # noqa: E402
+from personahub_dagster.core.hub.config import DedupConfig  # noqa: E402
 from personahub_dagster.core.hub.embedder import Embedder  # noqa: E402
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, planted_near_duplicates  # noqa: E402
+from personahub_dagster.core.hub.index import HubIndex  # noqa: E402
 from personahub_dagster.core.hub.on_ray import RayEngine  # noqa: E402
 from personahub_dagster.core.storage.store import as_store  # noqa: E402
 from tests.support.servers import RayHead  # noqa: E402

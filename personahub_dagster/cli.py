@@ -216,8 +216,9 @@ def _read_table(path: Path) -> pl.DataFrame:
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.hub.config import DedupConfig
     from personahub_dagster.core.hub.embedder import Embedder
-    from personahub_dagster.core.hub.index import DedupConfig, HubIndex
+    from personahub_dagster.core.hub.index import HubIndex
     from personahub_dagster.core.lake.export import write_export
     from personahub_dagster.core.storage.location import parse_location
     from personahub_dagster.core.storage.store import Store
@@ -425,9 +426,10 @@ def cmd_hub(args: argparse.Namespace) -> int:
     from the lake's personas — the one step that reads the whole history, so it is never automatic."""
     from dataclasses import fields
 
+    from personahub_dagster.core.hub.config import DedupConfig
     from personahub_dagster.core.hub.embedder import Embedder
     from personahub_dagster.core.hub.growth import rebuild_hub
-    from personahub_dagster.core.hub.index import DedupConfig, HubIndex
+    from personahub_dagster.core.hub.index import HubIndex
     from personahub_dagster.core.hub.sample import DEFAULT_SIZE
 
     lake = _lake(args.lake)

@@ -17,8 +17,9 @@ import polars as pl
 from pydantic import Field
 
 from personahub_dagster.core.config.shards import day_of, keep_shard, shard_index
+from personahub_dagster.core.hub.config import DedupConfig, StateError
 from personahub_dagster.core.hub.growth import Engine, grow_hub
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, StateError
+from personahub_dagster.core.hub.index import HubIndex
 from personahub_dagster.core.hub.on_ray import RayEngine
 from personahub_dagster.core.hub.sample import DEFAULT_SIZE
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame

@@ -15,8 +15,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.hub.embedder import Embedder
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex
+from personahub_dagster.core.hub.index import HubIndex
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache

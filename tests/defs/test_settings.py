@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from personahub_dagster.core.config.settings import Settings, SettingsError, settings, settings_table
-from personahub_dagster.core.hub.index import DedupConfig
+from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.defs.assets import PersonaHubConfig
 from personahub_dagster.defs.resources import LLMResource, default_resources

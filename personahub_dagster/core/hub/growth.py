@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from personahub_dagster.core.hub import minhash
+from personahub_dagster.core.hub.config import DedupConfig, StateError
 from personahub_dagster.core.hub.embedder import Embedder
-from personahub_dagster.core.hub.index import STATE_VERSION, DedupConfig, HubIndex, StateError
+from personahub_dagster.core.hub.index import HubIndex
 from personahub_dagster.core.hub.on_ray import RayEngine
 from personahub_dagster.core.hub.sample import (
     DEFAULT_SIZE,
@@ -38,6 +39,7 @@ from personahub_dagster.core.hub.sample import (
     sample_frame,
     sample_from_chunks,
 )
+from personahub_dagster.core.hub.state import STATE_VERSION
 from personahub_dagster.core.lake.schemas import SCHEMAS
 from personahub_dagster.core.storage.store import Store, as_store
 

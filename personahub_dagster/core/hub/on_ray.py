@@ -33,18 +33,11 @@ import numpy as np
 
 from personahub_dagster.core.config.ids import digest
 from personahub_dagster.core.hub import minhash
+from personahub_dagster.core.hub.ann import ANN_FLOOR, ann_top1, build_ann, calibrate_nprobe
+from personahub_dagster.core.hub.chunks import load_kept, load_npy
+from personahub_dagster.core.hub.config import DedupConfig, lsh_rows_per_band
 from personahub_dagster.core.hub.embedder import Embedder
-from personahub_dagster.core.hub.index import (
-    ANN_FLOOR,
-    DedupConfig,
-    ann_top1,
-    build_ann,
-    calibrate_nprobe,
-    load_kept,
-    load_npy,
-    lsh_rows_per_band,
-    merge_best,
-)
+from personahub_dagster.core.hub.shards import merge_best
 from personahub_dagster.core.storage.location import Location
 from personahub_dagster.core.storage.store import Store
 

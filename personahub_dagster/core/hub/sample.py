@@ -65,7 +65,7 @@ def read_sample(store: Store, manifest: dict | None) -> pl.DataFrame | None:
 def sample_from_chunks(store: Store, chunks: list[str], size: int) -> pl.DataFrame:
     """The sample of a state saved before samples were kept, from its chunks: the ids of every chunk
     (read once, at the first growth after an upgrade), then the chosen rows' vectors alone."""
-    from personahub_dagster.core.hub.index import load_kept, load_npy
+    from personahub_dagster.core.hub.chunks import load_kept, load_npy
 
     kept = [load_kept(store, c) for c in chunks]
     frame = (

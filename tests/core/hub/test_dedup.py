@@ -9,14 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from personahub_dagster.core.hub.ann import planted_near_duplicates
+from personahub_dagster.core.hub.config import DedupConfig, lsh_rows_per_band
 from personahub_dagster.core.hub.embedder import Embedder
-from personahub_dagster.core.hub.index import (
-    DedupConfig,
-    HubIndex,
-    dedup_frame,
-    lsh_rows_per_band,
-    planted_near_duplicates,
-)
+from personahub_dagster.core.hub.index import HubIndex, dedup_frame
 from personahub_dagster.core.storage.store import ConcurrentUpdate, as_store
 
 PERSONAS = [

@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
+from personahub_dagster.core.hub.config import DedupConfig, StateError
 from personahub_dagster.core.hub.embedder import Embedder
 from personahub_dagster.core.hub.growth import grow_hub, rebuild_hub
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, StateError
+from personahub_dagster.core.hub.index import HubIndex
 from personahub_dagster.core.hub.sample import read_sample, sample_vectors
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.storage.store import Store, as_store, retried

@@ -9,9 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from personahub_dagster.core.hub.ann import planted_near_duplicates
+from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.hub.embedder import Embedder
 from personahub_dagster.core.hub.growth import Engine, grow_hub
-from personahub_dagster.core.hub.index import DedupConfig, HubIndex, planted_near_duplicates
+from personahub_dagster.core.hub.index import HubIndex
 from personahub_dagster.core.hub.on_ray import RayEngine, shard_memory, split_rows
 from personahub_dagster.core.lake.schemas import rows_frame
 from personahub_dagster.core.storage.store import as_store
