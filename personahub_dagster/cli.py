@@ -307,7 +307,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.evaluation.diversity import check_contamination, load_benchmark
+    from personahub_dagster.core.evaluation.contamination import check_contamination, load_benchmark
     from personahub_dagster.core.hub.embedder import Embedder
 
     lake = _lake(args.lake)

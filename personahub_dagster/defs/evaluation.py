@@ -10,13 +10,8 @@ import polars as pl
 from pydantic import Field
 
 from personahub_dagster.core.config.settings import settings
-from personahub_dagster.core.evaluation.diversity import (
-    BANDS,
-    band_summary,
-    check_contamination,
-    diversity,
-    load_benchmark,
-)
+from personahub_dagster.core.evaluation.contamination import check_contamination, load_benchmark
+from personahub_dagster.core.evaluation.diversity import BANDS, band_summary, diversity
 from personahub_dagster.core.evaluation.report import write_report
 from personahub_dagster.core.hub.sample import hub_sample, sample_vectors
 from personahub_dagster.core.stages.stage import StageOutput

@@ -12,15 +12,9 @@ import polars as pl
 import pytest
 
 from personahub_dagster.cli import main as cli
-from personahub_dagster.core.evaluation.diversity import (
-    band_summary,
-    check_contamination,
-    cluster_count,
-    diversity,
-    load_benchmark,
-    nearest_similarities,
-    pairs_in_bands,
-)
+from personahub_dagster.core.evaluation.contamination import check_contamination, load_benchmark
+from personahub_dagster.core.evaluation.diversity import band_summary, diversity, pairs_in_bands
+from personahub_dagster.core.evaluation.hub_stats import cluster_count, nearest_similarities
 from personahub_dagster.core.evaluation.report import build_report
 from personahub_dagster.core.hub.embedder import Embedder
 from personahub_dagster.core.lake.export import export_frame
