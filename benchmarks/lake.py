@@ -32,7 +32,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.synthetic_personas import many
-from personahub_dagster.cli import STATS_QUERIES
+from personahub_dagster.cli.lake import STATS_QUERIES
 from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.schemas import SCHEMAS, conform, now_utc, rows_frame, sql_type
 from personahub_dagster.core.lake.tables import Lake
