@@ -31,7 +31,7 @@ LLM_STEPS = {"text_personas", "expanded_personas", "math_checks", "diversity_ban
 
 
 def synthesis_steps() -> set[str]:
-    from personahub_dagster.defs.synthesis import registry
+    from personahub_dagster.defs.stages.synthesis import registry
 
     return {dt.asset for dt in registry().values()}
 

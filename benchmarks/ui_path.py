@@ -34,7 +34,7 @@ DAY = "2026-03-01"
 
 def run_config(texts: int, hops: int, personas: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from personahub_dagster.defs.synthesis import registry
+    from personahub_dagster.defs.stages.synthesis import registry
 
     ops: dict[str, dict] = {
         "raw_texts": {"config": {"max_texts": texts}},
@@ -137,7 +137,7 @@ def main() -> None:
 def llm_steps() -> set[str]:
     """The steps in the ``llm`` pool, as the definitions declare them."""
     from personahub_dagster.definitions import defs
-    from personahub_dagster.defs.pools import LLM_POOL
+    from personahub_dagster.defs.llm.pools import LLM_POOL
 
     nodes = defs().resolve_asset_graph().asset_nodes
     return {n.key.to_user_string() for n in nodes if LLM_POOL in n.pools}

@@ -36,7 +36,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.hops is not None:
         ops["expanded_personas"] = {"config": {"hops": args.hops}}
     if args.personas is not None:
-        from personahub_dagster.defs.synthesis import registry
+        from personahub_dagster.defs.stages.synthesis import registry
 
         for dt in registry().values():
             ops[dt.asset] = {"config": {"n_personas": args.personas}}

@@ -16,7 +16,7 @@ import dagster as dg
 
 from personahub_dagster.core.config.settings import settings
 from personahub_dagster.core.stages.inbox import fingerprints
-from personahub_dagster.defs.assets import pipeline_job
+from personahub_dagster.defs.jobs import pipeline_job
 from personahub_dagster.defs.partitions import TIMEZONE, days, run_keys
 from personahub_dagster.defs.resources import BUDGET_TAG, LakeResource
 

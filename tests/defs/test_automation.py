@@ -99,7 +99,7 @@ def test_the_nightly_schedule_runs_the_newest_day_with_input(tmp_path):
 def test_the_weekly_maintenance_job_compacts_and_vacuums_the_lake(tmp_path):
     from personahub_dagster.core.lake.schemas import rows_frame
     from personahub_dagster.core.lake.tables import Lake
-    from personahub_dagster.defs.maintenance import lake_maintenance, weekly_lake_maintenance
+    from personahub_dagster.defs.lake.maintenance import lake_maintenance, weekly_lake_maintenance
 
     lake = Lake(tmp_path / "lake")
     for i in range(3):  # a slice re-materialized three times: two files only old versions read

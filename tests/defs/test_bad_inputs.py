@@ -13,8 +13,10 @@ import pytest
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.ingest import read_documents, to_source_texts
 from personahub_dagster.defs import resources
-from personahub_dagster.defs.assets import expanded_personas, persona_hub, raw_texts, text_personas
+from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.stages.ingest import raw_texts
+from personahub_dagster.defs.stages.personas import expanded_personas, text_personas
 from tests.support.fake_openai import FakeOpenAI
 
 BAD = Path(__file__).parents[1] / "fixtures" / "bad_inputs"

@@ -10,8 +10,9 @@ from personahub_dagster.core.lake.schemas import SCHEMAS
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.inbox import register
 from personahub_dagster.definitions import defs
-from personahub_dagster.defs.assets import raw_texts, text_personas
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.stages.ingest import raw_texts
+from personahub_dagster.defs.stages.personas import text_personas
 
 TABLE_ASSETS = {
     "raw_texts": "source_texts",

@@ -15,7 +15,7 @@ import pytest
 from personahub_dagster.core.config.settings import Settings, SettingsError, settings, settings_table
 from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.llm.config import LLMConfig
-from personahub_dagster.defs.assets import PersonaHubConfig
+from personahub_dagster.defs.hub.persona_hub import PersonaHubConfig
 from personahub_dagster.defs.resources import LLMResource, default_resources
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import pytest
 from personahub_dagster.cli import main as cli
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.inbox import register
-from personahub_dagster.defs.synthesis import registry
+from personahub_dagster.defs.stages.synthesis import registry
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from personahub_dagster.core.lake.schemas import SCHEMAS, TS
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.lake.time_travel import AsOf
 from personahub_dagster.core.stages.inbox import register
-from personahub_dagster.defs.synthesis import registry
+from personahub_dagster.defs.stages.synthesis import registry
 
 pytestmark = pytest.mark.e2e
 

@@ -164,7 +164,7 @@ PIPELINE_CONFIG = {
 
 def run_config(personas_per_type: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from personahub_dagster.defs.synthesis import registry
+    from personahub_dagster.defs.stages.synthesis import registry
 
     ops = {k: json.loads(json.dumps(v)) for k, v in PIPELINE_CONFIG.items()}
     for dt in registry().values():

@@ -16,7 +16,8 @@ from pydantic import Field
 
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.stage import StageOutput
-from personahub_dagster.defs import checks as asset_checks
+from personahub_dagster.defs.evaluation import checks as asset_checks
+from personahub_dagster.defs.llm.pools import LLM_POOL, LLM_RETRY
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     llm_metadata,
@@ -26,7 +27,6 @@ from personahub_dagster.defs.metadata import (
     warn_if_over_budget,
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
-from personahub_dagster.defs.pools import LLM_POOL, LLM_RETRY
 
 
 class LLMStageConfig(dg.Config):

@@ -21,10 +21,10 @@ from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, e
 from personahub_dagster.core.stages.data_types import MODES, DataType, load_data_types
 from personahub_dagster.core.stages.math_check import Solver, check_problems
 from personahub_dagster.core.stages.synthesis import exemplar_personas, select_personas, synthesize
-from personahub_dagster.defs import checks
-from personahub_dagster.defs.assets import PersonaFilterConfig, persona_hub
-from personahub_dagster.defs.checks import CheckThresholds
-from personahub_dagster.defs.evaluation import contamination_checks_asset
+from personahub_dagster.defs.evaluation import checks
+from personahub_dagster.defs.evaluation.assets import contamination_checks_asset
+from personahub_dagster.defs.evaluation.checks import CheckThresholds
+from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     lineage_markdown,
@@ -32,7 +32,8 @@ from personahub_dagster.defs.metadata import (
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
-from personahub_dagster.defs.stages import LLMStageConfig, commit_stage, llm_asset, stage_metadata
+from personahub_dagster.defs.stages.llm_stage import LLMStageConfig, commit_stage, llm_asset, stage_metadata
+from personahub_dagster.defs.stages.personas import PersonaFilterConfig
 
 
 def registry() -> dict[str, DataType]:

@@ -19,7 +19,7 @@ import dagster as dg
 
 from personahub_dagster.core.llm.batch.provider import ProviderBatches
 from personahub_dagster.core.llm.batch.run import STATE_FOLDER, TERMINAL
-from personahub_dagster.defs.assets import pipeline_job
+from personahub_dagster.defs.jobs import pipeline_job
 from personahub_dagster.defs.resources import LakeResource, LLMResource
 
 

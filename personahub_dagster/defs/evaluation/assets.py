@@ -27,7 +27,7 @@ from personahub_dagster.defs.resources import (
     LLMResource,
     PromptsResource,
 )
-from personahub_dagster.defs.stages import LLMStageConfig, commit_stage, llm_asset, stage_metadata
+from personahub_dagster.defs.stages.llm_stage import LLMStageConfig, commit_stage, llm_asset, stage_metadata
 
 
 class ContaminationConfig(dg.Config):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from personahub_dagster.defs.lineage import lineage
+from personahub_dagster.defs.lake.lineage import lineage
 from personahub_dagster.defs.resources import LakeResource
 
 

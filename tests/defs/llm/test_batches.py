@@ -11,7 +11,7 @@ from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.batch.run import BatchPending
 from personahub_dagster.core.llm.results import LLMRequest
 from personahub_dagster.definitions import defs
-from personahub_dagster.defs.batches import llm_batch_sensor
+from personahub_dagster.defs.llm.batches import llm_batch_sensor
 from personahub_dagster.defs.resources import LakeResource, LLMResource
 from tests.support.dagster_cli import finish, materialize, run_env
 from tests.support.fake_openai import FakeBatches, FakeOpenAI

@@ -12,7 +12,7 @@ import polars as pl
 
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.inbox import register
-from personahub_dagster.defs.assets import expanded_personas, persona_hub, raw_texts, text_personas
+from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.resources import (
     EmbedderResource,
     LakeResource,
@@ -20,6 +20,8 @@ from personahub_dagster.defs.resources import (
     PromptsResource,
     RayClusterResource,
 )
+from personahub_dagster.defs.stages.ingest import raw_texts
+from personahub_dagster.defs.stages.personas import expanded_personas, text_personas
 
 DAYS = ["2026-06-01", "2026-06-02"]
 JOBS = ["carpenter", "violinist", "actuary", "beekeeper", "pilot", "chemist", "librarian", "welder"]

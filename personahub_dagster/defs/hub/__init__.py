@@ -1,0 +1,1 @@
+"""The hub as an asset: ``persona_hub``."""

@@ -1,0 +1,1 @@
+"""The lake's jobs: weekly maintenance and the lineage job."""
