@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from personahub_dagster.core.config.settings import Settings, settings, settings_table
+from personahub_dagster.core.config.settings import Settings, env_name, settings, settings_table
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
         shown = "" if value is None else value  # a SecretStr prints as **********
         if name == "cache" and value:
             shown = redact_url(value)  # a postgresql:// URL may carry a password
-        print(f"PERSONAHUB_{name.upper():<20} {shown}")
+        print(f"{env_name(name):<31} {shown}")
     return 0
 
 

@@ -2,18 +2,20 @@
 around a core object. Secrets arrive only through environment variables (``dg.EnvVar``), which the
 Dagster UI shows by name, never by value."""
 
+import copy
+
 import dagster as dg
 from dagster_ray import Lifecycle, RayResource
-from pydantic import Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, create_model
+from pydantic.fields import FieldInfo
 
-from personahub_dagster.core.config.settings import Settings, settings
+from personahub_dagster.core.config.settings import LLMSettings, Settings, settings
 from personahub_dagster.core.hub.embedder import DEFAULT_EMBEDDER, Embedder
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.batch.provider import BatchEndpoint, batch_endpoint
 from personahub_dagster.core.llm.batch.run import BatchPending
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.gateway import LLMGateway
-from personahub_dagster.core.llm.local_models import DEFAULT_MODEL
 from personahub_dagster.core.stages.data_types import DataType, load_data_types
 from personahub_dagster.core.stages.prompts import PromptTemplate, load_exemplars, load_prompt
 
@@ -55,71 +57,25 @@ class LakeResource(dg.ConfigurableResource):
             self._opened.pop().close()
 
 
-class LLMResource(dg.ConfigurableResource):
-    """Any litellm model string, and every knob of the gateway (:class:`~personahub_dagster.core.llm.
-    LLMConfig`): the fields mirror it one to one, so whatever the gateway can do the launchpad can set.
-    Keys: set the provider's own variable (``OPENAI_API_KEY`` …), which litellm reads itself, or
-    ``PERSONAHUB_API_KEY``, passed here as an ``EnvVar``."""
+def _launchpad_fields(model: type[BaseModel]) -> dict[str, tuple[object, FieldInfo]]:
+    """``model``'s fields as Dagster config fields: same names, defaults, bounds and descriptions; a
+    secret becomes a plain string, set with ``dg.EnvVar`` (Dagster config has no secret type, and the
+    UI shows an EnvVar by name only)."""
+    fields = {}
+    for name, info in model.model_fields.items():
+        info = copy.copy(info)
+        if info.annotation == SecretStr | None:
+            info.annotation, info.repr = str | None, False
+        fields[name] = (info.annotation, info)
+    return fields
 
-    model: str = Field(default=DEFAULT_MODEL, description="litellm model string, e.g. openai/gpt-4o-mini")
-    api_base: str | None = Field(default=None, description="Base URL for vLLM / Ollama / proxies.")
-    api_key: str | None = Field(default=None, description="Set with dg.EnvVar; never logged.")
-    concurrency: int = Field(default=8, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    backoff_initial_s: float = Field(default=1.0, ge=0, description="First retry's backoff (doubles).")
-    backoff_max_s: float = Field(default=30.0, ge=0, description="Longest backoff between retries.")
-    retry_after_max_s: float = Field(default=60.0, ge=0, description="Cap on a provider's Retry-After.")
-    temperature: float = 0.7
-    max_tokens: int = Field(default=256, ge=1)
-    seed: int | None = 0
-    max_run_tokens: int | None = Field(
-        default=None, description="Stop sending requests once a run has used this many tokens."
-    )
-    max_run_cost_usd: float | None = Field(
-        default=None, description="Stop sending requests once a run has spent this much (priced models)."
-    )
-    scrub_pii: bool | None = Field(
-        default=None,
-        description="Scrub e-mails, phones, cards, addresses, names before sending; null: on for remote.",
-    )
-    fast_path: bool | None = Field(
-        default=None,
-        description="Direct HTTP to OpenAI-compatible servers; null: when api_base is set; false: litellm.",
-    )
-    rpm: float | None = Field(default=None, gt=0, description="The key's requests per minute (null: none).")
-    tpm: float | None = Field(
-        default=None, gt=0, description="The key's tokens per minute, prompt + max_tokens (null: none)."
-    )
-    rate_share: float = Field(
-        default=1.0, gt=0, le=1, description="This worker's share of rpm/tpm: 1/N for N workers on one key."
-    )
-    budget_scope: str | None = Field(
-        default=None,
-        description=f"Runs with one scope share max_run_* (a run's {BUDGET_TAG!r} tag wins); null: its own.",
-    )
-    adaptive: bool = Field(default=True, description="AIMD: halve rate and concurrency on 429, grow back.")
-    latency_adaptive: bool = Field(
-        default=False,
-        description="Self-hosted servers that queue rather than answer 429: concurrency from latency.",
-    )
-    shared_rate: bool | None = Field(
-        default=None,
-        description="rpm/tpm drawn by every worker from one bucket in the cache; null: if rate_share is 1.",
-    )
-    mode: str = Field(
-        default="online",
-        description="online, or batch: the provider's batch API (half price, answers within 24 h)",
-    )
-    batch_poll_s: float = Field(default=30.0, gt=0, description="Batch mode: seconds between status polls.")
-    batch_max_wait_s: float | None = Field(
-        default=1800.0,
-        description="Batch mode: end the run after this wait (llm_batch_sensor re-runs it); null: wait.",
-    )
-    batch_max_requests: int = Field(default=50_000, ge=1, description="Batch mode: requests per batch.")
-    batch_on_error: str = Field(
-        default="reject", description="Batch mode: a request answered with an error: reject | online"
-    )
+
+class _LLMResource(dg.ConfigurableResource):
+    """Any litellm model string, and every knob of the gateway: the fields are
+    :class:`~personahub_dagster.core.config.settings.LLMSettings`' own, so whatever the gateway can do
+    the launchpad can set, with the same defaults and bounds. Keys: set the provider's own variable
+    (``OPENAI_API_KEY`` …), which litellm reads itself, or ``PERSONAHUB_API_KEY``, passed here as an
+    ``EnvVar``."""
 
     def batch_endpoint(self) -> BatchEndpoint:
         """Where this model's batches go (the sensor polls them there)."""
@@ -137,7 +93,7 @@ class LLMResource(dg.ConfigurableResource):
         mode's progress lines; ``config`` is the asset's (its ``llm_mode``, when it has one, overrides
         the resource's mode); ``model`` swaps in another model with the same settings (the math
         agreement filter's independent solvers)."""
-        knobs = self.model_dump()
+        knobs = {name: getattr(self, name) for name in LLMSettings.model_fields}
         knobs["model"] = model or self.model
         knobs["mode"] = getattr(config, "llm_mode", None) or self.mode
         knobs["run_id"] = context.run_id if context is not None else None
@@ -151,6 +107,12 @@ class LLMResource(dg.ConfigurableResource):
                 "partition_key": str(context.partition_key) if context.has_partition_key else "",
             }
         return gateway
+
+
+LLMResource = create_model(
+    "LLMResource", __base__=_LLMResource, __module__=__name__, __doc__=_LLMResource.__doc__,
+    **_launchpad_fields(LLMSettings),
+)  # fmt: skip
 
 
 class DagsterGateway(LLMGateway):
@@ -247,20 +209,8 @@ def default_resources(current: Settings | None = None) -> dict[str, dg.Configura
             cache=dg.EnvVar("PERSONAHUB_CACHE") if s.cache else None,
         ),
         "llm": LLMResource(
-            model=s.model,
-            api_base=s.api_base,
+            **{name: getattr(s, name) for name in LLMSettings.model_fields if name != "api_key"},
             api_key=dg.EnvVar("PERSONAHUB_API_KEY") if s.api_key else None,
-            concurrency=s.concurrency,
-            max_run_tokens=s.max_run_tokens,
-            max_run_cost_usd=s.max_run_cost_usd,
-            rpm=s.rpm,
-            tpm=s.tpm,
-            rate_share=s.rate_share,
-            latency_adaptive=s.latency_adaptive,
-            budget_scope=s.budget_scope,
-            mode=s.llm_mode,
-            batch_poll_s=s.batch_poll_s,
-            batch_max_wait_s=s.batch_max_wait_s,
         ),
         "embedder": EmbedderResource(model=s.embedder, backend=s.embedder_backend),
         "prompts": PromptsResource(prompts_dir=s.prompts_dir),

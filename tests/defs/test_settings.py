@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from personahub_dagster.core.config.settings import Settings, SettingsError, settings, settings_table
+from personahub_dagster.core.config.settings import (
+    Settings,
+    SettingsError,
+    env_name,
+    settings,
+    settings_table,
+)
 from personahub_dagster.core.hub.config import DedupConfig
 from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.defs.hub.persona_hub import PersonaHubConfig
@@ -42,7 +48,7 @@ def test_no_module_reads_a_personahub_variable_but_the_settings():
             r"PERSONAHUB_[A-Z_]+", "".join(p.read_text() for p in (ROOT / "personahub_dagster").rglob("*.py"))
         )
     )
-    known = {f"PERSONAHUB_{n.upper()}" for n in Settings.model_fields}
+    known = {env_name(n) for n in Settings.model_fields}
     assert names - known - {"PERSONAHUB_"} == set()  # every name the code mentions is a setting
 
 
@@ -80,8 +86,12 @@ def test_settings_reach_the_resources_and_secrets_stay_names():
 
 
 def test_every_gateway_and_dedup_knob_is_in_the_launchpad():
-    gateway_knobs = {f.name for f in dataclasses.fields(LLMConfig)} - {"run_id"}
-    assert gateway_knobs <= set(LLMResource.model_fields)
+    gateway_knobs = set(LLMConfig.model_fields) - {"run_id"}
+    assert gateway_knobs == set(LLMResource.model_fields)
+    for name, field in LLMResource.model_fields.items():  # one definition: same defaults and words
+        assert field.default == LLMConfig.model_fields[name].default, name
+        assert field.description == LLMConfig.model_fields[name].description, name
+    assert gateway_knobs <= set(Settings.model_fields)  # and each one a PERSONAHUB_* variable
     assert {f.name for f in dataclasses.fields(DedupConfig)} <= set(PersonaHubConfig.model_fields)
     config = PersonaHubConfig(ann_nprobe=7, block_size=128)
     assert config.dedup() == DedupConfig(ann_nprobe=7, block_size=128)

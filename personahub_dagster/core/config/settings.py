@@ -1,21 +1,24 @@
 """Every ``PERSONAHUB_*`` environment variable, in one pydantic-settings model.
 
 The pipeline reads its environment here and nowhere else, so a setting has one name, one type, one
-default and one description — the table in ``docs/settings.md`` is generated from this class
-(``personahub settings --table``) and a test keeps the two equal. A value of the wrong type is one
-line naming the variable (:class:`SettingsError`), before anything runs. Settings are read when asked
-for, not cached at import, so a process that changes its environment (the CLI's ``--lake``) and the
-tests see the change.
+default and one description. The gateway's knobs are one model (:class:`LLMSettings`) that the
+gateway's config, the Dagster ``llm`` resource and these settings all take their fields from. The
+table in ``docs/settings.md`` is generated from this class (``personahub settings --table``) and a test
+keeps the two equal. A value of the wrong type is one line naming the variable
+(:class:`SettingsError`), before anything runs. Settings are read when asked for, not cached at import,
+so a process that changes its environment (the CLI's ``--lake``) and the tests see the change.
 
 What is *not* here: the provider's own keys (``OPENAI_API_KEY`` …, which litellm reads itself) and the
-object store's standard ``AWS_*`` variables (:mod:`storage`), which belong to those tools."""
+object store's standard ``AWS_*`` variables (:mod:`~personahub_dagster.core.storage.location`), which
+belong to those tools."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "PERSONAHUB_"
@@ -27,7 +30,81 @@ class SettingsError(ValueError):
     """A ``PERSONAHUB_*`` variable that cannot be used: one line naming it."""
 
 
-class Settings(BaseSettings):
+class LLMSettings(BaseModel):
+    """Every knob of the LLM gateway, once: :class:`~personahub_dagster.core.llm.config.LLMConfig` is
+    this model plus the run it serves, the Dagster ``llm`` resource takes its fields from it, and
+    :class:`Settings` reads each from ``PERSONAHUB_<NAME>`` (``mode`` from ``PERSONAHUB_LLM_MODE``).
+    A new knob is one line here."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(DEFAULT_MODEL, description="litellm model string, e.g. `openai/gpt-4o-mini`.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server or proxy.")
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key for `api_base` (passed to Dagster as an EnvVar: shown by name only).",
+        repr=False,
+    )
+    concurrency: int = Field(8, ge=1, description="Requests in flight (the local model runs one at a time).")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds an attempt may take.")
+    max_retries: int = Field(4, ge=0, description="Retries of a transient failure, after the first attempt.")
+    backoff_initial_s: float = Field(1.0, ge=0, description="First retry's backoff (doubles, plus jitter).")
+    backoff_max_s: float = Field(30.0, ge=0, description="Longest backoff between retries.")
+    retry_after_max_s: float = Field(60.0, ge=0, description="The most of a provider's Retry-After honoured.")
+    max_run_tokens: int | None = Field(
+        None, ge=1, description="Stop sending once a run used this many tokens."
+    )
+    max_run_cost_usd: float | None = Field(None, gt=0, description="Stop sending once a run spent this much.")
+    budget_scope: str | None = Field(
+        None,
+        description="Runs with one scope share `max_run_*` (default: a run's `personahub/budget` tag — the "
+        "nightly schedule gives a night's shards one — else the run alone).",
+    )
+    scrub_pii: bool | None = Field(
+        None,
+        description="Scrub e-mails, phones, cards, addresses, names before sending (unset: remote only).",
+    )
+    fast_path: bool | None = Field(
+        None, description="Direct HTTP to OpenAI-compatible servers (unset: when `api_base` is set)."
+    )
+    rpm: float | None = Field(None, gt=0, description="The key's requests per minute.")
+    tpm: float | None = Field(None, gt=0, description="The key's tokens per minute (prompt + max_tokens).")
+    rate_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="A static share of `rpm`/`tpm` for this worker; 1: every worker draws from one "
+        "bucket in the response cache (Postgres for a team).",
+    )
+    adaptive: bool = Field(True, description="AIMD: halve rate and concurrency on a 429 overrun, grow back.")
+    latency_adaptive: bool = Field(
+        False, description="Concurrency from latency, for servers that queue instead of answering 429."
+    )
+    shared_rate: bool | None = Field(
+        None, description="`rpm`/`tpm` drawn from one bucket by every worker (unset: when `rate_share` is 1)."
+    )
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
+    max_tokens: int = Field(256, ge=1, description="Tokens an answer may have.")
+    seed: int | None = Field(0, description="Sampling seed, where the provider takes one.")
+    mode: Literal["online", "batch"] = Field(
+        "online", description="`batch`: the provider's batch API (half price, answers within 24 h)."
+    )
+    batch_poll_s: float = Field(30.0, gt=0, description="Batch mode: seconds between status polls.")
+    batch_max_wait_s: float | None = Field(
+        1800.0, gt=0, description="Batch mode: end the run after this wait; `llm_batch_sensor` re-runs it."
+    )
+    batch_max_requests: int = Field(50_000, ge=1, description="Batch mode: requests per batch.")
+    batch_on_error: Literal["reject", "online"] = Field(
+        "reject", description="Batch mode: a request answered with an error is a reject, or asked online."
+    )
+
+
+ENV_NAMES = {"mode": "llm_mode"}  # settings whose variable is not PERSONAHUB_<FIELD>
+
+
+class Settings(LLMSettings, BaseSettings):
+    """Every ``PERSONAHUB_*`` variable: the gateway's knobs (:class:`LLMSettings`) and these."""
+
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
     # where things are
@@ -49,39 +126,7 @@ class Settings(BaseSettings):
     benchmarks: str | None = Field(
         None, description="Benchmark test files for `contamination_checks`, separated by `:`."
     )
-    # the model
-    model: str = Field(DEFAULT_MODEL, description="litellm model string, e.g. `openai/gpt-4o-mini`.")
-    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server or proxy.")
-    api_key: SecretStr | None = Field(
-        None, description="Key for `api_base` (passed to Dagster as an EnvVar: shown by name only)."
-    )
-    concurrency: int = Field(8, ge=1, description="Requests in flight (the local model runs one at a time).")
-    rpm: float | None = Field(None, gt=0, description="The key's requests per minute.")
-    tpm: float | None = Field(None, gt=0, description="The key's tokens per minute (prompt + max_tokens).")
-    rate_share: float = Field(
-        1.0,
-        gt=0,
-        le=1,
-        description="A static share of `rpm`/`tpm` for this worker; 1: every worker draws from one "
-        "bucket in the response cache (Postgres for a team).",
-    )
-    latency_adaptive: bool = Field(
-        False, description="Concurrency from latency, for servers that queue instead of answering 429."
-    )
-    max_run_tokens: int | None = Field(
-        None, ge=1, description="Stop sending once a run used this many tokens."
-    )
-    max_run_cost_usd: float | None = Field(None, gt=0, description="Stop sending once a run spent this much.")
-    budget_scope: str | None = Field(
-        None,
-        description="Runs with one scope share `max_run_*` (default: a run's `personahub/budget` tag — the "
-        "nightly schedule gives a night's shards one — else the run alone).",
-    )
-    llm_mode: Literal["online", "batch"] = Field("online", description="`batch`: the provider's batch API.")
-    batch_poll_s: float = Field(30.0, gt=0, description="Batch mode: seconds between status polls.")
-    batch_max_wait_s: float | None = Field(
-        1800.0, gt=0, description="Batch mode: end the run after this wait; `llm_batch_sensor` re-runs it."
-    )
+    # the hub
     ray_address: str | None = Field(
         None,
         description="The Ray cluster for hub growth (`persona_hub` engine ray/auto); unset: a local one.",
@@ -104,11 +149,11 @@ class Settings(BaseSettings):
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings from the process environment, or from ``env``; a bad value is a
         :class:`SettingsError` naming the variable."""
+        fields = {env_name(name): name for name in cls.model_fields}
+        source = os.environ if env is None else env
+        values = {fields[k]: v for k, v in source.items() if k in fields and v != ""}
         try:
-            if env is None:
-                return cls()
-            values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k.startswith(PREFIX) and v != ""}
-            return cls.model_validate(values)  # only ``env``: model_validate reads no environment
+            return cls.model_validate(values)  # only these values: model_validate reads no environment
         except ValidationError as exc:
             raise SettingsError(_one_line(exc)) from None
 
@@ -121,10 +166,15 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings.load(env)
 
 
+def env_name(field: str) -> str:
+    """The variable that sets ``field``: ``PERSONAHUB_<FIELD>`` unless :data:`ENV_NAMES` says otherwise."""
+    return PREFIX + ENV_NAMES.get(field, field).upper()
+
+
 def _one_line(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors():
-        name = PREFIX + str(err["loc"][0]).upper() if err["loc"] else "PERSONAHUB_*"
+        name = env_name(str(err["loc"][0])) if err["loc"] else "PERSONAHUB_*"
         shown = "***" if name == f"{PREFIX}API_KEY" else err.get("input")
         problems.append(f"{name}={shown!s}: {err['msg']}")
     return "; ".join(problems)
@@ -136,5 +186,5 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.default
         shown = "—" if default is None else f"`{default}`"
-        lines.append(f"| `{PREFIX}{name.upper()}` | {shown} | {field.description} |")
+        lines.append(f"| `{env_name(name)}` | {shown} | {field.description} |")
     return "\n".join(lines) + "\n"
