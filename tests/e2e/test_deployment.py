@@ -429,9 +429,9 @@ def test_a_team_night_of_faults_keeps_one_budget_one_rate_and_no_secret(
     secrets are nowhere."""
     from personahub_dagster.core.evaluation.report import write_report
     from personahub_dagster.core.lake.tables import Lake
-    from tests.core.llm.test_rate_limits import max_in_window
     from tests.support.dagster_cli import materialize
     from tests.support.fake_openai import FakeOpenAI, ProviderLimits
+    from tests.support.timing import max_in_window
 
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import Self
 
 import faiss
 import numpy as np
@@ -28,9 +28,6 @@ from personahub_dagster.core.hub.config import DedupConfig, StateError
 from personahub_dagster.core.hub.embedder import Embedder
 from personahub_dagster.core.hub.shards import HubShards
 from personahub_dagster.core.storage.store import ConcurrentUpdate, Store, as_store
-
-if TYPE_CHECKING:
-    from personahub_dagster.core.hub.index import HubIndex
 
 STATE_VERSION = 3  # 3: signatures from core.minhash (2 was rensa's); an older state is rebuilt
 LOADED = object()  # save(): compare CURRENT with the version this state was loaded from
@@ -119,7 +116,7 @@ class SavedState:
         config: DedupConfig,
         embedder: Embedder,
         shards: Callable[[Store, list[str], list[int], DedupConfig, int], HubShards] | None = None,
-    ) -> HubIndex | None:
+    ) -> Self | None:
         """The saved state, or None if there is none or it was made with another config, embedder or
         MinHash algorithm (a state is only valid for the thresholds, permutations, hashing and model
         that built it; :func:`~.hub.grow_hub` refuses such a state rather than starting over). A state

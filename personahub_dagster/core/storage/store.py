@@ -12,7 +12,7 @@ dataset exports, reports — goes through :class:`Store`, one small interface ov
 
 S3 settings are the standard variables — ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (any S3-compatible server: MinIO, SeaweedFS, R2, …), optionally
-``AWS_SESSION_TOKEN``. :func:`check_store` turns the ways a remote lake is misconfigured (unreachable
+``AWS_SESSION_TOKEN``. :func:`~.s3.check_store` turns the ways a remote lake is misconfigured (unreachable
 endpoint, wrong credentials, missing bucket) into one line that names the setting to fix, before
 anything is written.
 """

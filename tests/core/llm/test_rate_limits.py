@@ -12,6 +12,7 @@ from personahub_dagster.core.llm.rate.headers import reset_seconds
 from personahub_dagster.core.llm.rate.pacer import Pacer
 from personahub_dagster.core.llm.results import LLMRequest
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits
+from tests.support.timing import max_in_window
 
 # the conftest gateway, with short answers and many quick retries (429s are the point here)
 PATIENT = {"max_tokens": 32, "max_retries": 8, "backoff_initial_s": 0.05, "backoff_max_s": 0.5}
@@ -22,16 +23,6 @@ def requests(n: int, tag: str = "") -> list[LLMRequest]:
         LLMRequest(f"{tag}{i}", [{"role": "user", "content": f"question {tag} {i} about bees"}])
         for i in range(n)
     ]
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] > window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def test_reset_times_are_read_in_every_form_providers_send():

@@ -16,8 +16,8 @@ from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.rate.latency import LatencyLimit
 from personahub_dagster.core.llm.rate.pacer import Pacer
 from personahub_dagster.core.llm.results import LLMRequest
-from tests.core.llm.test_rate_limits import max_in_window
 from tests.support.fake_openai import FakeOpenAI, ProviderLimits
+from tests.support.timing import max_in_window
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -4,20 +4,41 @@ through the same response cache and call journal as online calls, with results i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from personahub_dagster.core.llm.batch.provider import ProviderBatches, batch_endpoint
-from personahub_dagster.core.llm.cache.sqlite import CachedResponse
+from personahub_dagster.core.llm.cache.records import CachedResponse
+from personahub_dagster.core.llm.cache.sqlite import ResponseCache
+from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.pii import scrub_messages
 from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
+from personahub_dagster.core.storage.store import Store
 
-if TYPE_CHECKING:
-    from personahub_dagster.core.llm.gateway import LLMGateway
+
+class BatchingGateway(Protocol):
+    """What batch mode uses of the gateway (:class:`~personahub_dagster.core.llm.gateway.LLMGateway`):
+    named here so that the gateway imports this module, and not the other way round."""
+
+    config: LLMConfig
+    cache: ResponseCache
+    batch_store: Store | None
+    run_id: str
+    log: Callable[[str], None]
+    batch_context: dict[str, str] | None
+
+    @property
+    def scrubs_pii(self) -> bool: ...
+    def fingerprint(self, request: LLMRequest) -> str: ...
+    def request_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    async def agenerate(
+        self, requests: Iterable[LLMRequest], stage: str
+    ) -> tuple[list[LLMResult], GatewayStats]: ...
 
 
 def generate_batch(
-    gateway: LLMGateway, requests: list[LLMRequest], stage: str
+    gateway: BatchingGateway, requests: list[LLMRequest], stage: str
 ) -> tuple[list[LLMResult], GatewayStats]:
     """Answer every request from the cache or the provider's batch API (:mod:`.run`); results in
     request order, as the online path gives them. Requests the batch answered with an error are errors,
