@@ -62,7 +62,7 @@ class ParquetSliceLake(Lake):
     def _open(self, table, as_of=None):
         return table if any((self.root / "tables" / table).glob("*/*.parquet")) else None
 
-    def _create_view(self, con, table, dt):
+    def _create_view(self, con, table, dt, days=None):
         if dt is None:
             cols = ", ".join(f'CAST(NULL AS {sql_type(t)}) AS "{c}"' for c, t in SCHEMAS[table].items())
             con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT {cols} WHERE false")
@@ -76,11 +76,11 @@ class ParquetSliceLake(Lake):
 class ArrowReaderLake(Lake):
     """Delta on local disk read the way a remote lake is: deltalake's Arrow datasets in DuckDB."""
 
-    def _create_view(self, con, table, dt):
+    def _create_view(self, con, table, dt, days=None):
         if dt is None or not dt.file_uris():
             super()._create_view(con, table, None)
         else:
-            self._arrow_view(con, table, dt)
+            self._arrow_view(con, table, dt, days)
 
 
 BACKENDS = {  # name → the Lake class; None: Delta on the S3 server
