@@ -11,7 +11,7 @@ Set from the environment when the definitions load:
   every asset is partitioned by day × shard (a ``MultiPartitionsDefinition``), each (day, shard) is an
   independent run that a run launcher can place on any machine, and a backfill of many days fans out
   over the run workers. The shard dimension is static, not dynamic, because a text's shard is a pure
-  function of its id and N (:mod:`~personahub_dagster.core.shards`): every run agrees on it without
+  function of its id and N (:mod:`personahub_dagster.core.config.shards`): every run agrees on it without
   asking anyone, and a shard set that could change between runs would move texts between shards. Pick
   N before the first day; changing it later gives new days the new split and leaves old ones as run.
 

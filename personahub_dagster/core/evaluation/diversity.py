@@ -100,9 +100,9 @@ def diversity(
     progress: Progress | None = None,
 ) -> tuple[pl.DataFrame, StageOutput, dict[str, float]]:
     """Figure 10 on ``personas`` (persona_id, persona, source_text_id) with their embeddings
-    ``vectors`` — in the pipeline, the hub's sample with its stored vectors (:mod:`.hub_sample`), so
-    nothing is re-embedded and the cost does not grow with the hub. Returns ``diversity_pairs`` rows,
-    one per pair whose two personas both got an answer (``problems_valid``: both also passed the data
+    ``vectors`` — in the pipeline, the hub's sample with its stored vectors
+    (:mod:`~personahub_dagster.core.hub.sample`), so nothing is re-embedded and the cost does not
+    grow with the hub. Returns ``diversity_pairs`` rows, one per pair whose two personas both got an answer (``problems_valid``: both also passed the data
     type's validator); the synthesis output (its rejects and LLM stats); and the statistics of the
     same vectors (:func:`hub_statistics`); ``embedder`` embeds the problems."""
     pairs = pairs_in_bands(vectors, bands, tolerance, per_band, seed)

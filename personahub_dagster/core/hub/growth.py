@@ -68,7 +68,7 @@ ENGINES = ("local", "ray", "auto")
 @dataclass(frozen=True)
 class Engine:
     """Where the hub's saved state is searched: ``local`` (this process), ``ray`` (shard actors on a
-    Ray cluster, :mod:`.hub_ray`), or ``auto`` — Ray once the saved hub holds ``ray_min_hub_size``
+    Ray cluster, :mod:`.on_ray`), or ``auto`` — Ray once the saved hub holds ``ray_min_hub_size``
     kept personas. A new hub always starts in this process (there is nothing to shard)."""
 
     kind: str = "local"
@@ -124,9 +124,9 @@ def grow_hub(
     nothing of other days is read). ``publish`` writes the new marks (partition → hub rows) *before*
     the state is saved, so a saved state never names a partition whose rows are not in the lake.
     The state in ``store`` is replaced only if no other run replaced it meanwhile
-    (:class:`~personahub_dagster.core.storage.ConcurrentUpdate` otherwise: grow again from the
+    (:class:`~personahub_dagster.core.storage.store.ConcurrentUpdate` otherwise: grow again from the
     winner's state). ``engine`` says where the saved state is searched (the marks are the same).
-    ``sample_size``: the hub sample's size (:mod:`.hub_sample`).
+    ``sample_size``: the hub sample's size (:mod:`.sample`).
     """
     personas, store = dedup_order(personas), as_store(store)
     published = published if published is not None else pl.DataFrame(schema=SCHEMAS["hub"])

@@ -12,10 +12,10 @@ alone — the driver never holds them) and answers two questions for a batch of 
   candidates verified by estimated Jaccard), and
 * its nearest kept vector per persona — exact inner product (FAISS ``IndexFlatIP``) over its vectors.
 
-The driver merges the shards' answers in hub order (:func:`~.dedup.merge_best`: the higher score,
+The driver merges the shards' answers in hub order (:func:`~.shards.merge_best`: the higher score,
 the earliest among equals), which is what one scan of the whole hub gives — so the marks are the
 single-process marks. What stays on the driver is the day-sized serial step: earliest-wins within the
-partition (the compiled greedy loops of :mod:`.dedup`) and the rows kept today.
+partition (the compiled greedy loops of :mod:`.index`) and the rows kept today.
 
 The engine is chosen by ``persona_hub``'s config (``engine: auto | local | ray``); ``auto`` takes Ray
 once the saved hub holds ``ray_min_hub_size`` personas. Ray is an optional dependency (``[ray]``
@@ -176,7 +176,7 @@ def split_rows(sizes: list[int], shard_rows: int) -> list[list[int]]:
 
 
 class RayHubShards:
-    """:class:`~.dedup.HubShards` on Ray: one :class:`ShardSearch` actor per group of chunks, and an
+    """:class:`~.shards.HubShards` on Ray: one :class:`ShardSearch` actor per group of chunks, and an
     optional pool of :class:`EmbedWorker` actors for the partition's embeddings."""
 
     def __init__(

@@ -8,7 +8,7 @@ sample that needs no seed and no state beyond itself, and it is the same sample 
 personas arrived in. Merging a night's kept personas into it costs O(size + day). Up to ``size`` kept
 personas it *is* the hub, so the statistics are exact there.
 
-The sample is saved with each version of the hub's state (:meth:`~.dedup.HubIndex.save`), so a reader
+The sample is saved with each version of the hub's state (:meth:`~.index.HubIndex.save`), so a reader
 sees the sample of the same version as the marks.
 """
 

@@ -13,7 +13,7 @@ from personahub_dagster.core.hub.embedder import Embedder
 
 class HubShards(Protocol):
     """The persisted part of a hub — rows ``0 … size-1`` of the kept set — searched where it is stored,
-    in shards (:mod:`.hub_ray`: actors on a Ray cluster, each holding some of the state's chunks), so
+    in shards (:mod:`.on_ray`: actors on a Ray cluster, each holding some of the state's chunks), so
     that no process needs all of it. Both searches are exact and answer like the in-process ones: the
     best match of each query, the earliest among equals."""
 

@@ -119,7 +119,7 @@ class SavedState:
     ) -> Self | None:
         """The saved state, or None if there is none or it was made with another config, embedder or
         MinHash algorithm (a state is only valid for the thresholds, permutations, hashing and model
-        that built it; :func:`~.hub.grow_hub` refuses such a state rather than starting over). A state
+        that built it; :func:`~.growth.grow_hub` refuses such a state rather than starting over). A state
         that exists but cannot be read raises (after retries). On a local lake signatures and
         embeddings are memory-mapped (only the rows a search touches are read); from object storage
         they are read whole. With ``shards`` (an engine: store, chunk names, their row counts, config

@@ -1,6 +1,6 @@
 """The lake's tables and their columns: one schema per table, shared by every writer and reader.
 
-Kept apart from the storage (:mod:`.lake`) so that the stages that only build rows import polars and
+Kept apart from the storage (:mod:`.tables`) so that the stages that only build rows import polars and
 nothing else; ``conform`` is the one gate every frame passes before it is written.
 """
 

@@ -3,7 +3,7 @@
 A run's cap (``max_run_tokens``, ``max_run_cost_usd``) is checked where the journal lives — the
 response cache, SQLite on one machine, Postgres for a team — not in each process's memory: two shards
 of one run that each read "nothing spent yet" at start would each spend the whole cap. The books are
-two tables (:func:`~.ledger.ledger_ddl`):
+two tables (:func:`~.cache.ledger.ledger_ddl`):
 
 * ``run_spend`` — tokens and dollars each run has spent, advanced by the same transaction that
   journals the calls (so it always equals the journal's sum, which is where it starts from);

@@ -2,10 +2,10 @@
 
 What it adds on top of litellm, and why:
 
-* **Persistent cache** keyed by model + messages + sampling params (:mod:`llm_cache`). A re-run, or a
+* **Persistent cache** keyed by model + messages + sampling params (:mod:`.cache`). A re-run, or a
   run resumed after a crash, pays for nothing twice; identical requests inside a batch are sent once.
 * **Bounded async fan-out**: ``concurrency`` requests in flight, so a provider is kept busy without
-  being flooded; within that, a :class:`~personahub_dagster.core.rate_limit.Pacer` keeps the requests-
+  being flooded; within that, a :class:`~personahub_dagster.core.llm.rate.pacer.Pacer` keeps the requests-
   and tokens-per-minute budgets (``rpm``, ``tpm``: drawn by every worker on the key from one bucket in
   the cache's database, or a static ``rate_share`` of them) and adapts rate and concurrency on 429
   overruns (AIMD), on the provider's rate-limit headers and, for servers that queue, on latency.
@@ -18,15 +18,16 @@ What it adds on top of litellm, and why:
 * **Accounting**: one ``llm_calls`` row per attempt — tokens, latency, cost where litellm knows the
   price, status and error text — committed with the answer, in one transaction per event-loop turn.
 * **A budget per run** (``max_run_tokens``, ``max_run_cost_usd``), or per scope of runs (a night's
-  shards), kept in the cache's database for every stage, process and machine (:mod:`.run_budget`):
+  shards), kept in the cache's database for every stage, process and machine (:mod:`.budget`):
   each request in flight holds its worst case, one that could pass the cap is not sent and comes back
   ``skipped`` with the reason, so the stage keeps what it has and says why it stopped.
-* **Personal data scrubbing** (:mod:`pii`) of user turns before they reach a remote provider; on by
+* **Personal data scrubbing** (:mod:`.pii`) of user turns before they reach a remote provider; on by
   default for every model that is not local. Scrubbing is deterministic, so the cache key is the
   original request plus the scrubber's version, and only requests actually sent are scrubbed.
 * **Secrets**: the API key (a ``SecretStr``) is passed to the transport per call and never enters a
   cache key; every credential the process holds, however it got it, is redacted from errors before
-  they are stored and from the log records of the libraries it calls (:mod:`.secrets`).
+  they are stored and from the log records of the libraries it calls
+  (:mod:`~personahub_dagster.core.config.secrets`).
 """
 
 from __future__ import annotations

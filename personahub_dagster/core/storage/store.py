@@ -1,8 +1,8 @@
 """Where the lake's bytes live: a local folder or a prefix of an S3-compatible bucket.
 
 ``PERSONAHUB_LAKE`` is a path (``./lake``, the default) or a URL (``s3://bucket/prefix``). Delta Lake
-writes the tables itself (:mod:`.lake`); everything else the lake holds — the hub's dedup state,
-dataset exports, reports — goes through :class:`Store`, one small interface over both:
+writes the tables itself (:mod:`~personahub_dagster.core.lake`); everything else the lake holds —
+the hub's dedup state, dataset exports, reports — goes through :class:`Store`, one small interface over both:
 
 * **local**: temp file + fsync + rename (readers see the old file or the new one, never a part), and a
   compare-and-swap under a file lock;

@@ -43,7 +43,7 @@ class ContaminationConfig(dg.Config):
 
 def contamination_checks_asset(synthesized: list[str]) -> dg.AssetsDefinition:
     """``contamination_checks`` after the registry's synthesis assets (built with them, in
-    :func:`personahub_dagster.defs.synthesis.synthesis`)."""
+    :func:`personahub_dagster.defs.stages.synthesis.synthesis`)."""
     return dg.asset(
         name="contamination_checks",
         metadata=table_definition("contamination"),

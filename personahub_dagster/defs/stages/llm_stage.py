@@ -39,7 +39,8 @@ class LLMStageConfig(dg.Config):
 
 def llm_asset(table: str, checks: Sequence[str] = (), **asset_args) -> Callable:
     """``@dg.asset`` for an LLM stage that writes ``table``, with the asset checks named in ``checks``
-    (:mod:`.checks`); other ``@dg.asset`` arguments pass through, ``metadata`` joins the table's."""
+    (:mod:`~personahub_dagster.defs.evaluation.checks`); other ``@dg.asset`` arguments pass through,
+    ``metadata`` joins the table's."""
     metadata = {**table_definition(table), **asset_args.pop("metadata", {})}
 
     def decorate(fn: Callable) -> dg.AssetsDefinition:

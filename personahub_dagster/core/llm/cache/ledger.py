@@ -1,7 +1,8 @@
 """The books a team shares through the response cache's database: a run's spend and the holds of its
-requests in flight (:mod:`.run_budget`), and the tables of a key's shared rate limit
-(:mod:`.rate_shared`). Plain SQL over a :class:`Tx`, so that SQLite and Postgres run the same
-statements (their placeholders, row locks and clocks come with the transaction)."""
+requests in flight (:mod:`~personahub_dagster.core.llm.budget`), and the tables of a key's shared
+rate limit (:mod:`~personahub_dagster.core.llm.rate.shared`). Plain SQL over a :class:`Tx`, so that
+SQLite and Postgres run the same statements (their placeholders, row locks and clocks come with the
+transaction)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Protocol
 
 
 class Spend(Protocol):
-    """What the books read of a journaled call (:class:`~.llm_cache.CallRecord` is one)."""
+    """What the books read of a journaled call (:class:`~.records.CallRecord` is one)."""
 
     run_id: str | None
     prompt_tokens: int | None
@@ -21,9 +22,9 @@ class Spend(Protocol):
 
 
 def ledger_ddl(float_type: str) -> str:
-    """The run budget's two tables (:mod:`.run_budget`): what each run has spent, kept in step with the
-    journal by the transaction that journals the calls, and what each live gateway of a run holds for
-    its requests in flight (until ``expires_at``: a killed worker's hold lapses on its own)."""
+    """The run budget's two tables (:mod:`~personahub_dagster.core.llm.budget`): what each run has
+    spent, kept in step with the journal by the transaction that journals the calls, and what each
+    live gateway of a run holds for its requests in flight (until ``expires_at``: a killed worker's hold lapses on its own)."""
     return f"""
 CREATE TABLE IF NOT EXISTS run_spend (
     run_id TEXT PRIMARY KEY,
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS run_holds (
 
 
 def rate_ddl(float_type: str) -> str:
-    """The shared rate limit's buckets (:class:`~.rate_limit.SharedRate`): one row per key."""
+    """The shared rate limit's buckets, one row per key
+    (:class:`~personahub_dagster.core.llm.rate.shared.SharedRate`)."""
     return f"""
 CREATE TABLE IF NOT EXISTS rate_limits (
     name TEXT PRIMARY KEY,

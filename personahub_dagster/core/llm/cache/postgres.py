@@ -1,6 +1,6 @@
 """The response cache and call journal on Postgres, for many workers on many machines.
 
-Same interface and semantics as the SQLite cache (:class:`~.llm_cache.ResponseCache`), chosen with
+Same interface and semantics as the SQLite cache (:class:`~.sqlite.ResponseCache`), chosen with
 ``PERSONAHUB_CACHE=postgresql://user@host:5432/db`` (the password from ``PGPASSWORD`` or
 ``~/.pgpass``, the libpq way, so it appears in no setting the UI shows). Why it is shaped this way:
 

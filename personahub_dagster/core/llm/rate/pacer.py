@@ -26,7 +26,7 @@ multiply. :class:`Pacer` sits in front of every attempt the gateway makes:
 * **Headers** — ``x-ratelimit-remaining-requests`` / ``-tokens`` with their ``-reset-`` times, when a
   provider sends them: once a remainder reaches zero, sending pauses until its reset (at most a
   minute) — before a 429 happens.
-* **Several workers, one key** — with a ``shared`` bucket (:mod:`.rate_shared`, one row in the
+* **Several workers, one key** — with a ``shared`` bucket (:mod:`.shared`, one row in the
   response cache's database: Postgres for a team, SQLite on one machine) every worker draws its
   requests and tokens from the same buckets in leases of a tenth of a second's allowance, and the
   AIMD factor lives in that row too: a 429 anywhere slows everyone, a worker that joins or leaves
@@ -103,7 +103,7 @@ class Grant:
 
 
 class SharedBucket(Protocol):
-    """A key's buckets and AIMD factor shared by every worker (:class:`~.rate_shared.SharedRate`)."""
+    """A key's buckets and AIMD factor shared by every worker (:class:`~.shared.SharedRate`)."""
 
     def draw(self, requests: float, tokens: float, successes: int) -> Grant: ...
 
