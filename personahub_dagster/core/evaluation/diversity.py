@@ -101,10 +101,11 @@ def diversity(
 ) -> tuple[pl.DataFrame, StageOutput, dict[str, float]]:
     """Figure 10 on ``personas`` (persona_id, persona, source_text_id) with their embeddings
     ``vectors`` — in the pipeline, the hub's sample with its stored vectors
-    (:mod:`~personahub_dagster.core.hub.sample`), so nothing is re-embedded and the cost does not
-    grow with the hub. Returns ``diversity_pairs`` rows, one per pair whose two personas both got an answer (``problems_valid``: both also passed the data
-    type's validator); the synthesis output (its rejects and LLM stats); and the statistics of the
-    same vectors (:func:`hub_statistics`); ``embedder`` embeds the problems."""
+    (:mod:`~personahub_dagster.core.hub.sample`), so nothing is re-embedded and the cost does not grow with
+    the hub. Returns ``diversity_pairs`` rows, one per pair whose two personas both got an answer
+    (``problems_valid``: both also passed the data type's validator); the synthesis output (its rejects and
+    LLM stats); and the statistics of the same vectors (:func:`hub_statistics`); ``embedder`` embeds the
+    problems."""
     pairs = pairs_in_bands(vectors, bands, tolerance, per_band, seed)
     used = sorted({p.a for p in pairs} | {p.b for p in pairs})
     requests, parse_problem = synthesis_stage(

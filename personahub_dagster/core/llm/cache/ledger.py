@@ -23,8 +23,9 @@ class Spend(Protocol):
 
 def ledger_ddl(float_type: str) -> str:
     """The run budget's two tables (:mod:`~personahub_dagster.core.llm.budget`): what each run has
-    spent, kept in step with the journal by the transaction that journals the calls, and what each
-    live gateway of a run holds for its requests in flight (until ``expires_at``: a killed worker's hold lapses on its own)."""
+    spent, kept in step with the journal by the transaction that journals the calls, and what each live
+    gateway of a run holds for its requests in flight (until ``expires_at``: a killed worker's hold lapses on
+    its own)."""
     return f"""
 CREATE TABLE IF NOT EXISTS run_spend (
     run_id TEXT PRIMARY KEY,

@@ -4,8 +4,9 @@ A static split (each of N workers pacing at ``1/N`` of the key) wastes what an i
 needs everyone re-configured when a worker joins. Every worker of a deployment already reaches the
 cache's database — Postgres for a team, SQLite for the processes of one machine — so the key's token
 buckets and its AIMD factor live there (``rate_limits``,
-:func:`~personahub_dagster.core.llm.cache.ledger.rate_ddl`), and workers draw from them in leases of
-a tenth of a second's allowance (:data:`~.pacer.LEASE_S`): about ten short transactions a second per worker, whatever its request rate.
+:func:`~personahub_dagster.core.llm.cache.ledger.rate_ddl`), and workers draw from them in leases of a tenth
+of a second's allowance (:data:`~.pacer.LEASE_S`): about ten short transactions a second per worker, whatever
+its request rate.
 """
 
 from __future__ import annotations
