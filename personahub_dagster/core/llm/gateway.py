@@ -39,22 +39,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from personahub_dagster.core.llm.budget import BudgetHolds
-from personahub_dagster.core.llm.config import LLMConfig
-from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
-
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 
 from tenacity import wait_exponential_jitter
 
 from personahub_dagster.core.config.secrets import install_log_filter, register
-from personahub_dagster.core.llm.budget import RunBudget
+from personahub_dagster.core.llm.budget import BudgetHolds, RunBudget
 from personahub_dagster.core.llm.cache.records import CachedResponse, CallRecord, request_fingerprint
 from personahub_dagster.core.llm.cache.sqlite import ResponseCache
 from personahub_dagster.core.llm.calls import Attempts
+from personahub_dagster.core.llm.config import LLMConfig
 from personahub_dagster.core.llm.pii import PII_VERSION
 from personahub_dagster.core.llm.rate.pacer import Pacer
 from personahub_dagster.core.llm.rate.shared import SharedRate
+from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
 from personahub_dagster.core.llm.transports import choose_transport
 from personahub_dagster.core.storage.store import Store
 
