@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import dagster as dg
 import polars as pl
@@ -13,6 +14,7 @@ from personahub_dagster.core.lake.lineage import LineageStep
 from personahub_dagster.core.lake.schemas import SCHEMAS, sql_type
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.results import GatewayStats
+from personahub_dagster.core.stages.mix import Raking
 
 
 def md_table(df: pl.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:
@@ -168,3 +170,15 @@ def bar_chart(counts: dict[str, int], title: str, xlabel: str) -> dg.MetadataVal
     if not counts:
         return dg.MetadataValue.md("_no values_")
     return _figure(title, xlabel, lambda ax: ax.bar(list(counts), list(counts.values()), color="#4f6d8f"))
+
+
+def mix_metadata(raking: Raking) -> dict[str, object]:
+    """What a target mix reached: the weighted shares per targeted value, the largest miss, and the
+    targets the hub could not meet (with why), so a skewed hub shows in the run, not in the dataset."""
+    return {
+        "target_mix_reached": dg.MetadataValue.json(
+            {a: {v: round(s, 4) for v, s in shares.items()} for a, shares in raking.reached.items()}
+        ),
+        "target_mix_max_error": round(raking.max_error, 4),
+        "target_mix_shortfalls": dg.MetadataValue.json([asdict(s) for s in raking.infeasible]),
+    }

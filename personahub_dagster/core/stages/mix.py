@@ -19,8 +19,8 @@ reported rather than silently approximated:
 
 Targets name values of an attribute column; the values they do not name (``unknown`` and missing
 included) share what is left of that attribute, in their current proportions. Draws are without
-replacement by Efraimidis–Spirakis keys ``-ln(u) / w``, where ``u`` comes from a hash of the seed and
-the persona id: the same seed and weights give the same personas whatever the rows' order, and with
+replacement by Efraimidis–Spirakis keys ``-ln(1 - u) / w``, where ``u`` comes from a hash of the seed
+and the persona id: the same seed and weights give the same personas whatever the rows' order, and with
 equal weights the draw is the uniform one.
 """
 
@@ -148,10 +148,12 @@ def _miss(weights: np.ndarray, codes: np.ndarray, goal: np.ndarray) -> np.ndarra
 
 
 def draw_keys(ids: Sequence[str], weights: np.ndarray, seed: int | str = 0) -> np.ndarray:
-    """Efraimidis–Spirakis keys: the ``n`` smallest are a weighted draw of ``n`` without replacement.
-    ``u`` is a hash of (seed, id), so a row's key does not depend on the others or on their order."""
-    u = np.array([(int(digest("mix", seed, i)[:13], 16) + 0.5) / 16**13 for i in ids])
-    return -np.log(u) / np.maximum(weights, 1e-300)
+    """Efraimidis–Spirakis keys ``-ln(1 - u) / w``: the ``n`` smallest are a weighted draw of ``n``
+    without replacement. ``u`` is read from a hash of (seed, id), so a row's key depends on nothing
+    else; with equal weights the keys sort as the hashes do (the uniform draw). A weight of 0: never."""
+    u = np.array([(int(digest("select", seed, i)[:13], 16) + 0.5) / 16**13 for i in ids])
+    with np.errstate(divide="ignore"):
+        return -np.log1p(-u) / np.asarray(weights, dtype=float)
 
 
 def sample(
@@ -165,5 +167,6 @@ def sample(
     (None: uniformly), reproducibly for a seed."""
     w = np.ones(frame.height) if weights is None else np.asarray(weights, dtype=float)
     keys = draw_keys(frame[id_col].to_list(), w, seed)
-    order = np.argsort(keys, kind="stable")[: min(n, frame.height)]
+    order = np.argsort(keys, kind="stable")
+    order = order[np.isfinite(keys[order])][:n]
     return frame[order.tolist()]

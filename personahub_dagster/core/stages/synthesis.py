@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
-from personahub_dagster.core.config.ids import content_id, digest
+from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.schemas import now_utc
 from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.results import LLMRequest, LLMResult
 from personahub_dagster.core.stages.data_types import MODES, DataType
+from personahub_dagster.core.stages.mix import Raking, rake, sample
 from personahub_dagster.core.stages.parsing import DEFAULT_FILTERS, PersonaFilters, is_echo
 from personahub_dagster.core.stages.personas import text_to_persona
 from personahub_dagster.core.stages.prompts import PromptTemplate
@@ -40,13 +41,29 @@ def select_personas(
     hub: pl.DataFrame, n: int | None, seed: int | str = 0, partitions: Sequence[str] | None = None
 ) -> pl.DataFrame:
     """Up to ``n`` non-duplicate personas (from ``partitions`` if given), in a seeded pseudo-random
-    but reproducible order."""
+    but reproducible order (a hash of seed and persona id: the same whatever the rows' order)."""
+    kept = _kept(hub, partitions)
+    return sample(kept, kept.height if n is None else n, None, seed)
+
+
+def select_to_mix(
+    hub: pl.DataFrame,
+    n: int | None,
+    target: Mapping[str, Mapping[str, float]],
+    seed: int | str = 0,
+    partitions: Sequence[str] | None = None,
+    max_weight: float = 50.0,
+) -> tuple[pl.DataFrame, Raking]:
+    """Up to ``n`` non-duplicate personas drawn so that their mix over the hub's columns meets
+    ``target`` as far as the hub allows (:mod:`.mix`), and the raking that says how far that was."""
+    kept = _kept(hub, partitions)
+    raking = rake(kept, target, max_weight=max_weight)
+    return sample(kept, kept.height if n is None else n, raking.weights, seed), raking
+
+
+def _kept(hub: pl.DataFrame, partitions: Sequence[str] | None) -> pl.DataFrame:
     kept = hub.filter(pl.col("dup_of").is_null())
-    if partitions:
-        kept = kept.filter(pl.col("partition").is_in(list(partitions)))
-    order = [digest("select", seed, pid) for pid in kept["persona_id"].to_list()]
-    kept = kept.with_columns(_order=pl.Series(order, dtype=pl.Utf8)).sort("_order").drop("_order")
-    return kept if n is None else kept.head(n)
+    return kept.filter(pl.col("partition").is_in(list(partitions))) if partitions else kept
 
 
 def exemplar_personas(

@@ -20,7 +20,12 @@ from personahub_dagster.core.config.settings import settings
 from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_writer
 from personahub_dagster.core.stages.data_types import MODES, DataType, load_data_types
 from personahub_dagster.core.stages.math_check import Solver, check_problems
-from personahub_dagster.core.stages.synthesis import exemplar_personas, select_personas, synthesize
+from personahub_dagster.core.stages.synthesis import (
+    exemplar_personas,
+    select_personas,
+    select_to_mix,
+    synthesize,
+)
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.assets import contamination_checks_asset
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
@@ -28,6 +33,7 @@ from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import (
     lake_metadata,
     lineage_markdown,
+    mix_metadata,
     progress_logger,
 )
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
@@ -52,6 +58,14 @@ class SynthesisConfig(LLMStageConfig):
         default=None, description="Hub partitions to sample (default: the run's own day)."
     )
     seed: int = Field(default=0, description="Persona sampling seed.")
+    target_mix: dict[str, dict[str, float]] = Field(
+        default={},
+        description='Target shares over hub columns, e.g. {"method": {"relation": 0.5}}: '
+        "personas are drawn so their mix meets it as far as the hub allows (empty: uniform).",
+    )
+    mix_max_weight: float = Field(
+        default=50.0, gt=1, description="Target mix: no persona weighted past this many times the mean."
+    )
     focus: str | None = Field(default=None, description='Topic constraint, e.g. "geometry".')
     difficulty: str | None = Field(default=None, description='e.g. "Olympiad-level" (if the template has it)')
     variables: dict[str, str] = Field(default={}, description="Other template slots to set.")
@@ -89,7 +103,18 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         days = config.partitions or [day]
         hub = lk.read("hub", partitions=days).sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
-        chosen = select_personas(hub, n, f"{config.seed}:{dt.name}")
+        seed = f"{config.seed}:{dt.name}"
+        mix_meta = {}
+        if config.target_mix:
+            chosen, raking = select_to_mix(hub, n, config.target_mix, seed, max_weight=config.mix_max_weight)
+            mix_meta = mix_metadata(raking)
+            for s in raking.infeasible:
+                context.log.warning(
+                    f"target mix: {s.attribute} = {s.value} asked {s.target:.3f}, reached {s.reached:.3f} "
+                    f"({s.reason})"
+                )
+        else:
+            chosen = select_personas(hub, n, seed)
 
         exemplars, exemplar_rejects = {}, None
         if any(m != "zero_shot" for m in modes):
@@ -135,6 +160,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
             metadata={
                 **stage_metadata(lk, "generations", out, ["prompting_mode", "output"], rejects),
                 "personas_used": chosen.height,
+                **mix_meta,
                 "modes": dg.MetadataValue.json(modes),
                 "rows": out.rows.height,
                 "rows_by_mode": dg.MetadataValue.json(per_mode),
