@@ -36,7 +36,6 @@ LOADED = object()  # save(): compare CURRENT with the version this state was loa
 class SavedState:
     """Saving and loading :class:`~personahub_dagster.core.hub.index.HubIndex` (a base of it)."""
 
-    # -- persistence ---------------------------------------------------------------------------
     # chunks/ holds the source of truth in immutable, append-only pieces named by the range of kept
     # personas they cover plus a random tag (ids + texts, MinHash signatures, float32 embeddings), so a
     # save writes only what this run added and two writers never write the same name. The LSH and ANN

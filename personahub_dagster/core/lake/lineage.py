@@ -26,7 +26,6 @@ class LineageStep:
 class LineageQueries:
     """Lineage queries of :class:`~personahub_dagster.core.lake.tables.Lake` (a base of it)."""
 
-    # -- lineage ---------------------------------------------------------------------------------
     def lineage(
         self, entity_id: str, as_of: AsOf | None = None, partitions: Iterable[str] | None = None
     ) -> list[LineageStep]:

@@ -12,7 +12,6 @@ from personahub_dagster.core.lake.writes import commit_properties, writer_proper
 class Maintenance:
     """Compaction and vacuum of :class:`~personahub_dagster.core.lake.tables.Lake` (a base of it)."""
 
-    # -- maintenance -----------------------------------------------------------------------------
     def optimize(self, retention_hours: float = 168.0, log: Callable[[str], None] = print) -> list[dict]:
         """Compact small files, checkpoint the log, and vacuum files no version within
         ``retention_hours`` reads (time travel reaches back that far, no further)."""

@@ -23,7 +23,6 @@ class Reads:
         dt = self._open(table)
         return pl.DataFrame(dt.get_add_actions(flatten=True)) if dt is not None else pl.DataFrame()
 
-    # -- reading ---------------------------------------------------------------------------------
     def connect(
         self,
         as_of: AsOf | None = None,

@@ -18,7 +18,6 @@ _COMMIT_ATTEMPTS = 12
 class Writes:
     """Commits of :class:`~personahub_dagster.core.lake.tables.Lake` (a base of it)."""
 
-    # -- writing ---------------------------------------------------------------------------------
     def write(self, table: str, df: pl.DataFrame, *, producer: str, partition: str) -> int:
         """Replace the (table, producer, partition) slice with ``df`` in one commit; its Delta version.
 

@@ -27,7 +27,6 @@ class Attempts:
     """The retry loop of :class:`~personahub_dagster.core.llm.gateway.LLMGateway` (a base of it): what
     an attempt needs — config, transport, pacer, cache — is the gateway's."""
 
-    # -- internals -----------------------------------------------------------------------------
     async def _call_with_retries(self, h: str, r: LLMRequest, stage: str, stats: GatewayStats) -> LLMResult:
         """Attempts until one answers, the failure is not transient, or ``max_retries`` retries are
         spent. Between attempts: the provider's Retry-After when it gave one (capped at
