@@ -95,3 +95,8 @@ def test_every_gateway_and_dedup_knob_is_in_the_launchpad():
     assert {f.name for f in dataclasses.fields(DedupConfig)} <= set(PersonaHubConfig.model_fields)
     config = PersonaHubConfig(ann_nprobe=7, block_size=128)
     assert config.dedup() == DedupConfig(ann_nprobe=7, block_size=128)
+
+
+def test_variable_names_are_read_whatever_their_case():
+    assert settings({"personahub_shards": "3", "PERSONAHUB_LLM_MODE": "batch"}).shards == 3
+    assert settings({"personahub_llm_mode": "batch"}).mode == "batch"

@@ -151,7 +151,8 @@ class Settings(LLMSettings, BaseSettings):
         :class:`SettingsError` naming the variable."""
         fields = {env_name(name): name for name in cls.model_fields}
         source = os.environ if env is None else env
-        values = {fields[k]: v for k, v in source.items() if k in fields and v != ""}
+        # names are case-insensitive, as pydantic-settings reads them (a shell may export personahub_lake)
+        values = {fields[k.upper()]: v for k, v in source.items() if k.upper() in fields and v != ""}
         try:
             return cls.model_validate(values)  # only these values: model_validate reads no environment
         except ValidationError as exc:

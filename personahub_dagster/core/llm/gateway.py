@@ -83,10 +83,6 @@ class LLMGateway(Attempts, BudgetHolds):
     batch_context: dict[str, str] | None = None  # batch mode: who to re-run when batches end (the record)
 
     def __init__(self, config: LLMConfig, cache: ResponseCache, batch_store: Store | None = None):
-        if config.mode not in ("online", "batch"):
-            raise ValueError(f"mode {config.mode!r}: use online or batch")
-        if config.batch_on_error not in ("reject", "online"):
-            raise ValueError(f"batch_on_error {config.batch_on_error!r}: use reject or online")
         self.config = config
         self.cache = cache
         self.batch_store = batch_store  # where batch mode records its batch ids (the lake)
