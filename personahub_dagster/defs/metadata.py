@@ -166,6 +166,14 @@ def histogram(values: list[float | None], title: str, xlabel: str, bins: int = 2
     return _figure(title, xlabel, lambda ax: ax.hist(values, bins=bins, color="#4f6d8f"))
 
 
+def counts_of(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    """Rows per value of ``column``, commonest first (empty where the frame has no such column)."""
+    if column not in frame.columns or frame.is_empty():
+        return {}
+    counts = frame.group_by(column).len().sort(["len", column], descending=[True, False])
+    return {str(k): int(n) for k, n in counts.iter_rows()}
+
+
 def bar_chart(counts: dict[str, int], title: str, xlabel: str) -> dg.MetadataValue:
     if not counts:
         return dg.MetadataValue.md("_no values_")

@@ -135,6 +135,10 @@ class Settings(LLMSettings, BaseSettings):
     embedder_backend: Literal["torch", "onnx-int8"] = Field(
         "torch", description="`onnx-int8`: ~2x faster embeddings, mean cosine 0.99 to torch."
     )
+    language_accuracy: Literal["low", "high"] = Field(
+        "low",
+        description="Language detection: `low` (trigrams, ~125 MB) or `high` (every n-gram, ~1.2 GB).",
+    )
     # how runs are cut and scheduled
     executor: Literal["in_process", "multiprocess"] | None = Field(
         None, description="How a run executes its steps (default: one process for the local model)."

@@ -58,8 +58,10 @@ class HubGrowth:
 
 
 def dedup_order(personas: pl.DataFrame) -> pl.DataFrame:
-    """The order in which "earliest wins" within a partition: hop (Text-to-Persona first), then id."""
-    return personas.sort("partition", "hop", "method", "persona_id")
+    """The order in which "earliest wins" within a partition: hop (Text-to-Persona first), then id;
+    the hub's own columns a frame of personas may lack (``locale`` before it was recorded) as nulls."""
+    missing = [pl.lit(None, SCHEMAS["hub"][c]).alias(c) for c in ("locale",) if c not in personas.columns]
+    return personas.with_columns(missing).sort("partition", "hop", "method", "persona_id")
 
 
 ENGINES = ("local", "ray", "auto")

@@ -26,6 +26,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "text": pl.Utf8,
         "n_chars": pl.Int64,
         "ingested_at": TS,
+        "language": pl.Utf8,  # ISO 639-1 (core/stages/language.py); null in rows ingested before it
     },
     "personas": {
         "persona_id": pl.Utf8,
@@ -45,6 +46,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "request_hash": pl.Utf8,
         "created_at": TS,
         "partition": pl.Utf8,
+        "locale": pl.Utf8,  # the source text's language (ISO 639-1): the persona's locale
+        "language": pl.Utf8,  # the language the persona is written in
     },
     "hub": {
         "persona_id": pl.Utf8,
@@ -59,6 +62,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "nearest_similarity": pl.Float64,
         "partition": pl.Utf8,
         "created_at": TS,
+        "locale": pl.Utf8,  # the persona's locale (its source text's language), for sampling by it
     },
     "generations": {
         "row_id": pl.Utf8,
@@ -75,6 +79,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "request_hash": pl.Utf8,
         "created_at": TS,
         "partition": pl.Utf8,
+        "language": pl.Utf8,  # the output's language, detected (ISO 639-1)
     },
     "math_checks": {
         "row_id": pl.Utf8,

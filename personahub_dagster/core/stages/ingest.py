@@ -17,6 +17,7 @@ from pyarrow.lib import ArrowException
 
 from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.schemas import SCHEMAS, now_utc
+from personahub_dagster.core.stages.language import detect_languages
 from personahub_dagster.core.stages.sanitize import html_to_text, injection, looks_like_html, strip_control
 
 TEXT_SUFFIXES = {".txt", ".md"}
@@ -178,7 +179,8 @@ def to_source_texts(
     texts that pass the filters: a document re-crawled on a later day is skipped (its personas exist
     already) instead of entering the hub twice. Texts over ``max_chars`` (dumps, logs,
     whole books: Text-to-Persona reads only the first ~1k tokens anyway) and texts that give a language
-    model orders (:func:`sanitize.injection`) are skipped with the reason.
+    model orders (:func:`sanitize.injection`) are skipped with the reason. Each kept text's language is
+    detected (:mod:`.language`) and stored with it.
     """
     skipped: list[Skipped] = []
     seen: set[str] = set()
@@ -221,9 +223,10 @@ def to_source_texts(
                 "n_chars": len(text),
             }
         )
-    columns = {c: t for c, t in SCHEMAS["source_texts"].items() if c != "ingested_at"}
+    columns = {c: t for c, t in SCHEMAS["source_texts"].items() if c not in ("ingested_at", "language")}
     df = pl.DataFrame(rows, schema=columns)
     df = df.sort("text_id")
     if max_texts is not None:
         df = df.head(max_texts)
+    df = df.with_columns(language=pl.Series(detect_languages(df["text"].to_list()), dtype=pl.Utf8))
     return df.with_columns(ingested_at=pl.lit(now_utc())), skipped

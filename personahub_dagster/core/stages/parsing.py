@@ -32,7 +32,10 @@ _PREAMBLE = re.compile(
 _LABEL_ONLY = re.compile(r"^[\w' -]{1,40}:$")  # "Agencer:" on a line of its own
 _HANDLE = re.compile(r"^(?:@\w+\s+)+")  # "@AlecBennett A person …"
 _NOT_A_PERSON = re.compile(r"^(this|the) (text|article|passage|post|document)\b", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9']+")
+# Words of any script: letters and digits (an inner apostrophe kept: "don't", "aujourd'hui"); Chinese
+# and Japanese characters count one each, since those scripts put no spaces between words.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+(?:'[^\W_{_CJK}]+)*")
 
 
 def clean_line(text: str) -> str:

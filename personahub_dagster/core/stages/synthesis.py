@@ -27,6 +27,7 @@ from personahub_dagster.core.lake.schemas import now_utc
 from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.results import LLMRequest, LLMResult
 from personahub_dagster.core.stages.data_types import MODES, DataType
+from personahub_dagster.core.stages.language import detect_language, in_language
 from personahub_dagster.core.stages.mix import Raking, rake, sample
 from personahub_dagster.core.stages.parsing import DEFAULT_FILTERS, PersonaFilters, is_echo
 from personahub_dagster.core.stages.personas import text_to_persona
@@ -166,6 +167,7 @@ def synthesis_stage(
     variables: dict[str, Any] | None = None,
     partition: str,
     params: dict[str, Any] | None = None,
+    in_persona_language: bool = False,
 ) -> tuple[Iterator[LLMRequest], Parse]:
     """The requests of a synthesis stage and the parse of their answers: one ``data_type`` item per
     persona and prompting mode. A stage may read the answers its own way (the diversity evaluation also
@@ -174,6 +176,8 @@ def synthesis_stage(
     ``exemplars`` maps a mode to its examples (``few_shot``: outputs; ``persona_few_shot``: outputs
     with personas); ``variables`` fill the template's other slots (focus, difficulty, world, …);
     ``params`` override sampling parameters (the diversity evaluation runs at temperature 0).
+    ``in_persona_language`` asks for each item in its persona's locale (the ``locale`` column; English
+    where it is unknown); every row records the language its output is in.
     """
     exemplars = exemplars or {}
     for mode in modes:
@@ -192,11 +196,17 @@ def synthesis_stage(
 
     model, ts = gateway.config.model, now_utc()
 
+    if "locale" not in personas.columns:
+        personas = personas.with_columns(locale=pl.lit(None, pl.Utf8))
+
     def requests() -> Iterator[LLMRequest]:
         for mode in modes:
             examples = exemplars.get(mode, []) if mode != "zero_shot" else []
-            for p in personas.select("persona_id", "persona", "source_text_id").iter_rows(named=True):
+            for p in personas.select("persona_id", "persona", "source_text_id", "locale").iter_rows(
+                named=True
+            ):
                 messages = template.render(persona=p["persona"], mode=mode, examples=examples, **slots)
+                messages = in_language(messages, p["locale"] if in_persona_language else None)
                 yield LLMRequest(f"{mode}|{p['persona_id']}", messages, params, context=(mode, p, messages))
 
     def parse(request: LLMRequest, res: LLMResult) -> Parsed:
@@ -221,6 +231,7 @@ def synthesis_stage(
             "request_hash": res.request_hash,
             "created_at": ts,
             "partition": partition,
+            "language": detect_language(output),
         }
         return row, None
 

@@ -12,6 +12,7 @@ from personahub_dagster.core.stages.ingest import Skipped, read_documents, to_so
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.metadata import (
+    counts_of,
     lake_metadata,
     md_table,
     table_definition,
@@ -81,6 +82,7 @@ def raw_texts(
             "documents_read": len(docs),
             "texts": texts.height,
             "skipped": len(skipped),
+            "texts_by_language": dg.MetadataValue.json(counts_of(texts, "language")),
             "preview": md_table(texts, ["text_id", "doc_id", "text"]),
         },
         check_results=[checks.not_empty(texts.height, config.checks)],

@@ -1,6 +1,8 @@
 """Personas from the day's texts: ``text_personas`` (Text-to-Persona) and ``expanded_personas``
 (Persona-to-Persona, several hops), each an LLM stage with its rejects and checks."""
 
+from typing import Literal
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -12,6 +14,7 @@ from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.metadata import (
     bar_chart,
+    counts_of,
     progress_logger,
 )
 from personahub_dagster.defs.partitions import partition_of
@@ -39,11 +42,18 @@ class PersonaFilterConfig(dg.Config):
         return PersonaFilters(**self.model_dump())
 
 
+PERSONA_LANGUAGE = (
+    "english: personas in English whatever the text (the paper's way), the text's language kept as "
+    "their locale; source: each persona in its text's language"
+)
+
+
 class TextPersonasConfig(LLMStageConfig):
     perspectives: list[str] = Field(default=["read", "write", "like", "dislike"])
     granularity: str = Field(default="fine", description="fine | coarse (see the prompt file)")
     max_text_tokens: int = Field(default=1024, description="Longer texts are cut (and flagged).")
     template: str = Field(default="text_to_persona", description="Prompt file name (…_json: structured)")
+    persona_language: Literal["english", "source"] = Field(default="english", description=PERSONA_LANGUAGE)
     filters: PersonaFilterConfig = PersonaFilterConfig()
     checks: CheckThresholds = CheckThresholds()
 
@@ -52,6 +62,7 @@ class ExpandedPersonasConfig(LLMStageConfig):
     hops: int = Field(default=6, ge=0, description="Persona-to-Persona iterations (the paper: 6).")
     fanout: int = Field(default=1, ge=1, description="Relations asked per persona per hop.")
     template: str = Field(default="persona_to_persona", description="…_free: the model names the relation")
+    persona_language: Literal["english", "source"] = Field(default="english", description=PERSONA_LANGUAGE)
     filters: PersonaFilterConfig = PersonaFilterConfig()
     checks: CheckThresholds = CheckThresholds()
 
@@ -78,6 +89,7 @@ def text_personas(
         filters=config.filters.filters(),
         partition=day,
         progress=progress_logger(context, "text_personas"),
+        persona_language=config.persona_language,
     )
     per_perspective = dict(out.rows.group_by("perspective").len().iter_rows()) if out.rows.height else {}
     commit_stage(context, lk, "personas", out)
@@ -88,6 +100,7 @@ def text_personas(
             "texts_truncated": out.rows.filter(pl.col("text_truncated"))["source_text_id"].n_unique(),
             "personas": out.rows.height,
             "personas_by_perspective": dg.MetadataValue.json(per_perspective),
+            "texts_by_language": dg.MetadataValue.json(counts_of(texts, "language")),
         },
         check_results=_llm_stage_checks(out, config.checks),
     )
@@ -115,6 +128,7 @@ def expanded_personas(
         partition=day,
         progress=progress_logger(context, "expanded_personas"),
         on_hop=on_hop,
+        persona_language=config.persona_language,
     )
     per_hop = (
         {str(h): n for h, n in out.rows.group_by("hop").len().sort("hop").iter_rows()}

@@ -31,6 +31,7 @@ from personahub_dagster.defs.evaluation.assets import contamination_checks_asset
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import (
+    counts_of,
     lake_metadata,
     lineage_markdown,
     mix_metadata,
@@ -65,6 +66,9 @@ class SynthesisConfig(LLMStageConfig):
     )
     mix_max_weight: float = Field(
         default=50.0, gt=1, description="Target mix: no persona weighted past this many times the mean."
+    )
+    in_persona_language: bool = Field(
+        default=False, description="Ask for each item in its persona's locale (the source text's language)."
     )
     focus: str | None = Field(default=None, description='Topic constraint, e.g. "geometry".')
     difficulty: str | None = Field(default=None, description='e.g. "Olympiad-level" (if the template has it)')
@@ -150,6 +154,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
             partition=day,
             stage=dt.asset,
             progress=progress_logger(context, dt.asset),
+            in_persona_language=config.in_persona_language,
         )
         rejects = out.rejects if exemplar_rejects is None else pl.concat([exemplar_rejects, out.rejects])
         commit_stage(context, lk, "generations", out, rejects)
@@ -164,6 +169,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
                 "modes": dg.MetadataValue.json(modes),
                 "rows": out.rows.height,
                 "rows_by_mode": dg.MetadataValue.json(per_mode),
+                "rows_by_language": dg.MetadataValue.json(counts_of(out.rows, "language")),
                 "yield": round(out.rows.height / requests, 4) if requests else 0.0,
                 "exemplar_personas": len(exemplars.get("persona_few_shot", [])),
                 "lineage_sample": lineage_markdown(lk, out.rows["row_id"].head(2).to_list(), [day, *days]),
