@@ -33,6 +33,8 @@ PIPELINE_ASSETS = frozenset(
         "text_personas",
         "expanded_personas",
         "persona_hub",
+        "persona_attributes",
+        "hub_composition",
         "math_checks",
         "datasets",
         "contamination_checks",

@@ -19,6 +19,8 @@ TABLE_ASSETS = {
     "text_personas": "personas",
     "expanded_personas": "personas",
     "persona_hub": "hub",
+    "persona_attributes": "persona_attributes",
+    "hub_composition": "hub_composition",
     "math_problems": "generations",
     "tools": "generations",
     "math_checks": "math_checks",

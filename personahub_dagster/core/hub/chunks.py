@@ -88,3 +88,23 @@ def gather_rows(blocks: list[np.ndarray], index: np.ndarray) -> np.ndarray:
         if hi > lo:
             out.append(np.asarray(block[index[lo:hi] - bounds[k]]))
     return np.concatenate(out)
+
+
+def kept_vectors(store: Store, chunks: list[str], ranges: list[list[int]]) -> pl.DataFrame:
+    """The kept personas of the state's rows in ``ranges`` (``[first, end)`` pairs) with their stored
+    embeddings (``persona_id``, ``vector``): only the chunks that hold those rows are opened, and from
+    a local lake only those rows of them are read — a day's vectors cost O(day), whatever the hub's size."""
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    for chunk in chunks:
+        first, end, _ = chunk.split("-", 2)
+        lo, hi = int(first), int(end)
+        for start, stop in ranges:
+            a, b = max(start, lo), min(stop, hi)
+            if a >= b:
+                continue
+            kept = load_kept(store, chunk, ["persona_id"])["persona_id"]
+            ids.extend(kept[a - lo : b - lo].to_list())
+            vectors.append(np.asarray(load_npy(store, f"chunks/emb-{chunk}.npy")[a - lo : b - lo]))
+    matrix = np.concatenate(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+    return pl.DataFrame({"persona_id": pl.Series(ids, dtype=pl.Utf8), "vector": matrix})

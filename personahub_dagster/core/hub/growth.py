@@ -170,10 +170,13 @@ def grow_hub(
     entries = dict(recorded)
     try:
         for p, (rows, keep) in todo.items():
+            first = len(state)
             marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
             marked = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
             hub[p] = pl.concat([keep.select(HUB_COLUMNS), marked]).sort("persona_id")
-            entries[p] = _entry(p, hub[p].height, (recorded.get(p) or {}).get("arrival", len(entries)))
+            before = recorded.get(p) or {}
+            kept = [*before.get("kept_rows", []), [first, len(state)]]
+            entries[p] = _entry(p, hub[p].height, before.get("arrival", len(entries)), kept)
     finally:
         if state.remote is not None:
             state.remote.close()
@@ -205,9 +208,10 @@ def rebuild_hub(
     entries: dict[str, dict] = {}
     for p in sorted(personas["partition"].unique().to_list()):
         rows = personas.filter(pl.col("partition") == p)
+        first = len(state)
         marks = state.add(rows["persona_id"].to_list(), rows["persona"].to_list())
         hub[p] = rows.with_columns(marks.drop("key")).select(HUB_COLUMNS)
-        entries[p] = _entry(p, rows.height, len(entries))
+        entries[p] = _entry(p, rows.height, len(entries), [[first, len(state)]])
     if publish is not None:
         publish(hub)
     _save(state, store, None, entries, token, personas, sample_size, rebuilds(manifest) + 1)
@@ -220,9 +224,11 @@ def rebuilds(manifest: dict | None) -> int:
     return int((manifest or {}).get("rebuilds", 0))
 
 
-def _entry(partition: str, personas: int, arrival: int) -> dict:
-    """A partition as the manifest records it: its name, personas, and when it entered the hub."""
-    return {"name": partition, "personas": personas, "arrival": arrival}
+def _entry(partition: str, personas: int, arrival: int, kept_rows: list[list[int]]) -> dict:
+    """A partition as the manifest records it: its name, personas, when it entered the hub, and the
+    ranges of the state's kept rows its personas took (where their stored vectors are:
+    :func:`.chunks.kept_vectors`)."""
+    return {"name": partition, "personas": personas, "arrival": arrival, "kept_rows": kept_rows}
 
 
 def _save(

@@ -64,6 +64,36 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "created_at": TS,
         "locale": pl.Utf8,  # the persona's locale (its source text's language), for sampling by it
     },
+    "persona_attributes": {
+        "persona_id": pl.Utf8,
+        "persona": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "domain": pl.Utf8,
+        "occupation": pl.Utf8,
+        "expertise_level": pl.Utf8,
+        "age_band": pl.Utf8,
+        "locale": pl.Utf8,
+        "language": pl.Utf8,
+        "cluster_id": pl.Int32,  # -1: no clustering yet
+        "cluster_label": pl.Utf8,
+        "cluster_similarity": pl.Float64,
+        "clustering": pl.Utf8,  # the clustering version the id belongs to
+        "corrected": pl.Utf8,  # JSON {attribute: why the model's value became "unknown"}
+        "model": pl.Utf8,
+        "prompt_hash": pl.Utf8,
+        "request_hash": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "hub_composition": {
+        "attribute": pl.Utf8,
+        "value": pl.Utf8,
+        "personas": pl.Int64,
+        "share": pl.Float64,
+        "clustering": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
     "generations": {
         "row_id": pl.Utf8,
         "data_type": pl.Utf8,

@@ -6,7 +6,8 @@ partition just written) with thresholds from the run config (``checks:`` in each
 * ``dedup_ratio`` — the hub's share of duplicates in a sane band (too high: a stuck generator; zero
   over many personas: dedup not running);
 * ``lineage`` — every generated row walks back through its personas to a source text;
-* ``export_schema`` — the exported datasets have the release columns and ours, with their types.
+* ``export_schema`` — the exported datasets have the release columns and ours, with their types;
+* ``composition_drift`` — the hub's shares stay near the target mix (warning past ``max_drift``).
 """
 
 import dagster as dg
@@ -27,6 +28,7 @@ DESCRIPTIONS = {
     "dedup_ratio": "The hub's duplicate share is within [min_dedup_ratio, max_dedup_ratio].",
     "lineage": "Every generated row walks back through its personas to a source text.",
     "export_schema": "Exported datasets have the release columns and our ids, with their types.",
+    "composition_drift": "The hub's share of every value in target_mix is within max_drift of its target.",
 }
 
 
