@@ -38,6 +38,7 @@ PIPELINE_ASSETS = frozenset(
         "math_checks",
         "datasets",
         "contamination_checks",
+        "persona_fidelity",
         "diversity_bands",
         "report",
         *SYNTHESIS_ASSETS,

@@ -2,8 +2,9 @@
 
 Everything comes from the lake (so the report of an old run can be made again): counts, the yield of
 every LLM stage (rows against rejects), reject reasons, tokens and cost, the hub's duplicates and
-nearest-neighbour similarities, the diversity bands, contamination hits and the math agreement
-filter. Plots are PNGs inlined as data URIs: the file has no outside references.
+nearest-neighbour similarities, its composition (attributes, locales, topic clusters), the diversity
+bands, contamination hits, the math agreement filter and persona fidelity. Plots are PNGs inlined as
+data URIs: the file has no outside references.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import polars as pl
 from personahub_dagster.core.config.secrets import redact
 from personahub_dagster.core.evaluation.diversity import band_summary
 from personahub_dagster.core.evaluation.plots import png_base64
+from personahub_dagster.core.hub import clusters
+from personahub_dagster.core.hub.composition import hub_composition
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.data_types import load_data_types
 from personahub_dagster.core.storage.store import atomic_write
@@ -181,6 +184,7 @@ def build_report(
             + _table(math.select("row_id", "n_solutions", "agreeing", "agreement", "answer").head(50))
         )
 
+    sections += _composition_section(lake, partition) + _fidelity_section(lake, p)
     scope = f"partition {partition}" if partition else "every partition"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
@@ -190,6 +194,51 @@ def build_report(
         + "".join(sections)
         + "</body></html>"
     )
+
+
+def _composition_section(lake: Lake, partition: str | None) -> list[str]:
+    """The hub's make-up: the shares summed over every day's counts, and the day's beside them."""
+    days = lake.read("hub_composition")
+    if days.is_empty():
+        return []
+    live, _ = clusters.current(lake.files.child("clusters"))
+    hub = hub_composition(days, live.version if live else None)
+    day = days.filter(pl.col("partition") == partition) if partition else None
+    parts = ["<h2>Hub composition</h2><p>Shares of the hub's kept personas (all days so far)"]
+    parts.append(f"; {partition}'s own beside them.</p>" if day is not None else ".</p>")
+    for attribute in ("domain", "locale", "expertise_level", "age_band", "cluster"):
+        rows = hub.filter(pl.col("attribute") == attribute).head(12)
+        if rows.is_empty():
+            continue
+        if day is not None:
+            mine = day.filter(pl.col("attribute") == attribute).select(
+                "value", pl.col("share").alias("day_share")
+            )
+            rows = rows.join(mine, on="value", how="left")
+        values, shares = rows["value"].to_list(), rows["share"].to_list()
+        plot = _plot(
+            lambda ax, v=values, s=shares: ax.barh(v[::-1], s[::-1], color="#4f6d8f"), attribute, "share", ""
+        )
+        parts.append(f"<h3>{attribute}</h3>{_table(rows.drop('attribute'))}{plot}")
+    return ["".join(parts)]
+
+
+def _fidelity_section(lake: Lake, days: list[str]) -> list[str]:
+    metrics = lake.read("persona_fidelity", partitions=days or None)
+    if metrics.is_empty():
+        return []
+    wide = metrics.pivot(
+        "metric", index=["data_type", "prompting_mode"], values="value", aggregate_function="mean"
+    )
+    chance = metrics.filter(pl.col("metric") == "retrieval_top1")["baseline"].mean()
+    return [
+        "<h2>Persona fidelity</h2><p>Does a row reflect its persona? <code>retrieval_top1</code>: its own "
+        f"persona picked out of k by the output's embedding (chance {chance or 0:.2f}); "
+        "<code>persona_lift</code> / <code>distant_gap</code>: how much closer the output is to its persona "
+        "than the same prompt's output with no persona / a distant one (0: the persona changed nothing); "
+        "<code>judge_adherence</code>: a model's 1–5 score; distinct-n and Vendi: diversity.</p>"
+        + _table(wide.with_columns(pl.col(pl.Float64).round(3)))
+    ]
 
 
 def write_report(

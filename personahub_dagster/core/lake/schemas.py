@@ -144,6 +144,16 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "created_at": TS,
         "partition": pl.Utf8,
     },
+    "persona_fidelity": {
+        "data_type": pl.Utf8,
+        "prompting_mode": pl.Utf8,
+        "metric": pl.Utf8,  # retrieval_top1, persona_lift, distant_gap, judge_adherence, distinct_1/2, vendi
+        "value": pl.Float64,
+        "baseline": pl.Float64,  # chance, or what the neutral persona got
+        "rows": pl.Int64,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
     "diversity_pairs": {
         "band": pl.Float64,
         "persona_a": pl.Utf8,

@@ -44,6 +44,12 @@ class PromptTemplate:
         """Identifies the template version; stored on every row it produced."""
         return digest(self.system, self.user, self.params)[:16]
 
+    def system_message(self, **variables: Any) -> list[dict[str, str]]:
+        """The system turn alone (empty list when the template has none)."""
+        if not self.system.strip():
+            return []
+        return [{"role": "system", "content": _compiled(self.system).render(**variables).strip()}]
+
     def render(self, **variables: Any) -> list[dict[str, str]]:
         messages = []
         if self.system.strip():

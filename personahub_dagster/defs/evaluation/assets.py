@@ -145,7 +145,7 @@ def diversity_bands(
 
 
 @dg.asset(
-    deps=["datasets", "contamination_checks", diversity_bands],
+    deps=["datasets", "contamination_checks", "hub_composition", "persona_fidelity", diversity_bands],
     group_name="evaluation",
     kinds={"html"},
     partitions_def=pipeline_partitions,

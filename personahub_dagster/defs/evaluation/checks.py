@@ -7,7 +7,8 @@ partition just written) with thresholds from the run config (``checks:`` in each
   over many personas: dedup not running);
 * ``lineage`` — every generated row walks back through its personas to a source text;
 * ``export_schema`` — the exported datasets have the release columns and ours, with their types;
-* ``composition_drift`` — the hub's shares stay near the target mix (warning past ``max_drift``).
+* ``composition_drift`` — the hub's shares stay near the target mix (warning past ``max_drift``);
+* ``fidelity_floor`` — generated rows pick their own persona out of k well above chance.
 """
 
 import dagster as dg
@@ -29,6 +30,7 @@ DESCRIPTIONS = {
     "lineage": "Every generated row walks back through its personas to a source text.",
     "export_schema": "Exported datasets have the release columns and our ids, with their types.",
     "composition_drift": "The hub's share of every value in target_mix is within max_drift of its target.",
+    "fidelity_floor": "Each type and mode retrieves its own persona out of k at min_retrieval_lift × chance.",
 }
 
 

@@ -29,6 +29,7 @@ from personahub_dagster.core.stages.synthesis import (
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.assets import contamination_checks_asset
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
+from personahub_dagster.defs.evaluation.fidelity import persona_fidelity_asset
 from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import (
     counts_of,
@@ -61,7 +62,8 @@ class SynthesisConfig(LLMStageConfig):
     seed: int = Field(default=0, description="Persona sampling seed.")
     target_mix: dict[str, dict[str, float]] = Field(
         default={},
-        description='Target shares over hub columns, e.g. {"method": {"relation": 0.5}}: '
+        description="Target shares over the hub's columns (method, hop, locale) or persona attributes "
+        '(domain, expertise_level, age_band, language, cluster_label…), e.g. {"domain": {"health": 0.2}}: '
         "personas are drawn so their mix meets it as far as the hub allows (empty: uniform).",
     )
     mix_max_weight: float = Field(
@@ -85,6 +87,33 @@ def _variables(config: SynthesisConfig) -> dict[str, str]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+ATTRIBUTE_COLUMNS = [
+    "domain",
+    "occupation",
+    "expertise_level",
+    "age_band",
+    "language",
+    "cluster_id",
+    "cluster_label",
+]
+
+
+def _with_attributes(lk, hub: pl.DataFrame, target: dict, days: list[str]) -> pl.DataFrame:
+    """The hub's rows, joined to their ``persona_attributes`` when the target mix names one of those
+    (a persona without attributes yet counts as ``unknown``); the same days only."""
+    wanted = [c for c in ATTRIBUTE_COLUMNS if c in target]
+    if not wanted:
+        return hub
+    attributes = lk.read("persona_attributes", partitions=days)
+    if attributes.is_empty():
+        raise dg.Failure(
+            f"target_mix names persona attributes ({', '.join(wanted)}) but persona_attributes has no rows "
+            f"for {', '.join(days)}: materialize persona_attributes for those days first"
+        )
+    joined = hub.join(attributes.select("persona_id", *wanted), on="persona_id", how="left")
+    return joined.with_columns(pl.col(c).cast(pl.Utf8).fill_null("unknown") for c in wanted)
+
+
 def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
     """The asset that synthesizes ``data_type`` for sampled hub personas in each prompting mode."""
 
@@ -105,7 +134,9 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk, context, config)
         days = config.partitions or [day]
-        hub = lk.read("hub", partitions=days).sort("persona_id")
+        hub = _with_attributes(lk, lk.read("hub", partitions=days), config.target_mix, days).sort(
+            "persona_id"
+        )
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
         seed = f"{config.seed}:{dt.name}"
         mix_meta = {}
@@ -307,5 +338,10 @@ def synthesis() -> dg.Definitions:
     made = [synthesis_asset(dt) for dt in types.values()]
     if "math_problem" in types:
         made.append(math_checks_asset(types["math_problem"]))
-    made += [contamination_checks_asset([dt.asset for dt in types.values()]), datasets_asset(types)]
+    synthesized = [dt.asset for dt in types.values()]
+    made += [
+        contamination_checks_asset(synthesized),
+        persona_fidelity_asset(synthesized),
+        datasets_asset(types),
+    ]
     return dg.Definitions(assets=made)

@@ -10,6 +10,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from personahub_dagster.core.evaluation.report import build_report
 from personahub_dagster.core.hub import clusters
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.lake.tables import Lake
@@ -169,3 +170,12 @@ def test_attributes_clusters_and_composition_over_nights(tmp_path, fake_provider
     assert not check.passed  # law: 0 of the hub, target 0.3
     drifting = check.metadata["drifting"].value
     assert [d["value"] for d in drifting] == ["law"] and drifting[0]["share"] == 0.0
+
+
+def test_the_report_shows_the_hubs_composition(tmp_path, fake_provider):
+    lake = Lake(tmp_path / "lake")
+    lake.write("personas", personas(DAYS[0], 120, 0), producer="text_personas", partition=DAYS[0])
+    assert night(tmp_path, fake_provider(scripted_model), DAYS[0]).success
+    page = build_report(lake, DAYS[0])
+    assert "<h2>Hub composition</h2>" in page and "Working people of many towns" in page
+    assert page.count("<h3>") == 5  # domain, locale, expertise, age band, cluster

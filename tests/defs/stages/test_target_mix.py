@@ -4,8 +4,9 @@ the run's metadata says what was reached, and a target the hub cannot meet is re
 from __future__ import annotations
 
 import dagster as dg
+import polars as pl
 
-from personahub_dagster.core.lake.schemas import now_utc, rows_frame
+from personahub_dagster.core.lake.schemas import conform, now_utc, rows_frame
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
 from personahub_dagster.defs.stages.synthesis import registry, synthesis_asset
@@ -35,7 +36,7 @@ def _hub(lake: Lake) -> None:
     lake.write("hub", rows_frame("hub", rows), producer="persona_hub", partition=DAY)
 
 
-def _run(tmp_path, server, target: dict) -> dg.ExecuteInProcessResult:
+def _run(tmp_path, server, target: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     asset = synthesis_asset(registry()["math_problem"])
     config = {"n_personas": 4, "modes": ["zero_shot"], "target_mix": target}
     return dg.materialize(
@@ -48,6 +49,7 @@ def _run(tmp_path, server, target: dict) -> dg.ExecuteInProcessResult:
         },
         run_config={"ops": {asset.key.path[-1]: {"config": config}}},
         instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
     )
 
 
@@ -77,3 +79,26 @@ def test_a_target_the_hub_cannot_meet_is_reported_and_the_rest_still_drawn(tmp_p
     assert short["value"] == "telepathy" and short["reason"] == "absent" and short["reached"] == 0.0
     assert event.metadata["target_mix_reached"].value["method"]["relation"] == 1.0  # pro rata
     assert event.metadata["personas_used"].value == 4
+
+
+def test_a_target_over_persona_attributes_joins_the_days_attributes(tmp_path, fake_provider):
+    lake = Lake(tmp_path / "lake")
+    _hub(lake)
+    server = fake_provider(lambda _n, _b: ("ok", ANSWER))
+    assert not _run(tmp_path, server, {"domain": {"health": 1.0}}, raise_on_error=False).success  # none yet
+    hub = lake.read("hub")
+    attributes = hub.select("persona_id", "persona", "partition").with_columns(
+        domain=pl.when(pl.col("persona_id").str.ends_with("7"))
+        .then(pl.lit("health"))
+        .otherwise(pl.lit("trades"))
+    )
+    lake.write(
+        "persona_attributes",
+        conform("persona_attributes", attributes),
+        producer="persona_attributes",
+        partition=DAY,
+    )
+    result = _run(tmp_path, server, {"domain": {"health": 1.0}})
+    assert result.success
+    used = set(lake.read("generations", "partition = ?", [DAY])["persona_id"])
+    assert len(used) == 4 and all(p.endswith("7") for p in used)
