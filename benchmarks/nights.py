@@ -27,7 +27,14 @@ from tests.support.fake_openai import FakeOpenAI  # noqa: E402
 from tests.support.nights import fake_llm, night  # noqa: E402
 
 # steps whose time is mostly the provider's: shown, but not in the "non-LLM" total
-LLM_STEPS = {"text_personas", "expanded_personas", "math_checks", "diversity_bands"}
+LLM_STEPS = {
+    "text_personas",
+    "expanded_personas",
+    "math_checks",
+    "diversity_bands",
+    "persona_attributes",
+    "persona_fidelity",
+}
 
 
 def synthesis_steps() -> set[str]:

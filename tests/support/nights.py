@@ -149,6 +149,11 @@ def fake_llm(_n: int, body: dict) -> tuple[str, str]:
         nums = [int(x) for x in prompt.split() if x.isdigit()]
         total = nums[0] * nums[1] if len(nums) >= 2 else 42
         return "ok", f"Multiply the two numbers.\nFinal answer: \\boxed{{{total}}}"
+    if system.startswith("You describe people precisely"):  # persona attributes
+        job = next((j for j in JOBS if j in prompt), "unknown")
+        return "ok", json.dumps({"domain": "unknown", "occupation": job, "expertise_level": "expert"})
+    if system.startswith("You name groups"):
+        return "ok", f"{pick(JOBS, 5)}s and their circles"
     if "JSON" in system:
         return "ok", json.dumps({"name": f"{pick(JOBS, 5)}_helper_{h % 97}", "description": "A helper."})
     return "ok", f"A {pick(JOBS, 5)} asks how to plan {pick(TOPICS, 9)} within a budget of {h % 500} euros."

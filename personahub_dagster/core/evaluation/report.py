@@ -21,7 +21,7 @@ from personahub_dagster.core.config.secrets import redact
 from personahub_dagster.core.evaluation.diversity import band_summary
 from personahub_dagster.core.evaluation.plots import png_base64
 from personahub_dagster.core.hub import clusters
-from personahub_dagster.core.hub.composition import hub_composition
+from personahub_dagster.core.hub.composition import hub_composition, read_totals, totals_frame
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.stages.data_types import load_data_types
 from personahub_dagster.core.storage.store import atomic_write
@@ -198,12 +198,12 @@ def build_report(
 
 def _composition_section(lake: Lake, partition: str | None) -> list[str]:
     """The hub's make-up: the shares summed over every day's counts, and the day's beside them."""
-    days = lake.read("hub_composition")
-    if days.is_empty():
+    totals = totals_frame(read_totals(lake.files.child("composition"))[0]["counts"])
+    if totals.is_empty():
         return []
     live, _ = clusters.current(lake.files.child("clusters"))
-    hub = hub_composition(days, live.version if live else None)
-    day = days.filter(pl.col("partition") == partition) if partition else None
+    hub = hub_composition(totals, live.version if live else None)
+    day = lake.read("hub_composition", partitions=[partition]) if partition else None
     parts = ["<h2>Hub composition</h2><p>Shares of the hub's kept personas (all days so far)"]
     parts.append(f"; {partition}'s own beside them.</p>" if day is not None else ".</p>")
     for attribute in ("domain", "locale", "expertise_level", "age_band", "cluster"):

@@ -2,21 +2,27 @@
 all days, and how far they drift from a target mix.
 
 A day's composition is counted from that day's ``persona_attributes`` rows alone (O(day)) and stored
-as a few rows per attribute value in ``hub_composition``. The hub's composition is the sum of those
-counts over the days: it reads the summary table (tens of rows a day — a decade of nights is under a
-million small rows, summed by DuckDB in milliseconds), never a persona. Free-text occupations are not
-counted (one value a persona: the count would be the hub itself); the topic clusters stand for them.
-Cluster shares are counted under the clustering they were assigned by, and the hub's are summed over
-the days of the live clustering only (a day assigned under an older one is re-assigned by running its
-``persona_attributes`` again).
+as a few rows per attribute value in ``hub_composition``. The hub's composition is a running total
+kept beside them (``totals.json``: a count per attribute value, and a digest of each day's counts so
+that a day run again replaces its own contribution instead of adding it twice): a night reads the
+totals and its own day, never the other days. If the totals and the table disagree (a run that died
+between the two writes), the totals are summed again from the table — said in the log and the
+metadata, never silently. Free-text occupations are not counted (one value a persona: the count would
+be the hub itself); the topic clusters stand for them. Cluster shares are counted under the
+clustering they were assigned by, and the hub's are those of the live clustering only (a day assigned
+under an older one is re-assigned by running its ``persona_attributes`` again).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
+
+from personahub_dagster.core.storage.store import Store
 
 COUNTED = ("domain", "expertise_level", "age_band", "locale", "language", "cluster")
 
@@ -59,8 +65,77 @@ def day_composition(attributes: pl.DataFrame) -> pl.DataFrame:
     return out.select("attribute", "value", "personas", "share", "clustering").sort("attribute", "value")
 
 
+TOTALS = "totals.json"
+_KEY = ("attribute", "value", "clustering")
+
+
+class StaleTotals(Exception):
+    """The running totals do not hold this day's counts as the table has them: sum them again."""
+
+
+def _digest(rows: pl.DataFrame) -> str:
+    items = sorted((a, v, c or "", int(n)) for a, v, c, n in rows.select(*_KEY, "personas").iter_rows())
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+def totals_frame(counts: Mapping[str, int]) -> pl.DataFrame:
+    keys = [k.split("\t") for k in counts]
+    return pl.DataFrame(
+        {
+            "attribute": [k[0] for k in keys],
+            "value": [k[1] for k in keys],
+            "clustering": [k[2] or None for k in keys],
+            "personas": list(counts.values()),
+        },
+        schema={"attribute": pl.Utf8, "value": pl.Utf8, "clustering": pl.Utf8, "personas": pl.Int64},
+    )
+
+
+def read_totals(store: Store) -> tuple[dict, str | None]:
+    """The running totals (``counts``: key → personas; ``days``: day → digest) and their version."""
+    data, token = store.read_versioned(TOTALS)
+    return (json.loads(data) if data else {"counts": {}, "days": {}}), token
+
+
+def apply_day(store: Store, day: str, before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
+    """Replace ``day``'s counts in the running totals — ``before`` (its rows as the totals hold them)
+    out, ``after`` in — by compare-and-swap; the totals' rows (``attribute``, ``value``,
+    ``clustering``, ``personas``). :class:`StaleTotals` when the totals do not hold ``before``;
+    :class:`~personahub_dagster.core.storage.store.ConcurrentUpdate` when another run moved them."""
+    totals, token = read_totals(store)
+    held = totals["days"].get(day)
+    if held != (_digest(before) if before.height else None):
+        raise StaleTotals(f"the composition totals do not hold {day}'s counts as the table has them")
+    counts: dict[str, int] = dict(totals["counts"])
+    for rows, sign in ((before, -1), (after, 1)):
+        for a, v, c, n in rows.select(*_KEY, "personas").iter_rows():
+            key = f"{a}\t{v}\t{c or ''}"
+            counts[key] = counts.get(key, 0) + sign * int(n)
+    counts = {k: n for k, n in counts.items() if n}
+    days = (
+        {**totals["days"], day: _digest(after)}
+        if after.height
+        else {d: h for d, h in totals["days"].items() if d != day}
+    )
+    store.swap(TOTALS, json.dumps({"counts": counts, "days": days}).encode(), token)
+    return totals_frame(counts)
+
+
+def rebuild_totals(store: Store, table: pl.DataFrame) -> pl.DataFrame:
+    """The running totals summed again from every day's rows of ``hub_composition`` (the repair when
+    :class:`StaleTotals`): the one read of the whole table, made only then."""
+    _, token = read_totals(store)
+    counts = {
+        f"{a}\t{v}\t{c or ''}": int(n)
+        for a, v, c, n in table.group_by(*_KEY).agg(pl.col("personas").sum()).iter_rows()
+    }
+    days = {str(d): _digest(rows) for (d,), rows in table.group_by("partition")}
+    store.swap(TOTALS, json.dumps({"counts": counts, "days": days}).encode(), token)
+    return totals_frame(counts)
+
+
 def hub_composition(days: pl.DataFrame, clustering: str | None) -> pl.DataFrame:
-    """The hub's shares from the days' counts: summed over every day, cluster counts over the days of
+    """The hub's shares from counts (the running totals, or days' rows): summed, cluster counts of
     ``clustering`` (the live one) only."""
     keep = days.filter((pl.col("attribute") != "cluster") | (pl.col("clustering") == clustering))
     summed = keep.group_by("attribute", "value").agg(pl.col("personas").sum())

@@ -7,13 +7,20 @@ import polars as pl
 from pydantic import Field
 
 from personahub_dagster.core.hub import clusters
-from personahub_dagster.core.hub.composition import day_composition, drifts, hub_composition
+from personahub_dagster.core.hub.composition import (
+    StaleTotals,
+    apply_day,
+    day_composition,
+    drifts,
+    hub_composition,
+    rebuild_totals,
+)
 from personahub_dagster.core.hub.sample import hub_sample, sample_vectors
 from personahub_dagster.core.stages.attributes import extract_attributes, label_clusters
 from personahub_dagster.core.storage.store import ConcurrentUpdate
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
-from personahub_dagster.defs.hub.persona_hub import persona_hub
+from personahub_dagster.defs.hub.persona_hub import HUB_COMMIT_ATTEMPTS, persona_hub
 from personahub_dagster.defs.metadata import bar_chart, counts_of, lake_metadata, md_table, table_definition
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
 from personahub_dagster.defs.resources import EmbedderResource, LakeResource, LLMResource, PromptsResource
@@ -144,6 +151,21 @@ class HubCompositionConfig(dg.Config):
     )
 
 
+def _totals(context, lk, day: str, before: pl.DataFrame, today: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """The hub's running totals with the day's counts replaced; summed again from the table (and
+    said so) when they had lost step with it."""
+    store = lk.files.child("composition")
+    for _ in range(HUB_COMMIT_ATTEMPTS):
+        try:
+            return apply_day(store, day, before, today), False
+        except ConcurrentUpdate:  # another day's run moved the totals meanwhile: apply to theirs
+            continue
+        except StaleTotals as exc:
+            context.log.warning(f"{exc}: summing the totals again from every day's rows")
+            return rebuild_totals(store, lk.read("hub_composition")), True
+    raise dg.Failure(f"the composition totals kept moving under {HUB_COMMIT_ATTEMPTS} attempts")
+
+
 @dg.asset(
     metadata=table_definition("hub_composition"),
     deps=[persona_attributes],
@@ -157,15 +179,18 @@ def composition(
     context: dg.AssetExecutionContext, config: HubCompositionConfig, lake: LakeResource
 ) -> dg.MaterializeResult:
     """The day's shares of its personas' domains, expertise, age bands, locales, languages and topic
-    clusters, and the hub's over all days (summed from this table's daily counts, never from the
-    personas); a warning when a share drifts past ``max_drift`` from ``target_mix``."""
+    clusters, and the hub's over all days (a running total the day's counts replace their earlier
+    selves in; nothing of other days is read); a warning when a share drifts past ``max_drift`` from
+    ``target_mix``."""
     lk, day = lake.lake(context), partition_of(context)
     today = day_composition(lk.read("persona_attributes", partitions=[day])).with_columns(
         partition=pl.lit(day)
     )
+    before = lk.read("hub_composition", partitions=[day])
     lk.write("hub_composition", today, producer="hub_composition", partition=day)
+    totals, rebuilt = _totals(context, lk, day, before, today)
     live, _ = clusters.current(lk.files.child("clusters"))
-    hub = hub_composition(lk.read("hub_composition"), live.version if live else None)
+    hub = hub_composition(totals, live.version if live else None)
     found = drifts(hub, config.target_mix)
     off = [d for d in found if abs(d.drift) > config.max_drift]
     for d in off:
@@ -182,6 +207,7 @@ def composition(
     return dg.MaterializeResult(
         metadata={
             **lake_metadata(lk, "hub_composition", today.height),
+            "totals_rebuilt": rebuilt,
             "day": md_table(
                 today.sort("attribute", "personas", descending=[False, True]),
                 ["attribute", "value", "personas", "share"],
