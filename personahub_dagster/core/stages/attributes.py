@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from personahub_dagster.core.lake.schemas import now_utc
+from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.results import LLMRequest, LLMResult
 from personahub_dagster.core.stages.parsing import words
@@ -206,3 +207,33 @@ def label_clusters(
 
     run_stage(gateway, requests, parse, stage="cluster_labels")
     return labels
+
+
+TARGETABLE = (
+    "domain",
+    "occupation",
+    "expertise_level",
+    "age_band",
+    "language",
+    "cluster_id",
+    "cluster_label",
+)
+
+
+def with_attributes(
+    lake: Lake, hub: pl.DataFrame, target: Mapping[str, object], days: list[str]
+) -> pl.DataFrame:
+    """The hub's rows joined to their ``persona_attributes`` of the same days when ``target`` names
+    one of those (a persona without attributes yet counts as ``unknown``); ValueError when the
+    attributes of those days were never made."""
+    wanted = [c for c in TARGETABLE if c in target]
+    if not wanted:
+        return hub
+    attributes = lake.read("persona_attributes", partitions=days)
+    if attributes.is_empty():
+        raise ValueError(
+            f"target_mix names persona attributes ({', '.join(wanted)}) but persona_attributes has no rows "
+            f"for {', '.join(days)}: materialize persona_attributes for those days first"
+        )
+    joined = hub.join(attributes.select("persona_id", *wanted), on="persona_id", how="left")
+    return joined.with_columns(pl.col(c).cast(pl.Utf8).fill_null(UNKNOWN) for c in wanted)

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from personahub_dagster.core.config.settings import settings
-from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_writer
+from personahub_dagster.core.stages.attributes import with_attributes
 from personahub_dagster.core.stages.data_types import MODES, DataType, load_data_types
 from personahub_dagster.core.stages.math_check import Solver, check_problems
 from personahub_dagster.core.stages.synthesis import (
@@ -33,13 +33,13 @@ from personahub_dagster.defs.evaluation.fidelity import persona_fidelity_asset
 from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import (
     counts_of,
-    lake_metadata,
     lineage_markdown,
     mix_metadata,
     progress_logger,
 )
-from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
+from personahub_dagster.defs.partitions import partition_of
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
+from personahub_dagster.defs.stages.datasets import datasets_asset
 from personahub_dagster.defs.stages.llm_stage import LLMStageConfig, commit_stage, llm_asset, stage_metadata
 from personahub_dagster.defs.stages.personas import PersonaFilterConfig
 
@@ -87,33 +87,6 @@ def _variables(config: SynthesisConfig) -> dict[str, str]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-ATTRIBUTE_COLUMNS = [
-    "domain",
-    "occupation",
-    "expertise_level",
-    "age_band",
-    "language",
-    "cluster_id",
-    "cluster_label",
-]
-
-
-def _with_attributes(lk, hub: pl.DataFrame, target: dict, days: list[str]) -> pl.DataFrame:
-    """The hub's rows, joined to their ``persona_attributes`` when the target mix names one of those
-    (a persona without attributes yet counts as ``unknown``); the same days only."""
-    wanted = [c for c in ATTRIBUTE_COLUMNS if c in target]
-    if not wanted:
-        return hub
-    attributes = lk.read("persona_attributes", partitions=days)
-    if attributes.is_empty():
-        raise dg.Failure(
-            f"target_mix names persona attributes ({', '.join(wanted)}) but persona_attributes has no rows "
-            f"for {', '.join(days)}: materialize persona_attributes for those days first"
-        )
-    joined = hub.join(attributes.select("persona_id", *wanted), on="persona_id", how="left")
-    return joined.with_columns(pl.col(c).cast(pl.Utf8).fill_null("unknown") for c in wanted)
-
-
 def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
     """The asset that synthesizes ``data_type`` for sampled hub personas in each prompting mode."""
 
@@ -134,9 +107,11 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         modes = config.modes or list(dt.modes)
         gateway = llm.gateway(lk, context, config)
         days = config.partitions or [day]
-        hub = _with_attributes(lk, lk.read("hub", partitions=days), config.target_mix, days).sort(
-            "persona_id"
-        )
+        try:
+            hub = with_attributes(lk, lk.read("hub", partitions=days), config.target_mix, days)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from exc
+        hub = hub.sort("persona_id")
         n = None if config.all_personas else (config.n_personas or dt.n_personas)
         seed = f"{config.seed}:{dt.name}"
         mix_meta = {}
@@ -274,60 +249,6 @@ def math_checks_asset(math: DataType) -> dg.AssetsDefinition:
         )
 
     return math_checks
-
-
-class DatasetsConfig(dg.Config):
-    formats: list[str] = Field(default=["parquet", "jsonl"], description="parquet and/or jsonl")
-
-
-EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "persona_id": pl.Utf8}
-EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8}
-
-
-def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
-    """The day's exports of every data type in ``types``."""
-
-    @dg.asset(
-        deps=[
-            *(dt.asset for dt in types.values()),
-            *(["math_checks"] if "math_problem" in types else []),
-            "contamination_checks",
-        ],
-        group_name="datasets",
-        kinds={"parquet"},
-        partitions_def=pipeline_partitions,
-        check_specs=checks.specs("datasets", "export_schema", "lineage"),
-    )
-    def datasets(
-        context: dg.AssetExecutionContext, config: DatasetsConfig, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
-        in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
-        ``description``) plus ids that walk back to the source text."""
-        lk, day = lake.lake(context), partition_of(context)
-        counts, paths, frames = {}, {}, {}
-        for dt in types.values():
-            df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
-            counts[dt.release] = df.height
-            frames[dt.release] = df
-            for fmt in config.formats:
-                key = f"{dt.release}/{day}.{fmt}"
-                paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
-        broken = lk.broken_lineage(day)
-        return dg.MaterializeResult(
-            metadata={
-                **lake_metadata(lk),
-                "rows_by_release": dg.MetadataValue.json(counts),
-                "rows": sum(counts.values()),
-                "files": dg.MetadataValue.json(paths),
-            },
-            check_results=[
-                checks.export_schema(frames, EXPORT_TYPES),
-                checks.lineage(broken, sum(counts.values())),
-            ],
-        )
-
-    return datasets
 
 
 @dg.definitions

@@ -1,0 +1,66 @@
+"""``datasets``: the day's rows of every data type exported in the public release's format."""
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_writer
+from personahub_dagster.core.stages.data_types import DataType
+from personahub_dagster.defs.evaluation import checks
+from personahub_dagster.defs.metadata import lake_metadata
+from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
+from personahub_dagster.defs.resources import LakeResource
+
+
+class DatasetsConfig(dg.Config):
+    formats: list[str] = Field(default=["parquet", "jsonl"], description="parquet and/or jsonl")
+
+
+EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "persona_id": pl.Utf8}
+EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8}
+
+
+def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
+    """The day's exports of every data type in ``types``."""
+
+    @dg.asset(
+        deps=[
+            *(dt.asset for dt in types.values()),
+            *(["math_checks"] if "math_problem" in types else []),
+            "contamination_checks",
+        ],
+        group_name="datasets",
+        kinds={"parquet"},
+        partitions_def=pipeline_partitions,
+        check_specs=checks.specs("datasets", "export_schema", "lineage"),
+    )
+    def datasets(
+        context: dg.AssetExecutionContext, config: DatasetsConfig, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
+        in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
+        ``description``) plus ids that walk back to the source text."""
+        lk, day = lake.lake(context), partition_of(context)
+        counts, paths, frames = {}, {}, {}
+        for dt in types.values():
+            df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
+            counts[dt.release] = df.height
+            frames[dt.release] = df
+            for fmt in config.formats:
+                key = f"{dt.release}/{day}.{fmt}"
+                paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
+        broken = lk.broken_lineage(day)
+        return dg.MaterializeResult(
+            metadata={
+                **lake_metadata(lk),
+                "rows_by_release": dg.MetadataValue.json(counts),
+                "rows": sum(counts.values()),
+                "files": dg.MetadataValue.json(paths),
+            },
+            check_results=[
+                checks.export_schema(frames, EXPORT_TYPES),
+                checks.lineage(broken, sum(counts.values())),
+            ],
+        )
+
+    return datasets
