@@ -1,8 +1,10 @@
 """Language detection for texts and personas: lingua's low- and high-accuracy modes against the English
 stopword test the persona filter used before (the same-run baseline: it can only say English or not).
 
-Labelled inputs, written for this benchmark: the multilingual sample corpus (paragraphs) and persona-length
-sentences in eight languages. Accuracy, time per 1,000 inputs, and the detector's resident memory.
+Then the check ``persona_language: source`` makes of each persona: is it in the language asked, or in
+English (the way a model fails)? Labelled inputs, written for this benchmark: the multilingual sample
+corpus (paragraphs) and persona-length sentences in eight languages. Accuracy, time per 1,000 inputs,
+and each detector's resident memory.
 
     python benchmarks/language_detection.py [--repeat 200]
 """
@@ -101,6 +103,22 @@ def main() -> None:
             per_1k = (time.perf_counter() - started) / len(texts) * 1000
             right = sum(f == lang for f, (lang, _) in zip(found[: len(items)], items, strict=True))
             rows.append((name, kind, f"{right}/{len(items)}", f"{per_1k:.3f}", f"{mem:.0f}"))
+
+    # the persona check of persona_language: source — the language asked, or English?
+    from personahub_dagster.core.stages.language import written_in
+
+    others = [lang for lang in PERSONAS if lang != "en"]
+    cases = [(t, lang, True) for lang in others for t in PERSONAS[lang]]
+    cases += [(t, lang, False) for lang in others for t in PERSONAS["en"]]
+    before = rss_mb()
+    [written_in(t, lang) for t, lang, _ in cases]  # builds the detectors
+    memory = rss_mb() - before
+    started = time.perf_counter()
+    for _ in range(max(1, args.repeat // 10)):
+        right = sum(written_in(t, lang) == want for t, lang, want in cases)
+    per_1k = (time.perf_counter() - started) / (len(cases) * max(1, args.repeat // 10)) * 1000
+    rows.append(("lingua, asked language or English", "persona sentences", f"{right}/{len(cases)}",
+                 f"{per_1k:.3f}", f"{memory:.0f}"))  # fmt: skip
 
     # the baseline: English or not, nothing more (a non-English text is "not en", never its language)
     run("stopword test (before)", lambda ts: ["en" if is_english(t) else "?" for t in ts], 0)

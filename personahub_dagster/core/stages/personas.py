@@ -24,6 +24,7 @@ from personahub_dagster.core.stages.language import (
     detect_language,
     detect_languages,
     in_language,
+    written_in,
 )
 from personahub_dagster.core.stages.parsing import (
     DEFAULT_FILTERS,
@@ -53,8 +54,8 @@ def _parse_in(
     if language is None:
         return parse_persona(raw, source, filters)
     fields, reason = parse_persona(raw, source, replace(filters, language=None))
-    if fields is not None and (found := detect_language(fields.persona)) != language:
-        return None, f"wrong_language: asked {language}, got {found}"
+    if fields is not None and not written_in(fields.persona, language):
+        return None, f"wrong_language: asked {language}, got {detect_language(fields.persona)}"
     return fields, reason
 
 
