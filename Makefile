@@ -67,6 +67,10 @@ bench: install
 	$(BIN)/python benchmarks/lake.py
 	$(BIN)/python benchmarks/rate_limits.py
 	$(BIN)/python benchmarks/ui_path.py
+	$(BIN)/python benchmarks/nights.py
+	$(BIN)/python benchmarks/persona_mix.py
+	$(BIN)/python benchmarks/language_detection.py
+	$(BIN)/python benchmarks/persona_fidelity.py
 	@if [ -d "$(PERSONAHUB_LAKE)/tables/hub" ]; then $(BIN)/python benchmarks/cost_model.py --lake $(PERSONAHUB_LAKE); \
 	else echo "cost model: run 'make demo' first (it scales what a real run measured)"; fi
 

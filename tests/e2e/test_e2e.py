@@ -238,3 +238,30 @@ def test_the_day_is_evaluated_and_reported(pipeline):
     page = (lake.root / "reports" / f"{DAY1}.html").read_text()
     for section in ("Yield per stage", "LLM calls", "Hub", "Diversity", "Contamination", "Math validity"):
         assert f"<h2>{section}" in page
+
+
+def test_the_hub_is_described_and_persona_fidelity_measured_on_the_real_run(pipeline, capsys):
+    lake, *_, first, _ = pipeline
+    kept = lake.read("hub", "dup_of IS NULL", partitions=[DAY1])
+    described = lake.read("persona_attributes", partitions=[DAY1])
+    refused = lake.read("rejects", "stage = 'persona_attributes'", partitions=[DAY1])
+    assert set(described["persona_id"]) | set(refused["input_id"]) == set(kept["persona_id"])
+    assert described.height >= 0.8 * kept.height
+    assert set(described["locale"]) == {"en"} and described["domain"].is_not_null().all()
+    # the embedded model fills every field; whatever the persona does not state is unknown, with why
+    unstated = described.filter(pl.col("corrected").is_not_null())
+    assert (unstated.height == 0) or unstated["corrected"].str.contains("persona").all()
+    composition = lake.read("hub_composition", partitions=[DAY1])
+    assert composition.filter(pl.col("attribute") == "locale")["personas"].sum() == kept.height
+
+    fidelity = lake.read("persona_fidelity", partitions=[DAY1])
+    assert {"retrieval_top1", "distinct_2", "vendi"} <= set(fidelity["metric"])
+    top1 = fidelity.filter(pl.col("metric") == "retrieval_top1")
+    assert top1["value"].is_between(0, 1).all() and (top1["baseline"] > 0).all()
+    checks = {e.check_name for e in first.get_asset_check_evaluations()}
+    assert {"fidelity_floor", "composition_drift"} <= checks
+    page = (lake.root / "reports" / f"{DAY1}.html").read_text()
+    assert "<h2>Hub composition" in page and "<h2>Persona fidelity" in page
+
+    assert cli(["evaluate", "fidelity", "--date", DAY1, "--lake", str(lake.root), "--lift-rows", "0"]) == 0
+    assert "retrieval_top1" in capsys.readouterr().out

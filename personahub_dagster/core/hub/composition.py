@@ -137,7 +137,7 @@ def rebuild_totals(store: Store, table: pl.DataFrame) -> pl.DataFrame:
 def hub_composition(days: pl.DataFrame, clustering: str | None) -> pl.DataFrame:
     """The hub's shares from counts (the running totals, or days' rows): summed, cluster counts of
     ``clustering`` (the live one) only."""
-    keep = days.filter((pl.col("attribute") != "cluster") | (pl.col("clustering") == clustering))
+    keep = days.filter((pl.col("attribute") != "cluster") | pl.col("clustering").eq_missing(clustering))
     summed = keep.group_by("attribute", "value").agg(pl.col("personas").sum())
     return summed.with_columns(share=pl.col("personas") / pl.col("personas").sum().over("attribute")).sort(
         "attribute", "personas", descending=[False, True]

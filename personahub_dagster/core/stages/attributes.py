@@ -103,7 +103,9 @@ def _stems(text: str) -> set[str]:
 def check_attributes(answer: dict, persona: str, domains: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """The values kept (``unknown`` for what the persona does not support) and, per value set to
     ``unknown``, why."""
-    given = {k: str(v).strip().lower() for k, v in _Answer.model_validate(answer).model_dump().items()}
+    given = {
+        k: " ".join(str(v).split()).lower() for k, v in _Answer.model_validate(answer).model_dump().items()
+    }
     values, why = dict(given), {}
 
     def drop(attribute: str, reason: str) -> None:
@@ -136,7 +138,7 @@ def parse_attributes(raw: str | None, persona: str, domains: list[str]) -> tuple
     if found is None:
         return None, "not_json"
     try:
-        answer = json.loads(found.group(0))
+        answer = json.loads(found.group(0), strict=False)  # a raw newline inside a string: small models
         if not isinstance(answer, dict):
             return None, "not_json"
         values, why = check_attributes(answer, persona, domains)

@@ -69,5 +69,8 @@ def test_an_answer_that_is_not_the_json_asked_for_is_a_reject():
     row, reason = parse_attributes('Sure! {"domain": "health", "occupation": "nurse"}', NURSE, DOMAINS)
     assert reason is None and row["domain"] == "health" and row["age_band"] == "unknown"
     assert row["corrected"] is None
+    raw = '{"domain": "health", "occupation": "pediatric\n- nurse", "expertise_level": "expert"}'
+    row, reason = parse_attributes(raw, NURSE, DOMAINS)  # a raw newline in a string: read, not refused
+    assert reason is None and row["occupation"] == "pediatric - nurse"
     row, _ = parse_attributes(json.dumps({"domain": "health", "age_band": "child"}), NURSE, DOMAINS)
     assert json.loads(row["corrected"]) == {"age_band": "the persona's words allow older adult, not child"}
