@@ -100,6 +100,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from personahub_dagster.core.lake.export import export_frame, write_export
     from personahub_dagster.core.stages.data_types import load_data_types
+    from personahub_dagster.core.stages.provenance import wanted_licenses
 
     types = load_data_types(settings().prompts_dir)
     by_any_name = {k: dt for dt in types.values() for k in (dt.name, dt.asset, dt.release)}
@@ -107,14 +108,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"export: unknown data type {args.type!r}; choose one of {', '.join(types)}", file=sys.stderr)
         return 2
     dt = by_any_name[args.type]
+    wanted = wanted_licenses(args.licenses) if args.licenses else None
     df = export_frame(
-        open_lake(args.lake), dt.name, args.mode, args.agreed_only, args.dates, args.include_contaminated
+        open_lake(args.lake),
+        dt.name,
+        args.mode,
+        args.agreed_only,
+        args.dates,
+        args.include_contaminated,
+        wanted,
     )
     if not args.all_columns:
         df = df.drop("constraints", *([] if dt.name == "math_problem" else ["agreement", "answer"]))
         df = df if args.include_contaminated else df.drop("contaminated")
     path = write_export(df, args.out, args.format)
-    print(f"{df.height} {dt.description} rows → {path}")
+    mix = ", ".join(
+        f"{k} {n}" for k, n in df.group_by("license").len().sort("len", descending=True).iter_rows()
+    )
+    print(f"{df.height} {dt.description} rows → {path}" + (f" (licences: {mix})" if df.height else ""))
     return 0
 
 
@@ -149,6 +160,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--date", nargs="+", dest="dates", help="only these daily partitions")
     export.add_argument(
         "--include-contaminated", action="store_true", help="keep rows a contamination check flagged"
+    )
+    export.add_argument(
+        "--license",
+        nargs="+",
+        dest="licenses",
+        help="only rows whose source text is under these licences (SPDX ids; commercial-safe: the "
+        "permissive list in core/stages/provenance.py; unknown only when named)",
     )
     export.add_argument("--lake")
     export.add_argument("out", help="output file")

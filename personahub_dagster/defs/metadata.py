@@ -80,7 +80,10 @@ def steps_markdown(steps: list[LineageStep], width: int = 140) -> str:
     for depth, step in enumerate(steps):
         text = step.text.replace("\n", " ")
         text = text if len(text) <= width else text[: width - 1] + "…"
-        label = {"persona": f"persona (hop {step.detail.get('hop')})"}.get(step.kind, step.kind)
+        label = {
+            "persona": f"persona (hop {step.detail.get('hop')})",
+            "text": f"text ({step.detail.get('license', 'unknown')})",
+        }.get(step.kind, step.kind)
         lines.append(f"{'  ' * depth}- **{label}** `{step.id}`: {text}")
     return "\n".join(lines)
 

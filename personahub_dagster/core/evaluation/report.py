@@ -184,6 +184,21 @@ def build_report(
             + _table(math.select("row_id", "n_solutions", "agreeing", "agreement", "answer").head(50))
         )
 
+    licences = _sql(
+        lake,
+        f"""SELECT g.data_type, CASE WHEN t.text_id IS NULL THEN '(a text of another day)'
+                                    ELSE coalesce(t.license, 'unknown') END AS license, count(*) AS rows
+            FROM (SELECT * FROM generations {where}) g
+            LEFT JOIN (SELECT DISTINCT text_id, license FROM source_texts) t ON t.text_id = g.source_text_id
+            GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
+        p,
+        partition,
+    )
+    if licences.height:
+        sections.append(
+            "<h2>Licences</h2><p>The licence of the text each row was made from "
+            "(<code>personahub export --license</code> filters by it).</p>" + _table(licences)
+        )
     sections += _composition_section(lake, partition) + _fidelity_section(lake, p)
     scope = f"partition {partition}" if partition else "every partition"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

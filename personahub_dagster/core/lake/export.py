@@ -9,7 +9,7 @@ and still be walked back to the text it came from (``personahub lineage ROW_ID``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,15 +29,20 @@ WITH persona AS (
     FROM math_checks GROUP BY row_id
 ), contaminated AS (
     SELECT row_id, bool_or(flagged) AS contaminated FROM contamination GROUP BY row_id
+), source AS (
+    SELECT text_id AS source_text_id, any_value(license) AS license, any_value(source_url) AS source_url
+    FROM source_texts GROUP BY text_id
 )
 SELECT p.persona AS "input persona", g.output AS "synthesized text", g.description,
        g.row_id, g.data_type, g.prompting_mode, g.constraints, g.persona_id, p.parent_persona_id,
-       g.source_text_id, g.model, g.partition, c.agreement, c.answer,
-       coalesce(k.contaminated, false) AS contaminated
+       g.source_text_id, coalesce(s.license, 'unknown') AS license, s.source_url, g.model, g.partition,
+       c.agreement, c.answer, coalesce(k.contaminated, false) AS contaminated,
+       s.source_text_id IS NOT NULL AS _text_found
 FROM generations g
 LEFT JOIN persona p USING (persona_id)
 LEFT JOIN checks c USING (row_id)
 LEFT JOIN contaminated k USING (row_id)
+LEFT JOIN source s USING (source_text_id)
 WHERE g.data_type = ? {filters}
 ORDER BY g.partition, g.prompting_mode, g.row_id
 """
@@ -50,10 +55,13 @@ def export_frame(
     agreed_only: bool = False,
     partitions: Sequence[str] | None = None,
     include_contaminated: bool = False,
+    licenses: Collection[str] | None = None,
 ) -> pl.DataFrame:
     """Every generated row of ``data_type`` in release columns + ours (``agreed_only``: math problems
     whose solutions agreed; ``partitions``: only those days). Rows a contamination check flagged are
-    left out unless ``include_contaminated`` (then the ``contaminated`` column says which)."""
+    left out unless ``include_contaminated`` (then the ``contaminated`` column says which). Every row
+    carries its source text's ``license`` and ``source_url``; ``licenses`` keeps only the rows whose
+    source text is under one of them (``unknown`` is kept only when named)."""
     filters, params = "", [data_type]
     if partitions:
         filters += f" AND g.partition IN ({', '.join('?' for _ in partitions)})"
@@ -65,14 +73,19 @@ def export_frame(
         filters += " AND c.agreement"
     if not include_contaminated:
         filters += " AND NOT coalesce(k.contaminated, false)"
+
     sql = _SQL.format(filters=filters)
     if partitions:  # the days' own tables first: a night's export reads its day, not the lake
         with lake.connect(partitions=partitions) as con:
             df = con.sql(sql, params=params).pl()
-        if df["input persona"].is_not_null().all():
-            return df
-    with lake.connect() as con:  # rows made from another day's personas: look everywhere
-        return con.sql(sql, params=params).pl()
+        if df["input persona"].is_not_null().all() and df["_text_found"].all():
+            return _licensed(df.drop("_text_found"), licenses)
+    with lake.connect() as con:  # rows made from another day's personas or texts: look everywhere
+        return _licensed(con.sql(sql, params=params).pl().drop("_text_found"), licenses)
+
+
+def _licensed(df: pl.DataFrame, licenses: Collection[str] | None) -> pl.DataFrame:
+    return df if licenses is None else df.filter(pl.col("license").is_in(list(licenses)))
 
 
 def export_writer(df: pl.DataFrame, fmt: str) -> Callable[[BinaryIO], object]:

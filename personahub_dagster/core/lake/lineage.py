@@ -151,11 +151,23 @@ class LineageQueries:
     @staticmethod
     def _text_step(con: duckdb.DuckDBPyConnection, text_id: str) -> list[LineageStep]:
         row = con.execute(
-            "SELECT text_id, text, source_uri, doc_id, partition FROM source_texts WHERE text_id = ?",
+            "SELECT text_id, text, source_uri, doc_id, partition, license, source_url FROM source_texts "
+            "WHERE text_id = ?",
             [text_id],
         ).fetchone()
         if row is None:
             raise KeyError(f"no source text {text_id}")
         return [
-            LineageStep("text", row[0], row[1], {"source_uri": row[2], "doc_id": row[3], "partition": row[4]})
+            LineageStep(
+                "text",
+                row[0],
+                row[1],
+                {
+                    "source_uri": row[2],
+                    "doc_id": row[3],
+                    "partition": row[4],
+                    "license": row[5] or "unknown",  # a text ingested before licences were kept
+                    "source_url": row[6],
+                },
+            )
         ]

@@ -27,6 +27,8 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "n_chars": pl.Int64,
         "ingested_at": TS,
         "language": pl.Utf8,  # ISO 639-1 (core/stages/language.py); null in rows ingested before it
+        "license": pl.Utf8,  # SPDX-style, lower case; "unknown" when nothing said (core/stages/provenance.py)
+        "source_url": pl.Utf8,
     },
     "personas": {
         "persona_id": pl.Utf8,

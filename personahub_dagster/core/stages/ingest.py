@@ -18,6 +18,14 @@ from pyarrow.lib import ArrowException
 from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.schemas import SCHEMAS, now_utc
 from personahub_dagster.core.stages.language import detect_languages
+from personahub_dagster.core.stages.provenance import (
+    NO_RULES,
+    SIDECAR,
+    LicenseRules,
+    record_license,
+    record_url,
+    sidecar,
+)
 from personahub_dagster.core.stages.sanitize import html_to_text, injection, looks_like_html, strip_control
 
 TEXT_SUFFIXES = {".txt", ".md"}
@@ -32,6 +40,8 @@ class Document:
     source_uri: str
     doc_id: str
     text: str
+    license: str | None = None  # the document's own (record, row or sidecar): :mod:`.provenance`
+    source_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,9 @@ def _files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield from sorted(
                 f
                 for f in p.rglob("*")
-                if f.is_file() and not any(part.startswith(".") for part in f.parts[-1:])
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.parts[-1:])
+                and not f.name.endswith(SIDECAR)  # a file's licence and URL, read with it
             )
         elif p.is_file():
             yield p
@@ -83,9 +95,11 @@ def read_documents(
                 text = _decode(f.read_bytes())
                 if suffix in HTML_SUFFIXES:
                     text = _visible_text(str(f), text, skipped)
-                docs.append(Document(str(f), f.stem, text))
+                docs.append(Document(str(f), f.stem, text, **sidecar(f)))
         except UnicodeDecodeError as exc:
             skipped.append(Skipped(str(f), f"invalid UTF-8 at byte {exc.start}"))
+        except ValueError as exc:  # a sidecar that cannot be read: the file's documents wait for it
+            skipped.append(Skipped(str(f), str(exc)[:500]))
         except (OSError, pl.exceptions.PolarsError, ArrowException) as exc:
             skipped.append(Skipped(str(f), f"unreadable file: {type(exc).__name__}: {exc}"[:500]))
     return docs, skipped
@@ -123,6 +137,7 @@ def _read_jsonl(f: Path, text_field: str, docs: list[Document], skipped: list[Sk
 
 
 def _read_jsonl_lines(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
+    meta = sidecar(f)
     with f.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             uri = f"{f}#L{lineno}"
@@ -144,7 +159,9 @@ def _read_jsonl_lines(f: Path, text_field: str, docs: list[Document], skipped: l
                 continue
             if looks_like_html(text):
                 text = _visible_text(uri, text, skipped)
-            docs.append(Document(uri, str(obj.get("doc_id") or obj.get("id") or lineno), text))
+            doc_id = str(obj.get("doc_id") or obj.get("id") or lineno)
+            own = {"license": record_license(obj) or meta.get("license"), "source_url": record_url(obj)}
+            docs.append(Document(uri, doc_id, text, **own))
 
 
 def _read_parquet(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
@@ -153,13 +170,16 @@ def _read_parquet(f: Path, text_field: str, docs: list[Document], skipped: list[
         skipped.append(Skipped(str(f), f"no column {text_field!r} (columns: {', '.join(columns)})"))
         return
     id_col = next((c for c in ("doc_id", "id") if c in columns), None)
-    frame = pl.read_parquet(f, columns=[text_field] + ([id_col] if id_col else []))
+    extra = [c for c in ("license", "licence", "source_url", "url") if c in columns]
+    frame = pl.read_parquet(f, columns=[text_field] + ([id_col] if id_col else []) + extra)
+    meta = sidecar(f)
     for i, row in enumerate(frame.iter_rows(named=True)):
         text = row[text_field]
         if not isinstance(text, str):
             skipped.append(Skipped(f"{f}#row{i}", f"column {text_field!r} is not a string"))
             continue
-        docs.append(Document(f"{f}#row{i}", str(row[id_col]) if id_col else str(i), text))
+        own = {"license": record_license(row) or meta.get("license"), "source_url": record_url(row)}
+        docs.append(Document(f"{f}#row{i}", str(row[id_col]) if id_col else str(i), text, **own))
 
 
 def to_source_texts(
@@ -170,6 +190,7 @@ def to_source_texts(
     known: Callable[[list[str]], Mapping[str, str]] | Mapping[str, str] | None = None,
     max_chars: int | None = 1_000_000,
     skip_injections: bool = True,
+    licenses: LicenseRules = NO_RULES,
 ) -> tuple[pl.DataFrame, list[Skipped]]:
     """Normalise, filter and identify documents; returns the ``source_texts`` rows and the skips.
 
@@ -180,7 +201,8 @@ def to_source_texts(
     already) instead of entering the hub twice. Texts over ``max_chars`` (dumps, logs,
     whole books: Text-to-Persona reads only the first ~1k tokens anyway) and texts that give a language
     model orders (:func:`sanitize.injection`) are skipped with the reason. Each kept text's language is
-    detected (:mod:`.language`) and stored with it.
+    detected (:mod:`.language`) and stored with it, with its licence and URL (:mod:`.provenance`:
+    the document's own, else ``licenses``' rule for its source, else ``unknown``).
     """
     skipped: list[Skipped] = []
     seen: set[str] = set()
@@ -221,6 +243,8 @@ def to_source_texts(
                 "doc_id": d.doc_id,
                 "text": text,
                 "n_chars": len(text),
+                "license": licenses.license_of(d.source_uri, d.license),
+                "source_url": d.source_url,
             }
         )
     columns = {c: t for c, t in SCHEMAS["source_texts"].items() if c not in ("ingested_at", "language")}

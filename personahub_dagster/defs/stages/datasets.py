@@ -6,18 +6,24 @@ from pydantic import Field
 
 from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_writer
 from personahub_dagster.core.stages.data_types import DataType
+from personahub_dagster.core.stages.provenance import wanted_licenses
 from personahub_dagster.defs.evaluation import checks
-from personahub_dagster.defs.metadata import lake_metadata
+from personahub_dagster.defs.metadata import counts_of, lake_metadata
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
 from personahub_dagster.defs.resources import LakeResource
 
 
 class DatasetsConfig(dg.Config):
     formats: list[str] = Field(default=["parquet", "jsonl"], description="parquet and/or jsonl")
+    licenses: list[str] | None = Field(
+        default=None,
+        description="Only rows whose source text is under these licences (commercial-safe: the permissive "
+        "list); null: every row, each with its licence.",
+    )
 
 
 EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "persona_id": pl.Utf8}
-EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8}
+EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8, "license": pl.Utf8}
 
 
 def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
@@ -39,12 +45,15 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         """The day's rows of every data type in ``<lake>/datasets/<release>/<day>.parquet`` (and .jsonl),
         in the public PersonaHub release's columns (``input persona``, ``synthesized text``,
-        ``description``) plus ids that walk back to the source text."""
+        ``description``) plus ids that walk back to the source text and its licence."""
         lk, day = lake.lake(context), partition_of(context)
-        counts, paths, frames = {}, {}, {}
+        counts, paths, frames, mix = {}, {}, {}, {}
+        wanted = wanted_licenses(config.licenses) if config.licenses is not None else None
         for dt in types.values():
-            df = export_frame(lk, dt.name, partitions=[day])  # without rows flagged as contaminated
+            # without rows flagged as contaminated, and of the licences asked for
+            df = export_frame(lk, dt.name, partitions=[day], licenses=wanted)
             counts[dt.release] = df.height
+            mix[dt.release] = counts_of(df, "license")
             frames[dt.release] = df
             for fmt in config.formats:
                 key = f"{dt.release}/{day}.{fmt}"
@@ -54,6 +63,7 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
             metadata={
                 **lake_metadata(lk),
                 "rows_by_release": dg.MetadataValue.json(counts),
+                "rows_by_license": dg.MetadataValue.json(mix),
                 "rows": sum(counts.values()),
                 "files": dg.MetadataValue.json(paths),
             },

@@ -9,6 +9,7 @@ from personahub_dagster.core.config.shards import day_of, keep_shard, shard_inde
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.stages.inbox import partition_paths
 from personahub_dagster.core.stages.ingest import Skipped, read_documents, to_source_texts
+from personahub_dagster.core.stages.provenance import LicenseRules
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.metadata import (
@@ -35,6 +36,14 @@ class RawTextsConfig(dg.Config):
     max_chars: int | None = Field(default=1_000_000, description="Longer documents are skipped (null: keep).")
     skip_injections: bool = Field(
         default=True, description="Skip texts that give the model orders ('ignore previous instructions')."
+    )
+    licenses: dict[str, str] = Field(
+        default={},
+        description="Licence by source, for documents that do not state theirs: "
+        '{"*wikipedia*": "cc-by-sa-4.0"} (a glob on the file path or name).',
+    )
+    default_license: str = Field(
+        default="unknown", description="The licence of a document nothing else names."
     )
     checks: CheckThresholds = CheckThresholds()
 
@@ -67,6 +76,7 @@ def raw_texts(
         lambda ids: lk.ingested_before(ids, day_of(day)),
         config.max_chars,
         config.skip_injections,
+        LicenseRules(config.licenses, config.default_license),
     )
     skipped = skipped + short if shard_index(day) in (None, 0) else []
     texts = keep_shard(texts, day, SHARDS)
@@ -83,6 +93,7 @@ def raw_texts(
             "texts": texts.height,
             "skipped": len(skipped),
             "texts_by_language": dg.MetadataValue.json(counts_of(texts, "language")),
+            "texts_by_license": dg.MetadataValue.json(counts_of(texts, "license")),
             "preview": md_table(texts, ["text_id", "doc_id", "text"]),
         },
         check_results=[checks.not_empty(texts.height, config.checks)],
