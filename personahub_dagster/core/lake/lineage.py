@@ -29,7 +29,8 @@ class LineageQueries:
     def lineage(
         self, entity_id: str, as_of: AsOf | None = None, partitions: Iterable[str] | None = None
     ) -> list[LineageStep]:
-        """The chain from a generated row (or a persona) back through parent personas to its source text.
+        """The chain from a generated row, a preference pair (or a persona) back through parent personas
+        to its source text.
 
         One recursive query walks ``parent_persona_id`` links; relation-derived personas reach their
         Text-to-Persona root in at most ``hop`` steps. ``partitions``: the days to look in first (a
@@ -47,9 +48,29 @@ class LineageQueries:
     ) -> list[LineageStep]:
         steps: list[LineageStep] = []
         kind = kind_of(entity_id)
-        with self.connect(as_of, ["generations", "personas", "source_texts"], partitions) as con:
+        tables = ["generations", "personas", "source_texts"] + (
+            ["preference_pairs"] if kind == "pair" else []
+        )
+        with self.connect(as_of, tables, partitions) as con:
             persona_id = entity_id
-            if kind == "generation":
+            if kind == "pair":
+                row = con.execute(
+                    "SELECT pair_id, data_type, prompt, judge, reason, chosen_row_id, rejected_row_id, "
+                    "persona_id FROM preference_pairs WHERE pair_id = ?",
+                    [entity_id],
+                ).fetchone()
+                if row is None:
+                    raise KeyError(f"no preference pair {entity_id}")
+                detail = {
+                    "data_type": row[1],
+                    "judge": row[3],
+                    "reason": row[4],
+                    "chosen": row[5],
+                    "rejected": row[6],
+                }
+                steps.append(LineageStep("pair", row[0], row[2], detail))
+                persona_id = row[7]
+            elif kind == "generation":
                 row = con.execute(
                     "SELECT row_id, data_type, prompting_mode, persona_id, output, model "
                     "FROM generations WHERE row_id = ?",

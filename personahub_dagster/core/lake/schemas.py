@@ -113,6 +113,32 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "partition": pl.Utf8,
         "language": pl.Utf8,  # the output's language, detected (ISO 639-1)
     },
+    "constraint_checks": {
+        "row_id": pl.Utf8,  # the answer checked (a generations row when it met every constraint)
+        "persona_id": pl.Utf8,
+        "constraint": pl.Utf8,
+        "params": pl.Utf8,
+        "passed": pl.Boolean,
+        "detail": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
+    "preference_pairs": {
+        "pair_id": pl.Utf8,
+        "data_type": pl.Utf8,
+        "prompt": pl.Utf8,
+        "chosen": pl.Utf8,
+        "rejected": pl.Utf8,
+        "chosen_row_id": pl.Utf8,
+        "rejected_row_id": pl.Utf8,
+        "judge": pl.Utf8,  # checker, or the judging model
+        "reason": pl.Utf8,
+        "persona_id": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "model": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
     "math_checks": {
         "row_id": pl.Utf8,
         "persona_id": pl.Utf8,
