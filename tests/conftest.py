@@ -35,6 +35,7 @@ PIPELINE_ASSETS = frozenset(
         "persona_hub",
         "persona_attributes",
         "hub_composition",
+        "verifiable_instructions",
         "math_checks",
         "datasets",
         "contamination_checks",

@@ -62,9 +62,7 @@ def _evaluate_fidelity(args: argparse.Namespace, lake, embedder, llm, prompts) -
     if sample is None or sample.is_empty() or generations.is_empty():
         print(f"evaluate fidelity: {lake.uri} has no hub or no generated rows on {day}", file=sys.stderr)
         return 2
-    templates = {
-        n: prompts.template(prompts.data_type(n).template) for n in generations["data_type"].unique()
-    }
+    templates = prompts.templates_of(generations["data_type"].unique())
     out, unmatched = day_fidelity(
         generations,
         lake.read("hub", partitions=args.dates or [day]),

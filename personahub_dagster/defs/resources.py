@@ -196,6 +196,12 @@ class PromptsResource(dg.ConfigurableResource):
     def data_type(self, name: str) -> DataType:
         return load_data_types(self.prompts_dir)[name]
 
+    def templates_of(self, names) -> dict[str, PromptTemplate]:
+        """The prompt template of each registry data type among ``names`` (a type made by its own stage,
+        such as verifiable instructions, has none here)."""
+        types = load_data_types(self.prompts_dir)
+        return {n: self.template(types[n].template) for n in names if n in types}
+
 
 def default_resources(current: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Resources configured from the settings (``PERSONAHUB_*``), so the same code runs the demo and a

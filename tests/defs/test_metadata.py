@@ -21,6 +21,7 @@ TABLE_ASSETS = {
     "persona_hub": "hub",
     "persona_attributes": "persona_attributes",
     "hub_composition": "hub_composition",
+    "verifiable_instructions": "generations",
     "math_problems": "generations",
     "tools": "generations",
     "math_checks": "math_checks",

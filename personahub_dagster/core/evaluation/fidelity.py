@@ -168,7 +168,10 @@ def lift(
         if measured.height
         else measured
     )
-    picked = picked.filter(pl.col("prompt").str.contains(pl.col("persona"), literal=True))
+    picked = picked.filter(  # the registry's types, whose prompts can be asked again with another persona
+        pl.col("prompt").str.contains(pl.col("persona"), literal=True)
+        & pl.col("data_type").is_in(list(templates))
+    )
     if picked.is_empty():
         return []
     own = embedder.encode(picked["persona"].to_list())

@@ -88,6 +88,37 @@ def _licensed(df: pl.DataFrame, licenses: Collection[str] | None) -> pl.DataFram
     return df if licenses is None else df.filter(pl.col("license").is_in(list(licenses)))
 
 
+DPO_COLUMNS = ("prompt", "chosen", "rejected")  # TRL's standard preference format
+
+_PAIRS_SQL = """
+SELECT p.prompt, p.chosen, p.rejected, p.pair_id, p.data_type, p.judge, p.reason, p.chosen_row_id,
+       p.rejected_row_id, p.persona_id, p.source_text_id, coalesce(s.license, 'unknown') AS license,
+       s.source_url, p.model, p.partition, s.text_id IS NOT NULL AS _text_found
+FROM preference_pairs p
+LEFT JOIN (SELECT text_id, any_value(license) AS license, any_value(source_url) AS source_url
+           FROM source_texts GROUP BY text_id) s ON s.text_id = p.source_text_id
+{where}
+ORDER BY p.partition, p.pair_id
+"""
+
+
+def export_pairs(
+    lake: Lake, partitions: Sequence[str] | None = None, licenses: Collection[str] | None = None
+) -> pl.DataFrame:
+    """Preference pairs in TRL's DPO format (``prompt``, ``chosen``, ``rejected``, the columns
+    ``DPOTrainer`` reads) followed by ours: the judge and its reason, the rows each half came from,
+    the persona and source text with its licence."""
+    where = f"WHERE p.partition IN ({', '.join('?' for _ in partitions)})" if partitions else ""
+    sql, params = _PAIRS_SQL.format(where=where), list(partitions or [])
+    if partitions:
+        with lake.connect(partitions=partitions) as con:
+            df = con.sql(sql, params=params).pl()
+        if df["_text_found"].all():
+            return _licensed(df.drop("_text_found"), licenses)
+    with lake.connect() as con:
+        return _licensed(con.sql(sql, params=params).pl().drop("_text_found"), licenses)
+
+
 def export_writer(df: pl.DataFrame, fmt: str) -> Callable[[BinaryIO], object]:
     """What writes ``df`` as ``fmt`` (parquet | jsonl) into a binary file — a local one or a lake object."""
     if fmt == "parquet":

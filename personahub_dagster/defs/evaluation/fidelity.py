@@ -80,10 +80,7 @@ def persona_fidelity_asset(synthesized: list[str]) -> dg.AssetsDefinition:
             raise dg.Failure("the hub has no saved state yet: materialize persona_hub first")
         generations = lk.read("generations", partitions=[day])
         hub = lk.read("hub", partitions=config.hub_partitions or [day])
-        types = {
-            name: prompts.template(prompts.data_type(name).template)
-            for name in generations["data_type"].unique()
-        }
+        types = prompts.templates_of(generations["data_type"].unique())
         gateway = llm.gateway(lk, context, config)
         out, unmatched = day_fidelity(
             generations,

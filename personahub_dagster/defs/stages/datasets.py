@@ -4,9 +4,10 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_writer
+from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_pairs, export_writer
 from personahub_dagster.core.stages.data_types import DataType
 from personahub_dagster.core.stages.provenance import wanted_licenses
+from personahub_dagster.core.stages.verifiable import DATA_TYPE
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.metadata import counts_of, lake_metadata
 from personahub_dagster.defs.partitions import partition_of, pipeline_partitions
@@ -22,6 +23,7 @@ class DatasetsConfig(dg.Config):
     )
 
 
+VERIFIABLE_RELEASE, PAIRS_RELEASE = "verifiable_instruction", "preference"
 EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "persona_id": pl.Utf8}
 EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8, "license": pl.Utf8}
 
@@ -34,6 +36,7 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
             *(dt.asset for dt in types.values()),
             *(["math_checks"] if "math_problem" in types else []),
             "contamination_checks",
+            "verifiable_instructions",
         ],
         group_name="datasets",
         kinds={"parquet"},
@@ -58,6 +61,19 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
             for fmt in config.formats:
                 key = f"{dt.release}/{day}.{fmt}"
                 paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
+        # verifiable instructions (answers that met every constraint) and the preference pairs, in TRL's
+        # DPO columns (prompt, chosen, rejected) followed by ours
+        extra = {
+            VERIFIABLE_RELEASE: export_frame(lk, DATA_TYPE, partitions=[day], licenses=wanted),
+            PAIRS_RELEASE: export_pairs(lk, partitions=[day], licenses=wanted),
+        }
+        for release, df in extra.items():
+            counts[release] = df.height
+            mix[release] = counts_of(df, "license")
+            for fmt in config.formats:
+                key = f"{release}/{day}.{fmt}"
+                paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
+        frames[VERIFIABLE_RELEASE] = extra[VERIFIABLE_RELEASE]
         broken = lk.broken_lineage(day)
         return dg.MaterializeResult(
             metadata={
