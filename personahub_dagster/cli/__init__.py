@@ -2,8 +2,8 @@
 
     personahub demo [--date D] [--corpus PATH…] [--texts N] [--hops H] [--personas N]
                                                             materialize every asset (the Dagster job)
-    personahub export --type TYPE [--format jsonl|parquet] OUT
-                                                            a data type in the PersonaHub release format
+    personahub export --type TYPE [--license L…] OUT        a data type in the PersonaHub release format
+    personahub publish OUT [--date D…] [--license L…]       Parquet shards + a dataset card (HF datasets)
     personahub inbox add FILE… [--date YYYY-MM-DD] | list   register raw text as a day's partition
     personahub lineage ID                                   generated row → personas → source text
     personahub stats                                        rows per table, rejects by reason
@@ -14,6 +14,7 @@
     personahub hub status | rebuild [--yes]                 the hub's saved state; re-mark all in date order
     personahub evaluate diversity [--per-band N] [--date D] persona-similarity bands → problem similarity
     personahub evaluate contamination --against FILE…       n-gram + embedding overlap with a benchmark
+    personahub evaluate fidelity [--date D] [--judge]       did the persona shape its rows?
     personahub report [--out FILE] [--date D]               the self-contained HTML dataset report
     personahub settings [--table]                           every PERSONAHUB_* setting and its value
 

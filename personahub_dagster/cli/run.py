@@ -129,6 +129,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from personahub_dagster.core.lake.card import publish
+    from personahub_dagster.core.stages.data_types import load_data_types
+    from personahub_dagster.core.stages.provenance import wanted_licenses
+    from personahub_dagster.core.stages.verifiable import DATA_TYPE
+
+    releases = {dt.name: dt.release for dt in load_data_types(settings().prompts_dir).values()}
+    releases[DATA_TYPE] = DATA_TYPE
+    wanted = wanted_licenses(args.licenses) if args.licenses else None
+    try:
+        done = publish(open_lake(args.lake), args.out, releases, args.dates, wanted, args.name)
+    except ValueError as exc:
+        print(f"publish: {exc}", file=sys.stderr)
+        return 2
+    configs = ", ".join(f"{c} {n}" for c, n in done.configs.items())
+    print(f"{sum(done.configs.values())} rows → {done.folder} ({configs}); card: {done.folder / 'README.md'}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="materialize every asset on the bundled sample corpus")
     demo.add_argument("--lake", help="lake directory (default $PERSONAHUB_LAKE or ./lake)")
@@ -171,3 +190,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--lake")
     export.add_argument("out", help="output file")
     export.set_defaults(func=cmd_export)
+    publish = sub.add_parser(
+        "publish", help="every data type as Parquet shards with a dataset card, for the Hugging Face Hub"
+    )
+    publish.add_argument("out", help="the folder to write (README.md card + <config>/data-*.parquet)")
+    publish.add_argument("--date", nargs="+", dest="dates", help="only these daily partitions")
+    publish.add_argument("--license", nargs="+", dest="licenses", help="only rows under these licences")
+    publish.add_argument("--name", default="PersonaHub synthetic data", help="the card's title")
+    publish.add_argument("--lake")
+    publish.set_defaults(func=cmd_publish)

@@ -378,6 +378,21 @@ def test_a_stage_runs_against_the_llama_cpp_server_through_the_direct_transport(
     )
     assert llm.completions_served() == before + 2
     assert out.rows.height + out.rejects.height == 2 and out.rows.height >= 1
+
+    # a JSON schema the server refuses in OpenAI's form (llama-cpp-python takes json_object + schema):
+    # refused once, then every request sent in the form it takes, and the answers fit the schema
+    from personahub_dagster.core.stages.attributes import extract_attributes
+
+    before = llm.completions_served()
+    described = extract_attributes(out.rows, gateway, load_prompt("persona_attributes"), partition="d")
+    refused = llm.completions_served() - before - out.rows.height
+    assert 1 <= refused <= 2  # the first request (two, if both were in flight at once)
+    assert described.rows.height == out.rows.height and described.rejects.is_empty()
+    assert (
+        described.rows["domain"]
+        .is_in(load_prompt("persona_attributes").extras["domains"] + ["unknown"])
+        .all()
+    )
     assert out.stats.calls == 2 and out.stats.prompt_tokens > 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 ID_HEX_CHARS = 20  # 80 bits: collision odds at 1e9 entities are ~4e-7
 
-PREFIXES = {"text": "t", "persona": "p", "generation": "g", "pair": "pp"}
+PREFIXES = {"text": "t", "persona": "p", "generation": "g", "pair": "pp", "turn": "ct"}
 
 
 def digest(*parts: Any) -> str:

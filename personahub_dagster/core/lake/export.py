@@ -109,7 +109,37 @@ def export_pairs(
     ``DPOTrainer`` reads) followed by ours: the judge and its reason, the rows each half came from,
     the persona and source text with its licence."""
     where = f"WHERE p.partition IN ({', '.join('?' for _ in partitions)})" if partitions else ""
-    sql, params = _PAIRS_SQL.format(where=where), list(partitions or [])
+    return _query(lake, _PAIRS_SQL.format(where=where), list(partitions or []), partitions, licenses)
+
+
+_CONVERSATIONS_SQL = """
+SELECT c.conversation_id, list({{'role': c.role, 'content': c.content}} ORDER BY c.turn) AS messages,
+       any_value(c.persona_id) AS persona_id, any_value(c.source_text_id) AS source_text_id,
+       coalesce(any_value(s.license), 'unknown') AS license, any_value(s.source_url) AS source_url,
+       any_value(c.model) AS model, any_value(c.partition) AS partition,
+       bool_and(s.text_id IS NOT NULL) AS _text_found
+FROM conversation_turns c
+LEFT JOIN (SELECT text_id, any_value(license) AS license, any_value(source_url) AS source_url
+           FROM source_texts GROUP BY text_id) s ON s.text_id = c.source_text_id
+{where}
+GROUP BY c.conversation_id
+ORDER BY partition, c.conversation_id
+"""
+
+
+def export_conversations(
+    lake: Lake, partitions: Sequence[str] | None = None, licenses: Collection[str] | None = None
+) -> pl.DataFrame:
+    """Conversations as OpenAI / ShareGPT-style ``messages`` (a list of ``{role, content}``, in turn
+    order), with the conversation's id, persona, source text and its licence."""
+    where = f"WHERE c.partition IN ({', '.join('?' for _ in partitions)})" if partitions else ""
+    return _query(lake, _CONVERSATIONS_SQL.format(where=where), list(partitions or []), partitions, licenses)
+
+
+def _query(
+    lake: Lake, sql: str, params: list, partitions: Sequence[str] | None, licenses: Collection[str] | None
+) -> pl.DataFrame:
+    """``sql`` over the days' own tables first, then (for rows made from another day's texts) all."""
     if partitions:
         with lake.connect(partitions=partitions) as con:
             df = con.sql(sql, params=params).pl()

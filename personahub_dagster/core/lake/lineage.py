@@ -48,11 +48,20 @@ class LineageQueries:
     ) -> list[LineageStep]:
         steps: list[LineageStep] = []
         kind = kind_of(entity_id)
-        tables = ["generations", "personas", "source_texts"] + (
-            ["preference_pairs"] if kind == "pair" else []
-        )
-        with self.connect(as_of, tables, partitions) as con:
+        extra = {"pair": ["preference_pairs"], "turn": ["conversation_turns"]}.get(kind or "", [])
+        with self.connect(as_of, ["generations", "personas", "source_texts", *extra], partitions) as con:
             persona_id = entity_id
+            if kind == "turn":
+                row = con.execute(
+                    "SELECT turn_id, content, role, turn, conversation_id FROM conversation_turns "
+                    "WHERE turn_id = ?",
+                    [entity_id],
+                ).fetchone()
+                if row is None:
+                    raise KeyError(f"no conversation turn {entity_id}")
+                detail = {"role": row[2], "turn": row[3], "conversation": row[4]}
+                steps.append(LineageStep("turn", row[0], row[1], detail))
+                kind, entity_id = "generation", row[4]
             if kind == "pair":
                 row = con.execute(
                     "SELECT pair_id, data_type, prompt, judge, reason, chosen_row_id, rejected_row_id, "

@@ -113,6 +113,19 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "partition": pl.Utf8,
         "language": pl.Utf8,  # the output's language, detected (ISO 639-1)
     },
+    "conversation_turns": {
+        "turn_id": pl.Utf8,
+        "conversation_id": pl.Utf8,  # the conversation's generations row
+        "turn": pl.Int32,
+        "role": pl.Utf8,  # user | assistant
+        "content": pl.Utf8,
+        "persona_id": pl.Utf8,
+        "source_text_id": pl.Utf8,
+        "model": pl.Utf8,
+        "request_hash": pl.Utf8,
+        "created_at": TS,
+        "partition": pl.Utf8,
+    },
     "constraint_checks": {
         "row_id": pl.Utf8,  # the answer checked (a generations row when it met every constraint)
         "persona_id": pl.Utf8,

@@ -28,6 +28,7 @@ from personahub_dagster.core.llm.local_models import (
     ensure_registered,
     generate_local,
     is_local_model,
+    llama_response_format,
 )
 
 # Providers whose API *is* OpenAI's chat completions API, spoken over HTTP at a base URL.
@@ -182,6 +183,9 @@ class OpenAIHTTPTransport(_ModelTransport):
         self.concurrency = max(1, concurrency)
         self.price = price
         self._session: Any = None
+        # llama-cpp-python's server refuses OpenAI's json_schema response_format (with a 500) but takes
+        # the same schema as {"type": "json_object", "schema": …}: once refused, send it that way
+        self._schema_as_object = False
 
     def _client(self) -> Any:
         import aiohttp
@@ -196,13 +200,22 @@ class OpenAIHTTPTransport(_ModelTransport):
     ) -> Completion:
         import aiohttp
 
-        body = json.dumps({"model": self.model_name, "messages": messages, **params})
+        fmt = params.get("response_format")
+        sent = (
+            {**params, "response_format": llama_response_format(fmt)}
+            if self._schema_as_object and fmt
+            else params
+        )
+        body = json.dumps({"model": self.model_name, "messages": messages, **sent})
         try:
             async with self._client().post(
                 self.url, data=body, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
+                    if b"json_schema" in raw and fmt is not None and sent is params:
+                        self._schema_as_object = True
+                        return await self.complete(messages, params, timeout_s)
                     raise ProviderHTTPError(resp.status, _error_message(raw), resp.headers)
                 headers = resp.headers
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
