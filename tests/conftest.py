@@ -36,6 +36,7 @@ PIPELINE_ASSETS = frozenset(
         "persona_attributes",
         "hub_composition",
         "verifiable_instructions",
+        "conversations",
         "math_checks",
         "datasets",
         "contamination_checks",

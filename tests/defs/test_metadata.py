@@ -22,6 +22,7 @@ TABLE_ASSETS = {
     "persona_attributes": "persona_attributes",
     "hub_composition": "hub_composition",
     "verifiable_instructions": "generations",
+    "conversations": "generations",
     "math_problems": "generations",
     "tools": "generations",
     "math_checks": "math_checks",

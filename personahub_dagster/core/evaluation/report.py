@@ -87,7 +87,7 @@ def build_report(
         partition,
     )
     asset_of = {name: dt.asset for name, dt in load_data_types(prompts_dir).items()}
-    asset_of["verifiable_instruction"] = "verifiable_instructions"
+    asset_of |= {"verifiable_instruction": "verifiable_instructions", "conversation": "conversations"}
     made = made.with_columns(pl.col("stage").replace(asset_of))
     lost = _sql(lake, f"SELECT stage, count(*) AS rejects FROM rejects {where} GROUP BY 1", p, partition)
     yields = (

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from personahub_dagster.core.lake.export import export_frame, export_pairs
+from personahub_dagster.core.lake.export import export_conversations, export_frame, export_pairs
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.storage.store import atomic_write
 
@@ -27,6 +27,7 @@ COLUMNS_EXPLAINED = {
     "input persona": "the persona the row was written for (the public release's column)",
     "synthesized text": "the generated text (the public release's column)",
     "prompt / chosen / rejected": "a preference pair in TRL's DPO format",
+    "messages": "a conversation as a list of {role, content}, in turn order",
     "row_id": "this row's id: `personahub lineage ROW_ID` walks it back to its source text",
     "persona_id / parent_persona_id": "the persona, and the one it was derived from (Persona-to-Persona)",
     "source_text_id": "the web text the persona chain started from",
@@ -71,14 +72,15 @@ def publish(
     licenses: Collection[str] | None = None,
     name: str = "PersonaHub synthetic data",
 ) -> Published:
-    """Write every data type in ``releases`` (data type → config name) and the preference pairs to
-    ``out/<config>/`` as Parquet shards, and the card to ``out/README.md``."""
+    """Write every data type in ``releases`` (data type → config name), the preference pairs and the
+    conversations to ``out/<config>/`` as Parquet shards, and the card to ``out/README.md``."""
     folder = Path(out)
     done = Published(folder)
     frames: dict[str, pl.DataFrame] = {}
     for data_type, config in releases.items():
         frames[config] = export_frame(lake, data_type, partitions=partitions, licenses=licenses)
     frames["preference"] = export_pairs(lake, partitions=partitions, licenses=licenses)
+    frames["conversation"] = export_conversations(lake, partitions=partitions, licenses=licenses)
     for config, frame in frames.items():
         if frame.height:
             _write_shards(frame, folder / config)

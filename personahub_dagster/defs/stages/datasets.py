@@ -4,7 +4,13 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from personahub_dagster.core.lake.export import RELEASE_COLUMNS, export_frame, export_pairs, export_writer
+from personahub_dagster.core.lake.export import (
+    RELEASE_COLUMNS,
+    export_conversations,
+    export_frame,
+    export_pairs,
+    export_writer,
+)
 from personahub_dagster.core.stages.data_types import DataType
 from personahub_dagster.core.stages.provenance import wanted_licenses
 from personahub_dagster.core.stages.verifiable import DATA_TYPE
@@ -23,7 +29,11 @@ class DatasetsConfig(dg.Config):
     )
 
 
-VERIFIABLE_RELEASE, PAIRS_RELEASE = "verifiable_instruction", "preference"
+VERIFIABLE_RELEASE, PAIRS_RELEASE, CONVERSATIONS_RELEASE = (
+    "verifiable_instruction",
+    "preference",
+    "conversation",
+)
 EXPORT_TYPES = {**dict.fromkeys(RELEASE_COLUMNS, pl.Utf8), "row_id": pl.Utf8, "persona_id": pl.Utf8}
 EXPORT_TYPES |= {"source_text_id": pl.Utf8, "prompting_mode": pl.Utf8, "model": pl.Utf8, "license": pl.Utf8}
 
@@ -37,6 +47,7 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
             *(["math_checks"] if "math_problem" in types else []),
             "contamination_checks",
             "verifiable_instructions",
+            "conversations",
         ],
         group_name="datasets",
         kinds={"parquet"},
@@ -61,11 +72,12 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
             for fmt in config.formats:
                 key = f"{dt.release}/{day}.{fmt}"
                 paths[key] = lk.files.put(f"datasets/{key}", export_writer(df, fmt))
-        # verifiable instructions (answers that met every constraint) and the preference pairs, in TRL's
-        # DPO columns (prompt, chosen, rejected) followed by ours
+        # verifiable instructions (answers that met every constraint), the preference pairs in TRL's DPO
+        # columns (prompt, chosen, rejected) and the conversations as messages, each followed by ours
         extra = {
             VERIFIABLE_RELEASE: export_frame(lk, DATA_TYPE, partitions=[day], licenses=wanted),
             PAIRS_RELEASE: export_pairs(lk, partitions=[day], licenses=wanted),
+            CONVERSATIONS_RELEASE: export_conversations(lk, partitions=[day], licenses=wanted),
         }
         for release, df in extra.items():
             counts[release] = df.height
