@@ -5,13 +5,17 @@ from pydantic import Field
 
 from personahub_dagster.core.stages.conversations import conversations
 from personahub_dagster.core.stages.synthesis import select_personas
-from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import lineage_markdown, progress_logger, warn_if_over_budget
 from personahub_dagster.defs.partitions import partition_of
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
-from personahub_dagster.defs.stages.llm_stage import LLMStageConfig, llm_asset, stage_metadata
+from personahub_dagster.defs.stages.llm_stage import (
+    LLMStageConfig,
+    generation_checks,
+    llm_asset,
+    stage_metadata,
+)
 
 
 class ConversationsConfig(LLMStageConfig):
@@ -58,7 +62,6 @@ def conversations_asset(
         partition=day,
     )
     warn_if_over_budget(context, out.stats)
-    broken = lk.broken_lineage(day)
     turns = out.turns.group_by("conversation_id").len()["len"] if out.turns.height else None
     return dg.MaterializeResult(
         metadata={
@@ -68,9 +71,5 @@ def conversations_asset(
             "mean_messages": round(float(turns.mean()), 2) if turns is not None else 0.0,
             "lineage_sample": lineage_markdown(lk, out.turns["turn_id"].tail(1).to_list(), days),
         },
-        check_results=[
-            checks.reject_rate(out.rows.height, out.rejects.height, config.checks),
-            checks.not_empty(out.rows.height, config.checks, dg.AssetCheckSeverity.WARN),
-            checks.lineage([b for b in broken if b in set(out.rows["row_id"])], out.rows.height),
-        ],
+        check_results=generation_checks(lk, day, out, config.checks),
     )

@@ -91,3 +91,17 @@ def stage_metadata(
         **llm_metadata(out.stats),
         **shown,
     }
+
+
+def generation_checks(
+    lake: Lake, day: str, out: StageOutput, thresholds: asset_checks.CheckThresholds
+) -> list[dg.AssetCheckResult]:
+    """The checks of a stage that writes ``generations``: its reject rate, that it made rows (a
+    warning: a small hub can leave a day without), and that each of its rows walks back to a text."""
+    mine = set(out.rows["row_id"])
+    broken = [b for b in lake.broken_lineage(day) if b in mine]
+    return [
+        asset_checks.reject_rate(out.rows.height, out.rejects.height, thresholds),
+        asset_checks.not_empty(out.rows.height, thresholds, dg.AssetCheckSeverity.WARN),
+        asset_checks.lineage(broken, out.rows.height),
+    ]

@@ -26,7 +26,6 @@ from personahub_dagster.core.stages.synthesis import (
     select_to_mix,
     synthesize,
 )
-from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.assets import contamination_checks_asset
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.evaluation.fidelity import persona_fidelity_asset
@@ -40,7 +39,13 @@ from personahub_dagster.defs.metadata import (
 from personahub_dagster.defs.partitions import partition_of
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
 from personahub_dagster.defs.stages.datasets import datasets_asset
-from personahub_dagster.defs.stages.llm_stage import LLMStageConfig, commit_stage, llm_asset, stage_metadata
+from personahub_dagster.defs.stages.llm_stage import (
+    LLMStageConfig,
+    commit_stage,
+    generation_checks,
+    llm_asset,
+    stage_metadata,
+)
 from personahub_dagster.defs.stages.personas import PersonaFilterConfig
 
 
@@ -164,7 +169,6 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
         )
         rejects = out.rejects if exemplar_rejects is None else pl.concat([exemplar_rejects, out.rejects])
         commit_stage(context, lk, "generations", out, rejects)
-        broken = lk.broken_lineage(day)
         per_mode = dict(out.rows.group_by("prompting_mode").len().iter_rows()) if out.rows.height else {}
         requests = chosen.height * len(modes)
         return dg.MaterializeResult(
@@ -180,11 +184,7 @@ def synthesis_asset(data_type: DataType) -> dg.AssetsDefinition:
                 "exemplar_personas": len(exemplars.get("persona_few_shot", [])),
                 "lineage_sample": lineage_markdown(lk, out.rows["row_id"].head(2).to_list(), [day, *days]),
             },
-            check_results=[
-                checks.reject_rate(out.rows.height, out.rejects.height, config.checks),
-                checks.not_empty(out.rows.height, config.checks, dg.AssetCheckSeverity.WARN),
-                checks.lineage([b for b in broken if b in set(out.rows["row_id"])], out.rows.height),
-            ],
+            check_results=generation_checks(lk, day, out, config.checks),
         )
 
     return _synthesize

@@ -7,13 +7,17 @@ from pydantic import Field
 
 from personahub_dagster.core.stages.synthesis import select_personas
 from personahub_dagster.core.stages.verifiable import verifiable_instructions
-from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
 from personahub_dagster.defs.hub.persona_hub import persona_hub
 from personahub_dagster.defs.metadata import lineage_markdown, md_table, progress_logger, warn_if_over_budget
 from personahub_dagster.defs.partitions import partition_of
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
-from personahub_dagster.defs.stages.llm_stage import LLMStageConfig, llm_asset, stage_metadata
+from personahub_dagster.defs.stages.llm_stage import (
+    LLMStageConfig,
+    generation_checks,
+    llm_asset,
+    stage_metadata,
+)
 
 
 class VerifiableConfig(LLMStageConfig):
@@ -82,7 +86,6 @@ def verifiable_instructions_asset(
         if out.checks.height
         else out.checks
     )
-    broken = lk.broken_lineage(day)
     return dg.MaterializeResult(
         metadata={
             **stage_metadata(lk, "generations", out, ["prompt", "output"]),
@@ -93,9 +96,5 @@ def verifiable_instructions_asset(
             "pass_rate_by_constraint": md_table(by_kind, list(by_kind.columns), n=30),
             "lineage_sample": lineage_markdown(lk, out.pairs["pair_id"].head(1).to_list(), days),
         },
-        check_results=[
-            checks.reject_rate(out.rows.height, out.rejects.height, config.checks),
-            checks.not_empty(out.rows.height, config.checks, dg.AssetCheckSeverity.WARN),
-            checks.lineage([b for b in broken if b in set(out.rows["row_id"])], out.rows.height),
-        ],
+        check_results=generation_checks(lk, day, out, config.checks),
     )
