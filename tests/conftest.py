@@ -37,6 +37,7 @@ PIPELINE_ASSETS = frozenset(
         "hub_composition",
         "verifiable_instructions",
         "conversations",
+        "preference_pairs",
         "math_checks",
         "datasets",
         "contamination_checks",

@@ -23,6 +23,7 @@ TABLE_ASSETS = {
     "hub_composition": "hub_composition",
     "verifiable_instructions": "generations",
     "conversations": "generations",
+    "preference_pairs": "preference_pairs",
     "math_problems": "generations",
     "tools": "generations",
     "math_checks": "math_checks",

@@ -265,3 +265,27 @@ def test_the_hub_is_described_and_persona_fidelity_measured_on_the_real_run(pipe
 
     assert cli(["evaluate", "fidelity", "--date", DAY1, "--lake", str(lake.root), "--lift-rows", "0"]) == 0
     assert "retrieval_top1" in capsys.readouterr().out
+
+
+def test_the_data_people_train_on_today_is_made_on_the_real_run(pipeline, tmp_path):
+    lake, *_, first, _ = pipeline
+    # verifiable instructions: every answer judged on every constraint, each row's constraints all met
+    made = lake.read("generations", "data_type = 'verifiable_instruction'", partitions=[DAY1])
+    checks = lake.read("constraint_checks", partitions=[DAY1])
+    assert checks.height > 0 and set(made["row_id"]) <= set(checks.filter("passed")["row_id"])
+    # conversations: alternating turns, each walking back to its text
+    turns = lake.read("conversation_turns", partitions=[DAY1])
+    talk = lake.read("rejects", "stage = 'conversations'", partitions=[DAY1])
+    assert turns.height > 0 or talk.height > 0
+    for _, group in turns.group_by("conversation_id"):
+        assert group.sort("turn")["role"].to_list()[:2] == ["user", "assistant"]
+    if turns.height:
+        assert lake.lineage(turns["turn_id"][0])[-1].kind == "text"
+    # judged pairs: every sampled row is a pair or a reject with its reason
+    [event] = first.asset_materializations_for_node("preference_pairs")
+    sampled = event.metadata["rows_sampled"].value
+    judged = lake.read("preference_pairs", "judge <> 'checker'", partitions=[DAY1])
+    refused = lake.read("rejects", "stage = 'preference_pairs'", partitions=[DAY1])
+    assert sampled > 0 and judged.height + refused.height == sampled
+    assert cli(["publish", str(tmp_path / "published"), "--lake", str(lake.root), "--date", DAY1]) == 0
+    assert (tmp_path / "published" / "README.md").exists()

@@ -82,8 +82,10 @@ def build_report(
         f"""SELECT CASE WHEN method = 'text' THEN 'text_personas' ELSE 'expanded_personas' END AS stage,
                    count(*) AS rows FROM personas {where} GROUP BY 1
             UNION ALL SELECT data_type, count(*) FROM generations {where} GROUP BY 1
-            UNION ALL SELECT 'math_checks', count(*) FROM math_checks {where}""",
-        p * 3,
+            UNION ALL SELECT 'math_checks', count(*) FROM math_checks {where}
+            UNION ALL SELECT 'preference_pairs', count(*) FROM preference_pairs
+                WHERE judge <> 'checker' {"AND partition = ?" if partition else ""}""",
+        p * 4,
         partition,
     )
     asset_of = {name: dt.asset for name, dt in load_data_types(prompts_dir).items()}

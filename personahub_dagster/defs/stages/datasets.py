@@ -48,6 +48,7 @@ def datasets_asset(types: dict[str, DataType]) -> dg.AssetsDefinition:
             "contamination_checks",
             "verifiable_instructions",
             "conversations",
+            "preference_pairs",
         ],
         group_name="datasets",
         kinds={"parquet"},

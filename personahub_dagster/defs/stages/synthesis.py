@@ -47,6 +47,7 @@ from personahub_dagster.defs.stages.llm_stage import (
     stage_metadata,
 )
 from personahub_dagster.defs.stages.personas import PersonaFilterConfig
+from personahub_dagster.defs.stages.preferences import preference_pairs_asset
 
 
 def registry() -> dict[str, DataType]:
@@ -263,6 +264,7 @@ def synthesis() -> dg.Definitions:
     made += [
         contamination_checks_asset(synthesized),
         persona_fidelity_asset(synthesized),
+        preference_pairs_asset(synthesized),
         datasets_asset(types),
     ]
     return dg.Definitions(assets=made)
