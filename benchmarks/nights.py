@@ -34,6 +34,9 @@ LLM_STEPS = {
     "diversity_bands",
     "persona_attributes",
     "persona_fidelity",
+    "verifiable_instructions",
+    "conversations",
+    "preference_pairs",
 }
 
 
