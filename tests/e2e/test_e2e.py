@@ -142,6 +142,8 @@ def test_every_data_type_is_synthesized_and_every_request_accounted_for(pipeline
     lake, _, _, _, first, _ = pipeline
     with lake.connect() as con:
         produced = dict(con.execute("SELECT data_type, count(*) FROM generations GROUP BY 1").fetchall())
+        # the post-training stages write generations too (their own tests account for them)
+        produced = {k: v for k, v in produced.items() if k not in ("verifiable_instruction", "conversation")}
         modes = {r[0] for r in con.execute("SELECT DISTINCT prompting_mode FROM generations").fetchall()}
         for asset, dt in SYNTHESIS.items():
             used = first.asset_materializations_for_node(asset)[0].metadata["personas_used"].value

@@ -42,9 +42,16 @@ def test_a_late_night_reads_what_an_early_night_reads_and_a_backfill_changes_no_
 
     second, last = nights[1]["reads"], nights[-1]["reads"]
     assert set(second) == set(last) and "persona_hub" in last and "report" in last
-    report = {step: (second[step], last[step]) for step in sorted(last)}
+
+    # A day's own shape (whether it made a conversation, a preference pair…) changes what a step opens by
+    # a few files either way, so a late night is held to the most any of the first three nights read.
+    def most(step: str) -> dict[str, int]:
+        seen = [n["reads"][step] for n in nights[:3] if step in n["reads"]]
+        return {k: max(r[k] for r in seen) for k in ("files", "rows")}
+
+    report = {step: (second[step] if step in GROWS else most(step), last[step]) for step in sorted(last)}
     print(
-        "\nstep: night 2 reads → night 6 reads\n"
+        "\nstep: nights 1–3 reads (at most) → night 6 reads\n"
         + "\n".join(f"  {k}: {a} → {b}" for k, (a, b) in report.items())
     )
     for step, (early, late) in report.items():

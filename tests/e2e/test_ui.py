@@ -103,6 +103,7 @@ def test_the_asset_graph_schedule_and_sensor_are_served(dagster_dev, pipeline_as
     assert {k["path"][0] for k in nodes["datasets"]["dependencyKeys"]} == synthesis_assets | {
         "math_checks",
         "contamination_checks",
+        *POST_TRAINING,
     }
     assert [k["path"][0] for k in nodes["text_personas"]["dependencyKeys"]] == ["raw_texts"]
     repo = '{repositoryLocationName: "personahub_dagster", repositoryName: "__repository__"}'
@@ -166,7 +167,8 @@ def test_a_materialization_launched_through_the_api_succeeds(dagster_dev):
     assert lake.read("source_texts", "partition = ?", [day]).height == 1
 
 
-GROUPS = ("ingest", "personas", "hub", "synthesis", "datasets", "evaluation")
+GROUPS = ("ingest", "personas", "hub", "synthesis", "post_training", "datasets", "evaluation")
+POST_TRAINING = ("verifiable_instructions", "conversations", "preference_pairs")
 ARTIFACTS = ROOT / "test-artifacts"
 
 

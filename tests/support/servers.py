@@ -249,6 +249,11 @@ class LlamaServer:
         """POSTs to /v1/chat/completions the server has logged (answered or not)."""
         return (self.dir / "server.log").read_text().count('"POST /v1/chat/completions HTTP/1.1"')
 
+    def schemas_refused(self) -> int:
+        """Requests it refused for OpenAI's ``json_schema`` response format (its pydantic model takes
+        ``json_object`` + ``schema`` only): the transport then resends them that way, unjournaled."""
+        return (self.dir / "server.log").read_text().count('"POST /v1/chat/completions HTTP/1.1" 500')
+
     def __enter__(self) -> LlamaServer:
         from personahub_dagster.core.llm.local_models import smollm2_gguf_path
 

@@ -35,7 +35,7 @@ class ConversationsConfig(LLMStageConfig):
     ["reject_rate", "not_empty", "lineage"],
     name="conversations",
     deps=[persona_hub],
-    group_name="synthesis",
+    group_name="post_training",
 )
 def conversations_asset(
     context, config: ConversationsConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource

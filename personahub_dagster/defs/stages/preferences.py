@@ -35,7 +35,7 @@ class PreferencePairsConfig(LLMStageConfig):
 def preference_pairs_asset(synthesized: list[str]) -> dg.AssetsDefinition:
     """``preference_pairs`` after the registry's synthesis assets (built with them)."""
 
-    @llm_asset("preference_pairs", name="preference_pairs", deps=synthesized, group_name="synthesis")
+    @llm_asset("preference_pairs", name="preference_pairs", deps=synthesized, group_name="post_training")
     def preference_pairs(
         context, config: PreferencePairsConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource
     ) -> dg.MaterializeResult:

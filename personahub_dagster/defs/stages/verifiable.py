@@ -42,7 +42,7 @@ class VerifiableConfig(LLMStageConfig):
     ["reject_rate", "not_empty", "lineage"],
     name="verifiable_instructions",
     deps=[persona_hub],
-    group_name="synthesis",
+    group_name="post_training",
 )
 def verifiable_instructions_asset(
     context, config: VerifiableConfig, lake: LakeResource, llm: LLMResource, prompts: PromptsResource
