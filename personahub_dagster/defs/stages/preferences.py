@@ -7,6 +7,7 @@ from pydantic import Field
 
 from personahub_dagster.core.evaluation.fidelity import seeded_sample
 from personahub_dagster.core.stages.preferences import judged_pairs
+from personahub_dagster.core.stages.stage import StageOutput
 from personahub_dagster.defs.metadata import lineage_markdown, md_table, progress_logger, warn_if_over_budget
 from personahub_dagster.defs.partitions import partition_of
 from personahub_dagster.defs.resources import LakeResource, LLMResource, PromptsResource
@@ -68,7 +69,9 @@ def preference_pairs_asset(synthesized: list[str]) -> dg.AssetsDefinition:
         own_won = out.pairs["chosen_row_id"].is_not_null().sum() if out.pairs.height else 0
         return dg.MaterializeResult(
             metadata={
-                **stage_metadata(lk, "preference_pairs", out, ["data_type", "reason"]),
+                **stage_metadata(
+                    lk, "preference_pairs", StageOutput(out.pairs, out.rejects, out.stats), ["reason"]
+                ),
                 "rows_sampled": rows.height,
                 "pairs": out.pairs.height,
                 "first_answer_chosen": int(own_won),

@@ -85,3 +85,53 @@ def test_the_asset_commits_rows_verdicts_and_pairs(tmp_path, fake_provider):
     assert set(pairs["license"]) == {"cc-by-4.0"} and set(pairs["judge"]) == {"checker"}
     assert pairs.filter(pl.col("chosen") == pl.col("rejected")).is_empty()
     assert export_pairs(lake, partitions=[DAY], licenses={"cc0-1.0"}).is_empty()
+
+
+def test_judged_pairs_as_an_asset(tmp_path, fake_provider):
+    from personahub_dagster.defs.stages.preferences import preference_pairs_asset
+
+    lake = Lake(tmp_path / "lake")
+    hub(lake)
+    made = rows_frame(
+        "generations",
+        [
+            {
+                "row_id": f"g-{i:020d}",
+                "data_type": "math_problem",
+                "prompting_mode": "zero_shot",
+                "constraints": "{}",
+                "persona_id": f"p-{i:03d}",
+                "source_text_id": "t-1",
+                "prompt": f"Persona: A beekeeper who runs club number {i}.\n\nWrite one math word problem.",
+                "output": "Math problem: A shop sells 12 boxes a day. How many in 5 days?",
+                "partition": DAY,
+            }
+            for i in range(4)
+        ],
+    )
+    lake.write("generations", made, producer="math_problems", partition=DAY)
+
+    def reply(_n: int, body: dict) -> tuple[str, str]:
+        if body["messages"][0]["content"].startswith("You are a strict, fair judge"):
+            return "ok", "Better: A\nReason: (1) it does what was asked."
+        return "ok", "Math problem: A beekeeper has 12 hives of 3,000 bees. How many bees?"
+
+    asset = preference_pairs_asset(["math_problems"])
+    server = fake_provider(reply)
+    result = dg.materialize(
+        [asset],
+        partition_key=DAY,
+        resources={
+            "lake": LakeResource(path=str(tmp_path / "lake")),
+            "llm": LLMResource(model="openai/fake", api_base=server.base_url, api_key="sk-x"),
+            "prompts": PromptsResource(),
+        },
+        run_config={"ops": {"preference_pairs": {"config": {"n_rows": 4}}}},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    [event] = result.asset_materializations_for_node("preference_pairs")
+    assert event.metadata["pairs"].value == 4 and event.metadata["rows_sampled"].value == 4
+    pairs = export_pairs(lake, partitions=[DAY])
+    assert pairs.height == 4 and set(pairs["reason"]) == {"(1) it does what was asked."}
+    assert set(pairs["judge"]) == {"openai/fake"} and set(pairs["license"]) == {"cc-by-4.0"}
