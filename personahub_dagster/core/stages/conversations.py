@@ -8,7 +8,8 @@ first request as its prompt) and one ``conversation_turns`` row per message (``c
 the text. The rules that end one, with the reason in ``rejects`` where it is thrown away:
 
 * the user writes DONE: the conversation ends there (kept, if it had an exchange);
-* an empty turn, or one cut by the token limit: ``empty_turn`` / ``truncated`` (with the turn);
+* an empty turn: ``empty_turn``; a turn cut by the token limit keeps its complete sentences, and is
+  ``truncated`` (with the turn) only when it has none;
 * the user turning into the assistant ("As an AI…", "Certainly! Here is…"): ``user_became_assistant``;
 * a message that repeats an earlier one of the same role: ``loop``.
 """
@@ -29,6 +30,7 @@ from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMRes
 from personahub_dagster.core.stages.parsing import clean_line, is_echo, normalize_for_match
 from personahub_dagster.core.stages.prompts import PromptTemplate
 from personahub_dagster.core.stages.stage import Answers, Parsed, Progress, reject_rows, run_stage
+from personahub_dagster.core.stages.synthesis import trim_to_sentence
 
 DATA_TYPE = "conversation"
 ASSISTANT_VOICE = re.compile(
@@ -62,6 +64,14 @@ class ConversationOutput:
     turns: pl.DataFrame  # conversation_turns
     rejects: pl.DataFrame
     stats: GatewayStats
+
+
+def _whole(res: LLMResult) -> str | None:
+    """The message, or — cut by the token limit — its complete sentences (None if it has none): a
+    turn that runs long still says what it had to, and a dialogue reads on from a whole sentence."""
+    if res.finish_reason != "length":
+        return res.content or ""
+    return trim_to_sentence(res.content or "")
 
 
 def _user_message(raw: str | None, talk: Conversation) -> tuple[str | None, str | None]:
@@ -120,10 +130,11 @@ def conversations(
 
         def parse_user(request: LLMRequest, res: LLMResult, live=live, k=k) -> Parsed:
             talk = live[request.context]
-            if res.finish_reason == "length":
+            content = _whole(res)
+            if content is None:
                 drop(talk, "truncated", k, res.content, res.request_hash)
                 return {}, None
-            text, reason = _user_message(res.content, talk)
+            text, reason = _user_message(content, talk)
             if reason is not None:
                 drop(talk, reason, k, res.content, res.request_hash)
             elif text is None:
@@ -146,8 +157,8 @@ def conversations(
 
         def parse_assistant(request: LLMRequest, res: LLMResult, asking=asking, k=k) -> Parsed:
             talk = asking[request.context]
-            text = (res.content or "").strip()
-            if res.finish_reason == "length":
+            text = (_whole(res) or "").strip()
+            if res.finish_reason == "length" and not text:
                 drop(talk, "truncated", k, res.content, res.request_hash)
             elif not text:
                 drop(talk, "empty_turn", k, res.content, res.request_hash)

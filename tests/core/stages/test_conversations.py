@@ -86,3 +86,27 @@ def test_messages_export(chain_lake, make_gateway):
     [messages] = frame["messages"].to_list()
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert frame["license"][0] == "unknown" and frame["conversation_id"][0] == out.rows["row_id"][0]
+
+
+def test_a_turn_cut_by_the_token_limit_keeps_its_whole_sentences(chain_lake, make_gateway):
+    lake, _ = chain_lake
+
+    def long_winded(_n: int, body: dict) -> tuple[str, str]:
+        if body["messages"][0]["content"].startswith("You play a real person"):
+            if "User:" in body["messages"][-1]["content"]:
+                return "ok", "DONE"
+            return "length", "How do I explain an inhaler to a child? She is six and she"
+        return "length", "Show it on a toy first. Then let her"
+
+    with FakeOpenAI(long_winded) as server:
+        out = conversations(
+            lake.read("personas").head(1),
+            make_gateway(server),
+            load_prompt("conversation_user"),
+            load_prompt("assistant_response"),
+            partition="p",
+        )
+    assert out.turns.sort("turn")["content"].to_list() == [
+        "How do I explain an inhaler to a child?",
+        "Show it on a toy first.",
+    ]
