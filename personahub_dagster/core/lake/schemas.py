@@ -129,9 +129,11 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "constraint_checks": {
         "row_id": pl.Utf8,  # the answer checked (a generations row when it met every constraint)
         "persona_id": pl.Utf8,
-        "constraint": pl.Utf8,
-        "params": pl.Utf8,
-        "passed": pl.Boolean,
+        "constraint": pl.Utf8,  # the reference's instruction id (IFEval's or IFBench's)
+        "family": pl.Utf8,  # ifeval | ifbench
+        "params": pl.Utf8,  # the instruction's kwargs, as JSON
+        "passed": pl.Boolean,  # the strict verdict
+        "loose": pl.Boolean,  # IFEval's loose verdict (without the first/last line, without *)
         "detail": pl.Utf8,
         "created_at": TS,
         "partition": pl.Utf8,

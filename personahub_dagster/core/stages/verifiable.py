@@ -3,14 +3,17 @@ checkable constraints, two answers at two temperatures, each constraint checked 
 
 Three things come out, all traceable to the persona and its text:
 
-* ``constraint_checks`` — every answer's verdict on every constraint (passed, and what was found);
+* ``constraint_checks`` — every answer's verdict on every constraint, strict and loose, as IFEval's (or
+  IFBench's) own checker gives it;
 * ``generations`` rows (``data_type`` ``verifiable_instruction``) — answers that meet all their
-  constraints; an answer that misses one is a ``rejects`` row naming the constraints it failed;
-* ``preference_pairs`` — when the two answers differ in constraints met, the better one is ``chosen``
-  and the other ``rejected``, the reason saying which constraints decided it (the judge is the checker).
+  constraints (strict); an answer that misses one is a ``rejects`` row naming the instructions it failed;
+* ``preference_pairs`` — when one answer meets every constraint and the other misses at least one, the
+  first is ``chosen`` and the second ``rejected`` (both answers to the identical prompt), the reason naming
+  what decided it (the judge is the checker).
 
 The request itself comes from the ``instruction`` template (Persona Hub's instruction type); the
-constraints are drawn per persona by a seeded hash (:mod:`.constraints`).
+constraints are drawn per persona by a seeded hash from the registry (:mod:`personahub_dagster.core.
+instructions`), never a set that no answer can meet, and stored as instruction ids with their kwargs.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from personahub_dagster.core.config.ids import content_id, digest
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
-from personahub_dagster.core.stages.constraints import Constraint, check_all, draw
+from personahub_dagster.core.instructions import FAMILIES, Constraint, check_all, draw
 from personahub_dagster.core.stages.parsing import clean_line, is_echo, words
 from personahub_dagster.core.stages.prompts import PromptTemplate
 from personahub_dagster.core.stages.stage import Answers, Parsed, Progress, reject_rows, run_stage
@@ -66,6 +69,7 @@ def verifiable_instructions(
     partition: str,
     constraints: tuple[int, int] = (1, 3),
     kinds: Sequence[str] | None = None,
+    families: Sequence[str] = FAMILIES,
     temperatures: tuple[float, float] = (0.3, 1.0),
     seed: int | str = 0,
     stage: str = "verifiable_instructions",
@@ -103,8 +107,9 @@ def verifiable_instructions(
     for p in people:
         if p["persona_id"] in tasks:
             n = lo + int(digest("constraints", seed, p["persona_id"])[:8], 16) % (hi - lo + 1)
-            chosen = draw(p["persona_id"], seed, n, list(kinds) if kinds else None)
-            prompt = tasks[p["persona_id"]] + "\n\n" + " ".join(c.describe() for c in chosen)
+            task = tasks[p["persona_id"]]
+            chosen = draw(p["persona_id"], seed, n, task, families=families, kinds=kinds)
+            prompt = task + "\n\n" + " ".join(c.describe() for c in chosen)
             asked[p["persona_id"]] = (p, prompt, chosen)
     replies: dict[tuple[str, int], tuple[str, str]] = {}
 
@@ -138,18 +143,20 @@ def verifiable_instructions(
             text, request_hash = replies[(pid, k)]
             row_id = content_id("generation", DATA_TYPE, pid, request_hash)
             verdicts = check_all(text, chosen)
-            failed = sorted(c.kind for c, ok, _ in verdicts if not ok)
-            judged.append((row_id, text, request_hash, failed, len(verdicts) - len(failed)))
+            failed = sorted(v.constraint.id for v in verdicts if not v.strict)
+            judged.append((row_id, text, failed))
             checks += [
                 {
                     "row_id": row_id,
                     "persona_id": pid,
-                    "constraint": c.kind,
-                    "params": json.dumps(c.params, sort_keys=True),
-                    "passed": ok,
-                    "detail": detail[:300],
+                    "constraint": v.constraint.id,
+                    "family": v.constraint.kind.family,
+                    "params": json.dumps(v.constraint.args, sort_keys=True),
+                    "passed": v.strict,
+                    "loose": v.loose,
+                    "detail": "followed" if v.strict else "followed loosely" if v.loose else "not followed",
                 }
-                for c, ok, detail in verdicts
+                for v in verdicts
             ]
             if failed:
                 rejects.append(
@@ -177,8 +184,10 @@ def verifiable_instructions(
                     "request_hash": request_hash,
                 }
             )
-        if len(judged) == 2 and judged[0][4] != judged[1][4]:
-            best, worst = sorted(judged, key=lambda j: -j[4])
+        passing = [j for j in judged if not j[2]]
+        failing = [j for j in judged if j[2]]
+        if passing and failing:  # chosen meets every constraint, rejected misses at least one
+            best, worst = passing[0], failing[0]
             pairs.append(
                 {
                     "pair_id": content_id("pair", DATA_TYPE, best[0], worst[0]),
@@ -187,10 +196,9 @@ def verifiable_instructions(
                     "chosen": best[1],
                     "rejected": worst[1],
                     "chosen_row_id": best[0],
-                    "rejected_row_id": worst[0],
+                    "rejected_row_id": None,  # a rejected answer is a reject, never a stored row
                     "judge": "checker",
-                    "reason": f"chosen meets {best[4]} of {len(chosen)} constraints, rejected {worst[4]}; "
-                    f"rejected fails {', '.join(worst[3])}",
+                    "reason": f"chosen meets all {len(chosen)} constraints; rejected fails {', '.join(worst[2])}",
                     "persona_id": pid,
                     "source_text_id": p["source_text_id"],
                     "model": model,

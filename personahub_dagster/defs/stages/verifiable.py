@@ -28,7 +28,14 @@ class VerifiableConfig(LLMStageConfig):
     seed: int = 0
     min_constraints: int = Field(default=1, ge=1)
     max_constraints: int = Field(default=3, ge=1)
-    kinds: list[str] | None = Field(default=None, description="Constraint kinds to draw from (default: all).")
+    kinds: list[str] | None = Field(
+        default=None, description="Instruction ids to draw from, e.g. detectable_format:title (default: all)."
+    )
+    families: list[str] = Field(
+        default=["ifeval", "ifbench"],
+        description="Constraint families: ifeval (IFEval's 25 ids) and/or ifbench (IFBench's out-of-domain "
+        "kinds) — train on one, evaluate on the other. Each request draws from one family.",
+    )
     temperatures: list[float] = Field(
         default=[0.3, 1.0], min_length=2, max_length=2, description="The two answers' temperatures."
     )
@@ -62,6 +69,7 @@ def verifiable_instructions_asset(
             partition=day,
             constraints=(config.min_constraints, config.max_constraints),
             kinds=config.kinds,
+            families=config.families,
             temperatures=(config.temperatures[0], config.temperatures[1]),
             seed=config.seed,
             progress=progress_logger(context, "verifiable_instructions"),
@@ -81,7 +89,11 @@ def verifiable_instructions_asset(
     warn_if_over_budget(context, out.stats)
     by_kind = (
         out.checks.group_by("constraint")
-        .agg(pl.len().alias("answers"), pl.col("passed").mean().round(3).alias("pass_rate"))
+        .agg(
+            pl.len().alias("answers"),
+            pl.col("passed").mean().round(3).alias("strict"),
+            pl.col("loose").mean().round(3).alias("loose"),
+        )
         .sort("constraint")
         if out.checks.height
         else out.checks

@@ -37,7 +37,7 @@ def test_answers_checked_by_code_become_rows_rejects_and_pairs(chain_lake, make_
             load_prompt("assistant_response"),
             partition="p",
             constraints=(2, 2),
-            kinds=["no_commas", "lowercase"],
+            kinds=["punctuation:no_comma", "change_case:english_lowercase"],
         )
     n = personas.height
     assert (
@@ -47,16 +47,22 @@ def test_answers_checked_by_code_become_rows_rejects_and_pairs(chain_lake, make_
     )
     prompt = out.rows["prompt"][0]
     assert prompt.startswith(TASK) and "commas" in prompt and "lowercase" in prompt
-    assert {c["kind"] for c in json.loads(out.rows["constraints"][0])} == {"no_commas", "lowercase"}
+    stored = json.loads(out.rows["constraints"][0])
+    assert {c["id"] for c in stored} == {"punctuation:no_comma", "change_case:english_lowercase"}
+    assert {c["family"] for c in stored} == {"ifeval"} and all(c["kwargs"] == {} for c in stored)
     # every answer (two a persona) judged on both constraints
     assert out.checks.height == n * 2 * 2
     bad = out.checks.filter(~pl.col("passed"))
-    assert set(bad["constraint"]) == {"no_commas", "lowercase"} and "2 commas" in bad["detail"].to_list()
-    assert out.rejects["reason"].to_list() == ["constraint_failed: lowercase, no_commas"] * n
+    assert set(bad["constraint"]) == {"punctuation:no_comma", "change_case:english_lowercase"}
+    assert set(bad["detail"]) == {"not followed"} and not bad["loose"].any()
+    assert out.rejects["reason"].to_list() == [
+        "constraint_failed: change_case:english_lowercase, punctuation:no_comma"
+    ] * n
     assert out.pairs.height == n
     pair = out.pairs.row(0, named=True)
     assert (pair["chosen"], pair["rejected"], pair["judge"]) == (GOOD, BAD, "checker")
-    assert "meets 2 of 2" in pair["reason"] and pair["chosen_row_id"] in set(out.rows["row_id"])
+    assert "meets all 2" in pair["reason"] and pair["chosen_row_id"] in set(out.rows["row_id"])
+    assert pair["rejected_row_id"] is None and pair["prompt"] == prompt
 
     lake.write_many(
         {"generations": out.rows, "constraint_checks": out.checks, "preference_pairs": out.pairs},
@@ -80,7 +86,7 @@ def test_answers_that_meet_the_same_constraints_make_no_pair(chain_lake, make_ga
             load_prompt("assistant_response"),
             partition="p",
             constraints=(1, 1),
-            kinds=["no_commas"],
+            kinds=["punctuation:no_comma"],
         )
     assert (
         out.pairs.is_empty()

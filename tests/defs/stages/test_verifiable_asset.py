@@ -60,7 +60,7 @@ def test_the_asset_commits_rows_verdicts_and_pairs(tmp_path, fake_provider):
         "n_personas": 4,
         "min_constraints": 2,
         "max_constraints": 2,
-        "kinds": ["no_commas", "lowercase"],
+        "kinds": ["punctuation:no_comma", "change_case:english_lowercase"],
     }
     result = dg.materialize(
         [verifiable_instructions_asset],
@@ -76,7 +76,7 @@ def test_the_asset_commits_rows_verdicts_and_pairs(tmp_path, fake_provider):
     assert result.success
     [event] = result.asset_materializations_for_node("verifiable_instructions")
     assert event.metadata["rows"].value == 4 and event.metadata["preference_pairs"].value == 4
-    assert "no_commas" in event.metadata["pass_rate_by_constraint"].value
+    assert "punctuation:no_comma" in event.metadata["pass_rate_by_constraint"].value
     assert lake.read("constraint_checks", partitions=[DAY]).height == 4 * 2 * 2
     assert all(c.passed for c in result.get_asset_check_evaluations() if c.check_name == "lineage")
 
