@@ -98,34 +98,43 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from personahub_dagster.core.lake.export import export_frame, write_export
+    from personahub_dagster.core.lake.export import export_frame, rlvr_frame, sft_frame, write_export
     from personahub_dagster.core.stages.data_types import load_data_types
     from personahub_dagster.core.stages.provenance import wanted_licenses
+    from personahub_dagster.core.stages.verifiable import DATA_TYPE
 
     types = load_data_types(settings().prompts_dir)
-    by_any_name = {k: dt for dt in types.values() for k in (dt.name, dt.asset, dt.release)}
-    if args.type not in by_any_name:
-        print(f"export: unknown data type {args.type!r}; choose one of {', '.join(types)}", file=sys.stderr)
+    names = {k: (dt.name, dt.description) for dt in types.values() for k in (dt.name, dt.asset, dt.release)}
+    names.update({k: (DATA_TYPE, "verifiable instruction") for k in (DATA_TYPE, "verifiable_instructions")})
+    if args.type not in names:
+        choices = ", ".join([*types, DATA_TYPE])
+        print(f"export: unknown data type {args.type!r}; choose one of {choices}", file=sys.stderr)
         return 2
-    dt = by_any_name[args.type]
+    name, description = names[args.type]
+    if args.format == "rlvr" and name != DATA_TYPE:
+        print(f"export: --format rlvr is for --type {DATA_TYPE}", file=sys.stderr)
+        return 2
     wanted = wanted_licenses(args.licenses) if args.licenses else None
     df = export_frame(
         open_lake(args.lake),
-        dt.name,
+        name,
         args.mode,
         args.agreed_only,
         args.dates,
         args.include_contaminated,
         wanted,
     )
-    if not args.all_columns:
-        df = df.drop("constraints", *([] if dt.name == "math_problem" else ["agreement", "answer"]))
-        df = df if args.include_contaminated else df.drop("contaminated")
-    path = write_export(df, args.out, args.format)
     mix = ", ".join(
         f"{k} {n}" for k, n in df.group_by("license").len().sort("len", descending=True).iter_rows()
     )
-    print(f"{df.height} {dt.description} rows → {path}" + (f" (licences: {mix})" if df.height else ""))
+    fmt = args.format
+    if fmt in ("rlvr", "sft"):
+        df, fmt = (rlvr_frame if fmt == "rlvr" else sft_frame)(df), None
+    elif not args.all_columns:
+        df = df.drop("constraints", *([] if name == "math_problem" else ["agreement", "answer"]))
+        df = df if args.include_contaminated else df.drop("contaminated")
+    path = write_export(df, args.out, fmt)
+    print(f"{df.height} {description} rows → {path}" + (f" (licences: {mix})" if df.height else ""))
     return 0
 
 
@@ -172,7 +181,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     inbox.set_defaults(func=cmd_inbox)
     export = sub.add_parser("export", help="write a data type in the PersonaHub release format")
     export.add_argument("--type", required=True, help="data type, asset or release name (math, tool, …)")
-    export.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the file suffix")
+    export.add_argument(
+        "--format",
+        choices=["jsonl", "parquet", "rlvr", "sft"],
+        help="jsonl or parquet: the release columns in that file type (default: from the file suffix); "
+        "rlvr: open-instruct's RLVR rows (messages, ground_truth, dataset) of verifiable instructions; "
+        "sft: messages (the prompt, then the row); both written as the file suffix says",
+    )
     export.add_argument("--mode", nargs="+", help="only these prompting modes")
     export.add_argument("--agreed-only", action="store_true", help="math: agreed solutions only")
     export.add_argument("--all-columns", action="store_true", help="also the constraints column")

@@ -5,8 +5,10 @@ The packages follow the data's path, and each may import only the packages liste
     config      settings, secrets, content ids, shard names          (imports nothing of the core)
     storage     where bytes live: a folder or an S3 prefix           config
     llm         the gateway every LLM call goes through              config, storage
-    lake        Delta tables, the call journal's copy, lineage       config, storage, llm
-    stages      raw text → personas → synthesized data               config, storage, llm, lake
+    instructions  verifiable constraints with IFEval's / IFBench's   config
+                semantics, their conflicts, witnesses, ground truth
+    lake        Delta tables, the call journal's copy, lineage       config, storage, llm, instructions
+    stages      raw text → personas → synthesized data               config, storage, llm, instructions, lake
     hub         the deduplicated persona hub (MinHash, embeddings)   config, storage, lake
     evaluation  diversity, contamination, hub statistics, report     everything above
 

@@ -9,13 +9,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "personahub_dagster"
-ORDER = ["config", "storage", "llm", "lake", "stages", "hub", "evaluation"]
+ORDER = ["config", "storage", "llm", "instructions", "lake", "stages", "hub", "evaluation"]
 ALLOWED = {
     "config": set(),
     "storage": {"config"},
     "llm": {"config", "storage"},
-    "lake": {"config", "storage", "llm"},
-    "stages": {"config", "storage", "llm", "lake"},
+    "instructions": {"config"},
+    "lake": {"config", "storage", "llm", "instructions"},
+    "stages": {"config", "storage", "llm", "instructions", "lake"},
     "hub": {"config", "storage", "lake"},
     "evaluation": set(ORDER) - {"evaluation"},
 }

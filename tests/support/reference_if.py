@@ -61,9 +61,10 @@ def _passes(checker, text: str) -> bool:
 
 def verdicts(family: str, response: str, ids: list[str], kwargs: list[dict], prompt: str = "") -> list[tuple]:
     """The reference checkers' (strict, loose) per instruction, judged as IFEval's ``evaluation_lib`` judges
-    (and lm-eval's copy of it): the response as given, or any of its loose variants, non-empty. (if-verifiable's
-    own ``evaluate_instructions`` strips the response first, which IFEval does not; a checker that raises on
-    a variant — IFBench's quote checker on a text of punctuation alone — has not seen it followed.)"""
+    (and lm-eval's copy of it): the response as given, or any of its loose variants, non-empty.
+    (if-verifiable's own ``evaluate_instructions`` strips the response first, which IFEval does not; a
+    checker that raises on a variant — IFBench's quote checker on punctuation alone — has not seen it
+    followed.)"""
     from if_verifiable.common import get_loose_transformations
 
     ref = reference()
@@ -94,3 +95,32 @@ def recheck_ground_truth(response: str, ground_truth: str, dataset: str) -> list
         checker.build_description(**{k: v for k, v in (args or {}).items() if v is not None})
         out.append(bool(response.strip() and checker.check_following(response)))
     return out
+
+
+def disagreements(texts: list[str], seed: int, prompt: str) -> tuple[int, list[tuple]]:
+    """Every registry kind, with arguments drawn from ``seed``, on every text: (verdicts compared, the ones
+    where ours and the reference's differ). langdetect is seeded, so a text's language is a function of the
+    text: both sides share one cache of it. A top-level function, so a process pool can run it."""
+    import functools
+    import logging
+    import random
+
+    import langdetect
+
+    from personahub_dagster.core.instructions import KINDS, Constraint
+
+    logging.getLogger().setLevel(logging.CRITICAL)  # IFEval logs every text langdetect finds nothing in
+    langdetect.detect = functools.lru_cache(maxsize=None)(langdetect.detect)
+    reference()
+    rng = random.Random(seed)
+    found, n = [], 0
+    for text in texts:
+        for kind in KINDS.values():
+            args = kind.draw(rng.randrange, prompt)
+            c = Constraint(kind.id, args)
+            ours = (c.check(text), c.check_loose(text))
+            theirs = verdicts(kind.family, text, [kind.id], [args], prompt)[0]
+            n += 1
+            if ours != theirs:
+                found.append((kind.id, args, text[:200], ours, theirs))
+    return n, found

@@ -39,32 +39,30 @@ NATURAL = [
     "This recipe needs two cups of flour and some butter.",
     "The meeting will start after everyone has arrived.",
 ]
-_WORDS = (
-    "gardens welcome curious travelers rivers follow ancient paths bright lanterns guide evening "
-    "walkers patient teachers answer simple questions small boats cross calm harbors old maps show "
-    "hidden valleys warm bread fills morning kitchens tall towers overlook busy markets gentle rain "
-    "cools dusty fields careful builders measure every beam fresh ideas spark lively debates loyal "
-    "friends share honest stories green forests shelter shy birds wide roads connect distant towns "
-    "steady hands repair broken clocks silver streams cross rocky hills kind neighbors offer helpful "
-    "advice long letters carry tender news brave sailors chart unknown seas humble farmers plant "
-    "spring seeds clear windows reveal sunny afternoons skilled painters blend vivid colors thick "
-    "blankets comfort tired children sharp pencils draw elegant lines noisy trains leave crowded "
-    "stations silent libraries hold rare volumes golden fields stretch beyond sight open doors invite "
-    "eager visitors cold winds shake bare branches round tables gather hungry families thoughtful "
-    "readers enjoy slow evenings deep wells supply clean water proud athletes train before dawn soft "
-    "music fills empty halls dark clouds promise heavy storms strong bridges span mighty canyons tiny "
-    "seeds become great trees wise elders recall former times polished stones line garden borders "
-    "busy bees visit purple flowers faithful dogs greet returning owners young artists paint coastal "
-    "scenes"
-).split()
-FILLER = [
-    " ".join(_WORDS[i : i + 4]).capitalize() + "." for i in range(0, len(_WORDS) - len(_WORDS) % 4, 4)
-]
+_VOCABULARY = """
+gardens welcome curious travelers rivers follow ancient paths bright lanterns guide evening walkers
+patient teachers answer simple problems small boats cross calm harbors old maps show hidden valleys
+warm bread fills morning kitchens tall towers overlook busy markets gentle rain cools dusty fields
+careful builders measure every beam fresh ideas spark lively debates loyal friends share honest
+stories green forests shelter shy birds wide roads connect distant towns steady hands repair broken
+clocks silver streams traverse rocky hills kind neighbors offer helpful advice long letters carry
+tender news brave sailors chart unknown seas humble farmers plant spring seeds clear windows reveal
+sunny afternoons skilled painters blend vivid colors thick blankets comfort tired children sharp
+pencils draw elegant lines noisy trains leave crowded stations silent libraries hold rare volumes
+golden meadows stretch beyond sight open doors invite eager visitors cold winds shake bare branches
+round tables gather hungry families thoughtful readers savor slow evenings deep wells supply clean
+water proud athletes train before dawn soft music warms empty halls dark clouds promise heavy storms
+strong bridges span mighty canyons tiny acorns become great trees wise elders recall former times
+polished stones line garden borders diligent bees visit purple flowers faithful dogs greet returning
+owners young artists paint coastal scenes
+"""
+_WORDS = _VOCABULARY.split()
+FILLER = [" ".join(_WORDS[i : i + 4]).capitalize() + "." for i in range(0, len(_WORDS) - len(_WORDS) % 4, 4)]
 # Filler in the languages a response-language constraint asks for: langdetect reads each as its language.
 FOREIGN = {
     "fr": [
         "Le petit village se trouve au bord de la mer.",
-        "Les enfants aiment beaucoup jouer dans le parc.",
+        "Les enfants aiment beaucoup le grand parc de la ville.",
         "Nous allons visiter le marché demain matin.",
         "Cette maison ancienne appartient à ma famille.",
         "Le soleil brille sur les toits de la ville.",
@@ -74,29 +72,29 @@ FOREIGN = {
         "Das kleine Dorf liegt direkt am Meer.",
         "Die Kinder spielen gerne im großen Garten.",
         "Wir besuchen morgen früh den alten Markt.",
-        "Dieses Haus gehört seit langer Zeit meiner Familie.",
+        "Dieses Haus gehört seit vielen Wochen meiner Familie.",
         "Die Sonne scheint hell auf die Dächer der Stadt.",
         "Sie kocht heute ein gutes Essen für ihre Freunde.",
     ],
     "es": [
-        "El pequeño pueblo está cerca del mar.",
-        "Los niños siempre juegan en el parque grande.",
+        "El pueblo está cerca del mar.",
+        "Los niños siempre están en el patio grande.",
         "Mañana vamos a visitar el mercado antiguo.",
         "Esta casa pertenece a mi familia desde hace años.",
-        "El sol brilla sobre los tejados de la ciudad.",
+        "El sol brilla sobre los techos de la ciudad.",
         "Ella prepara una comida para sus amigos.",
     ],
     "it": [
         "Il piccolo paese si trova vicino al mare.",
         "I bambini giocano sempre nel parco grande.",
         "Domani andiamo a visitare il mercato antico.",
-        "Questa casa appartiene alla mia famiglia da molti anni.",
+        "Una casa vecchia appartiene alla mia famiglia da molti anni.",
         "Il sole splende sui tetti della città.",
         "Lei prepara una buona cena per gli amici.",
     ],
     "pt": [
-        "A pequena aldeia fica perto do mar.",
-        "As crianças brincam sempre no parque grande.",
+        "A aldeia fica perto do mar.",
+        "As crianças brincam sempre na praça grande.",
         "Amanhã vamos visitar o mercado antigo.",
         "Esta casa pertence à minha família há muitos anos.",
         "O sol brilha sobre os telhados da cidade.",
@@ -175,8 +173,9 @@ class Draft:
                 blocks[k] = [self.filler(40 + k)]
         paragraphs = []
         for k, block in enumerate(blocks, start=1):
-            if k in self.first_words:
-                block = [f"{self.first_words[k].capitalize()} {block[0][0].lower()}{block[0][1:]}", *block[1:]]
+            if k in self.first_words:  # an all-capitals word stays one
+                head = block[0] if block[0][1:2].isupper() else block[0][0].lower() + block[0][1:]
+                block = [f"{self.first_words[k].capitalize()} {head}", *block[1:]]
             paragraphs.append(" ".join(block))
         if self.title:
             paragraphs[0] = f"<<{self.title}>>\n{paragraphs[0]}"

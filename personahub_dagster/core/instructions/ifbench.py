@@ -204,10 +204,15 @@ KINDS: list[Kind] = [
         "count:keywords_multiple",
         "ifbench",
         lambda pick, req: _keywords_args(pick),
-        lambda a: f"Include keyword {a['keyword1']} once in your response, keyword {a['keyword2']} twice in your "
-        f"response, keyword {a['keyword3']} three times in your response, keyword {a['keyword4']} five times "
-        f"in your response, and keyword {a['keyword5']} seven times in your response.",
-        lambda v, a: all(v.lower().count(a[f"keyword{i}"].lower()) == t for i, t in enumerate(TIMES, start=1)),
+        lambda a: (
+            f"Include keyword {a['keyword1']} once in your response, keyword {a['keyword2']} twice in your "
+            f"response, keyword {a['keyword3']} three times in your response, keyword {a['keyword4']} five "
+            f"times "
+            f"in your response, and keyword {a['keyword5']} seven times in your response."
+        ),
+        lambda v, a: all(
+            v.lower().count(a[f"keyword{i}"].lower()) == t for i, t in enumerate(TIMES, start=1)
+        ),
         _shape_keywords,
     ),
     Kind(
@@ -231,8 +236,10 @@ KINDS: list[Kind] = [
         "words:words_position",
         "ifbench",
         lambda pick, req: {"keyword": one_of(pick, KEYWORDS)},
-        lambda a: f"The second word in your response and the second to last word in your response should be "
-        f"the word {a['keyword']}.",
+        lambda a: (
+            f"The second word in your response and the second to last word in your response should be "
+            f"the word {a['keyword']}."
+        ),
         _words_position,
         _shape_position,
         why="words as nltk.word_tokenize finds them (a final full stop is a word)",
@@ -241,8 +248,10 @@ KINDS: list[Kind] = [
         "format:output_template",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Use this exact template for your response: My Answer: [answer] My Conclusion: [conclusion] "
-        "Future Outlook: [outlook]",
+        lambda a: (
+            "Use this exact template for your response: My Answer: [answer] My Conclusion: [conclusion] "
+            "Future Outlook: [outlook]"
+        ),
         lambda v, a: all(s in v for s in ("My Answer:", "My Conclusion:", "Future Outlook:")),
         lambda d, a: d.lines.extend(
             ["My Answer: Plans help.", "My Conclusion: Start small.", "Future Outlook: Growth follows."]
@@ -260,7 +269,9 @@ KINDS: list[Kind] = [
         "format:thesis",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Each section must begin with a thesis statement in italics, use HTML to indicate the italics.",
+        lambda a: (
+            "Each section must begin with a thesis statement in italics, use HTML to indicate the italics."
+        ),
         lambda v, a: _thesis(v),
         lambda d, a: d.lines.append("<i>Good habits compound</i> over many months."),
     ),
@@ -268,17 +279,23 @@ KINDS: list[Kind] = [
         "format:sub-bullets",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Your response must include bullet points denoted by * and at least one sub-bullet point "
-        "denoted by - for each bullet point.",
+        lambda a: (
+            "Your response must include bullet points denoted by * and at least one sub-bullet point "
+            "denoted by - for each bullet point."
+        ),
         lambda v, a: all("-" in part for part in v.split("*")[1:]),
-        lambda d, a: d.bullets.extend(["* Morning routine", "  - wake early", "* Evening routine", "  - rest well"]),
+        lambda d, a: d.bullets.extend(
+            ["* Morning routine", "  - wake early", "* Evening routine", "  - rest well"]
+        ),
     ),
     Kind(
         "format:no_bullets_bullets",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Your answer must contain at least two sentences ending in a period followed by at least two "
-        "bullet points denoted by *.",
+        lambda a: (
+            "Your answer must contain at least two sentences ending in a period followed by at least two "
+            "bullet points denoted by *."
+        ),
         lambda v, a: _no_bullets_then_bullets(v),
         lambda d, a: d.bullets.extend(["* Plan ahead", "* Review often"]),
         grow=lambda d, a, v: d.grow(),
@@ -294,8 +311,10 @@ KINDS: list[Kind] = [
         "count:punctuation",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Use every standard punctuation mark at least once, including semicolons, colons, and the "
-        "interrobang (?!).",
+        lambda a: (
+            "Use every standard punctuation mark at least once, including semicolons, colons, and the "
+            "interrobang (?!)."
+        ),
         lambda v, a: _punctuation_cover(v),
         lambda d, a: d.lines.append("Wait, really?! Yes; indeed: fine! Why? Because."),
     ),
@@ -311,10 +330,12 @@ KINDS: list[Kind] = [
         "format:quotes",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Include quotes within quotes within quotes, at least 3 levels deep, alternating between "
-        "double quotes and single quotes.",
+        lambda a: (
+            "Include quotes within quotes within quotes, at least 3 levels deep, alternating between "
+            "double quotes and single quotes."
+        ),
         lambda v, a: _nested_quotes(v),
-        lambda d, a: d.extra.append("They said \"north 'south \"east\" west' home\" aloud."),
+        lambda d, a: d.extra.append('They said "north \'south "east" west\' home" aloud.'),
     ),
     Kind(
         "words:palindrome",
@@ -328,7 +349,9 @@ KINDS: list[Kind] = [
         "format:title_case",
         "ifbench",
         lambda pick, req: {},
-        lambda a: "Write the entire response in title case (capitalize the first letter of every major word).",
+        lambda a: (
+            "Write the entire response in title case (capitalize the first letter of every major word)."
+        ),
         lambda v, a: _title_case(v),
         lambda d, a: setattr(d, "case", "title"),
     ),

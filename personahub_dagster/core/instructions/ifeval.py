@@ -187,8 +187,12 @@ KINDS: list[Kind] = [
         "keywords:frequency",
         "ifeval",
         lambda pick, req: _frequency_args(pick),
-        lambda a: f"In your response, the word {a['keyword']} should appear {a['relation']} {a['frequency']} times.",
-        lambda v, a: _compare(len(re.findall(a["keyword"], v, flags=re.IGNORECASE)), a["relation"], a["frequency"]),
+        lambda a: (
+            f"In your response, the word {a['keyword']} should appear {a['relation']} {a['frequency']} times."
+        ),
+        lambda v, a: _compare(
+            len(re.findall(a["keyword"], v, flags=re.IGNORECASE)), a["relation"], a["frequency"]
+        ),
         _shape_frequency,
     ),
     Kind(
@@ -196,23 +200,31 @@ KINDS: list[Kind] = [
         "ifeval",
         lambda pick, req: {"forbidden_words": sorted({one_of(pick, FORBIDDEN), one_of(pick, FORBIDDEN)})},
         lambda a: f"Do not include keywords {', '.join(a['forbidden_words'])} in the response.",
-        lambda v, a: not any(re.search(r"\b" + w + r"\b", v, flags=re.IGNORECASE) for w in a["forbidden_words"]),
+        lambda v, a: (
+            not any(re.search(r"\b" + w + r"\b", v, flags=re.IGNORECASE) for w in a["forbidden_words"])
+        ),
     ),
     Kind(
         "keywords:letter_frequency",
         "ifeval",
         lambda pick, req: _letter_args(pick),
-        lambda a: f"In your response, the letter {a['letter']} should appear {a['let_relation']} "
-        f"{a['let_frequency']} times.",
-        lambda v, a: _compare(collections.Counter(v.lower())[a["letter"]], a["let_relation"], a["let_frequency"]),
+        lambda a: (
+            f"In your response, the letter {a['letter']} should appear {a['let_relation']} "
+            f"{a['let_frequency']} times."
+        ),
+        lambda v, a: _compare(
+            collections.Counter(v.lower())[a["letter"]], a["let_relation"], a["let_frequency"]
+        ),
         grow=lambda d, a, v: _grow_if(d, a, "let_relation"),
     ),
     Kind(
         "language:response_language",
         "ifeval",
         lambda pick, req: {"language": one_of(pick, list(LANGUAGES))},
-        lambda a: f"Your ENTIRE response should be in {LANGUAGES[a['language']]} language, no other language "
-        "is allowed.",
+        lambda a: (
+            f"Your ENTIRE response should be in {LANGUAGES[a['language']]} language, no other language "
+            "is allowed."
+        ),
         lambda v, a: text.detect(v) in (None, a["language"]),
         _set(language=lambda a: a["language"]),
         grow=lambda d, a, v: d.grow(),  # more of the language outweighs the words other kinds put in
@@ -236,8 +248,10 @@ KINDS: list[Kind] = [
         "length_constraints:number_paragraphs",
         "ifeval",
         lambda pick, req: {"num_paragraphs": 2 + pick(4)},
-        lambda a: f"There should be {a['num_paragraphs']} paragraphs. Paragraphs are separated with the "
-        "markdown divider: ***",
+        lambda a: (
+            f"There should be {a['num_paragraphs']} paragraphs. Paragraphs are separated with the "
+            "markdown divider: ***"
+        ),
         _paragraphs,
         _shape_paragraphs,
         why="paragraphs separated by ***, as IFEval asks for them (not by blank lines)",
@@ -258,9 +272,12 @@ KINDS: list[Kind] = [
         "length_constraints:nth_paragraph_first_word",
         "ifeval",
         lambda pick, req: _nth_args(pick),
-        lambda a: f"There should be {a['num_paragraphs']} paragraphs. Paragraphs and only paragraphs are "
-        f"separated with each other by two new lines. Paragraph {a['nth_paragraph']} must start with word "
-        f"{a['first_word']}.",
+        lambda a: (
+            f"There should be {a['num_paragraphs']} paragraphs. Paragraphs and only paragraphs are "
+            f"separated with each other by two new lines. Paragraph {a['nth_paragraph']} must start with "
+            f"word "
+            f"{a['first_word']}."
+        ),
         _nth_first_word,
         _shape_nth,
     ),
@@ -268,8 +285,10 @@ KINDS: list[Kind] = [
         "detectable_content:number_placeholders",
         "ifeval",
         lambda pick, req: {"num_placeholders": 1 + pick(4)},
-        lambda a: f"The response must contain at least {a['num_placeholders']} placeholders represented by "
-        "square brackets, such as [address].",
+        lambda a: (
+            f"The response must contain at least {a['num_placeholders']} placeholders represented by "
+            "square brackets, such as [address]."
+        ),
         lambda v, a: len(re.findall(r"\[.*?\]", v)) >= a["num_placeholders"],
         lambda d, a: d.extra.append(
             "Send it to " + " and ".join(f"[{p}]" for p in PLACEHOLDERS[: a["num_placeholders"]]) + "."
@@ -279,8 +298,10 @@ KINDS: list[Kind] = [
         "detectable_content:postscript",
         "ifeval",
         lambda pick, req: {"postscript_marker": one_of(pick, ("P.S.", "P.P.S"))},
-        lambda a: f"At the end of your response, please explicitly add a postscript starting with "
-        f"{a['postscript_marker']}",
+        lambda a: (
+            f"At the end of your response, please explicitly add a postscript starting with "
+            f"{a['postscript_marker']}"
+        ),
         lambda v, a: _postscript(v, a["postscript_marker"]),
         lambda d, a: d.tail.append(f"{a['postscript_marker']} Thank you for reading."),
         why="a marker anywhere on a line, in any case (p.s., **P.S.**), as IFEval",
@@ -289,19 +310,25 @@ KINDS: list[Kind] = [
         "detectable_format:number_bullet_lists",
         "ifeval",
         lambda pick, req: {"num_bullets": 2 + pick(4)},
-        lambda a: f"Your answer must contain exactly {a['num_bullets']} bullet points. Use the markdown bullet "
-        "points such as:\n* This is point 1.\n* This is point 2",
-        lambda v, a: len(re.findall(r"^\s*\*[^\*].*$", v, flags=re.MULTILINE))
-        + len(re.findall(r"^\s*-.*$", v, flags=re.MULTILINE))
-        == a["num_bullets"],
+        lambda a: (
+            f"Your answer must contain exactly {a['num_bullets']} bullet points. Use the markdown bullet "
+            "points such as:\n* This is point 1.\n* This is point 2"
+        ),
+        lambda v, a: (
+            len(re.findall(r"^\s*\*[^\*].*$", v, flags=re.MULTILINE))
+            + len(re.findall(r"^\s*-.*$", v, flags=re.MULTILINE))
+            == a["num_bullets"]
+        ),
         lambda d, a: d.bullets.extend(f"* {FILLER[k][:-1]}" for k in range(a["num_bullets"])),
     ),
     Kind(
         "detectable_format:constrained_response",
         "ifeval",
         lambda pick, req: {},
-        lambda a: f"Answer with one of the following options: (\"{RESPONSES[0]}\", \"{RESPONSES[1]}\", "
-        f"\"{RESPONSES[2]}\")",
+        lambda a: (
+            f'Answer with one of the following options: ("{RESPONSES[0]}", "{RESPONSES[1]}", '
+            f'"{RESPONSES[2]}")'
+        ),
         lambda v, a: any(r in v.strip() for r in RESPONSES),
         _set(fixed=RESPONSES[0]),
     ),
@@ -309,8 +336,10 @@ KINDS: list[Kind] = [
         "detectable_format:number_highlighted_sections",
         "ifeval",
         lambda pick, req: {"num_highlights": 1 + pick(4)},
-        lambda a: f"Highlight at least {a['num_highlights']} sections in your answer with markdown, i.e. "
-        "*highlighted section*.",
+        lambda a: (
+            f"Highlight at least {a['num_highlights']} sections in your answer with markdown, i.e. "
+            "*highlighted section*."
+        ),
         lambda v, a: _highlights(v) >= a["num_highlights"],
         lambda d, a: d.extra.append(
             "Note " + " and ".join(f"*{w}*" for w in CAPITALS[: a["num_highlights"]]).lower() + " here."
@@ -319,9 +348,14 @@ KINDS: list[Kind] = [
     Kind(
         "detectable_format:multiple_sections",
         "ifeval",
-        lambda pick, req: {"section_spliter": one_of(pick, ("Section", "SECTION")), "num_sections": 2 + pick(4)},
-        lambda a: f"Your response must have {a['num_sections']} sections. Mark the beginning of each section "
-        f"with {a['section_spliter']} X, such as:\n{a['section_spliter']} 1\n[content of section 1]",
+        lambda pick, req: {
+            "section_spliter": one_of(pick, ("Section", "SECTION")),
+            "num_sections": 2 + pick(4),
+        },
+        lambda a: (
+            f"Your response must have {a['num_sections']} sections. Mark the beginning of each section "
+            f"with {a['section_spliter']} X, such as:\n{a['section_spliter']} 1\n[content of section 1]"
+        ),
         lambda v, a: len(re.split(r"\s?" + a["section_spliter"] + r"\s?\d+\s?", v)) - 1 >= a["num_sections"],
         _set(sections=lambda a: (a["section_spliter"], a["num_sections"])),
     ),
@@ -337,7 +371,9 @@ KINDS: list[Kind] = [
         "detectable_format:title",
         "ifeval",
         lambda pick, req: {},
-        lambda a: "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>.",
+        lambda a: (
+            "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>."
+        ),
         lambda v, a: _titled(v),
         _set(title="A plan for today"),
     ),
@@ -345,8 +381,10 @@ KINDS: list[Kind] = [
         "combination:two_responses",
         "ifeval",
         lambda pick, req: {},
-        lambda a: "Give two different responses. Responses and only responses should be separated by 6 asterisk "
-        "symbols: ******.",
+        lambda a: (
+            "Give two different responses. Responses and only responses should be separated by 6 asterisk "
+            "symbols: ******."
+        ),
         lambda v, a: _two_responses(v),
         _set(twice=True),
     ),
@@ -354,9 +392,12 @@ KINDS: list[Kind] = [
         "combination:repeat_prompt",
         "ifeval",
         lambda pick, req: {"prompt_to_repeat": req},
-        lambda a: "First repeat the request word for word without change, then give your answer (1. do not say "
-        "any words or characters before repeating the request; 2. the request you need to repeat does not "
-        "include this sentence)",
+        lambda a: (
+            "First repeat the request word for word without change, then give your answer (1. do not say "
+            "any words or characters before repeating the request; 2. the request you need to repeat does "
+            "not "
+            "include this sentence)"
+        ),
         lambda v, a: v.strip().lower().startswith(a["prompt_to_repeat"].strip().lower()),
         lambda d, a: d.lead.append(a["prompt_to_repeat"]),
     ),
@@ -364,8 +405,10 @@ KINDS: list[Kind] = [
         "startend:end_checker",
         "ifeval",
         lambda pick, req: {"end_phrase": one_of(pick, END_PHRASES)},
-        lambda a: f"Finish your response with this exact phrase {a['end_phrase']} No other words should follow "
-        "this phrase.",
+        lambda a: (
+            f"Finish your response with this exact phrase {a['end_phrase']} No other words should follow "
+            "this phrase."
+        ),
         lambda v, a: v.strip().strip('"').lower().endswith(a["end_phrase"].strip().lower()),
         _set(end=lambda a: a["end_phrase"]),
         why="compared without case and past a closing quote, as IFEval",
@@ -378,8 +421,10 @@ KINDS: list[Kind] = [
             if pick(2)
             else {"capital_frequency": 2 + pick(7), "capital_relation": "at least"}
         ),
-        lambda a: f"In your response, words with all capital letters should appear {a['capital_relation']} "
-        f"{a['capital_frequency']} times.",
+        lambda a: (
+            f"In your response, words with all capital letters should appear {a['capital_relation']} "
+            f"{a['capital_frequency']} times."
+        ),
         lambda v, a: _compare(
             len([w for w in text.tokens(v) if w.isupper()]), a["capital_relation"], a["capital_frequency"]
         ),
@@ -399,8 +444,10 @@ KINDS: list[Kind] = [
         "change_case:english_lowercase",
         "ifeval",
         lambda pick, req: {},
-        lambda a: "Your entire response should be in English, and in all lowercase letters. No capital letters "
-        "are allowed.",
+        lambda a: (
+            "Your entire response should be in English, and in all lowercase letters. No capital letters "
+            "are allowed."
+        ),
         lambda v, a: _english_case(v, upper=False),
         _set(case="lower"),
         grow=lambda d, a, v: d.grow(),  # langdetect needs enough English to be sure
@@ -440,7 +487,10 @@ CONFLICTS: dict[str, set[str]] = {
     },
     "length_constraints:nth_paragraph_first_word": {"length_constraints:number_paragraphs"},
     "detectable_format:constrained_response": _ALL,
-    "detectable_format:multiple_sections": {"language:response_language", "detectable_format:number_highlighted_sections"},
+    "detectable_format:multiple_sections": {
+        "language:response_language",
+        "detectable_format:number_highlighted_sections",
+    },
     "detectable_format:json_format": _ALL - {"keywords:forbidden_words", "keywords:existence"},
     "combination:two_responses": _ALL
     - {
@@ -450,7 +500,8 @@ CONFLICTS: dict[str, set[str]] = {
         "detectable_format:title",
         "punctuation:no_comma",
     },
-    "combination:repeat_prompt": _ALL - {"keywords:existence", "detectable_format:title", "punctuation:no_comma"},
+    "combination:repeat_prompt": _ALL
+    - {"keywords:existence", "detectable_format:title", "punctuation:no_comma"},
     "change_case:capital_word_frequency": {"change_case:english_lowercase", "change_case:english_capital"},
     "change_case:english_lowercase": {"change_case:english_capital"},
     "startend:quotation": {"detectable_format:title"},

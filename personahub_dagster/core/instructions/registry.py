@@ -124,7 +124,9 @@ def draw(
     if not present:
         raise ValueError("no constraint kind left to draw from")
     family = present[int(digest("family", seed, key)[:8], 16) % len(present)]
-    order = sorted((k for k in allowed if KINDS[k].family == family), key=lambda k: digest("constraint", seed, key, k))
+    order = sorted(
+        (k for k in allowed if KINDS[k].family == family), key=lambda k: digest("constraint", seed, key, k)
+    )
     chosen: list[str] = []
     for k in order:
         if len(chosen) == n:
@@ -179,7 +181,9 @@ def witness(constraints: list[Constraint], rounds: int = 120) -> str | None:
 def ground_truth(constraints: list[Constraint]) -> str:
     """open-instruct's RLVR label: a list holding one ``{"instruction_id": [...], "kwargs": [...]}``, as JSON
     (no nulls, so ``ast.literal_eval`` reads it as well as ``json.loads``)."""
-    return json.dumps([{"instruction_id": [c.id for c in constraints], "kwargs": [c.args for c in constraints]}])
+    return json.dumps(
+        [{"instruction_id": [c.id for c in constraints], "kwargs": [c.args for c in constraints]}]
+    )
 
 
 def dataset_of(constraints: list[Constraint]) -> str:

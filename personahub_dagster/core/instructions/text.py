@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import re
 import string
-
 from typing import TYPE_CHECKING
 
 import langdetect
@@ -101,7 +100,9 @@ def split_sentences(text: str) -> list[str]:
     text = text.replace("Ph.D.", "Ph<prd>D<prd>")
     text = re.sub(r"\s" + _ALPHABETS + "[.] ", " \\1<prd> ", text)
     text = re.sub(_ACRONYMS + " " + _STARTERS, "\\1<stop> \\2", text)
-    text = re.sub(_ALPHABETS + "[.]" + _ALPHABETS + "[.]" + _ALPHABETS + "[.]", "\\1<prd>\\2<prd>\\3<prd>", text)
+    text = re.sub(
+        _ALPHABETS + "[.]" + _ALPHABETS + "[.]" + _ALPHABETS + "[.]", "\\1<prd>\\2<prd>\\3<prd>", text
+    )
     text = re.sub(_ALPHABETS + "[.]" + _ALPHABETS + "[.]", "\\1<prd>\\2<prd>", text)
     text = re.sub(" " + _SUFFIXES + "[.] " + _STARTERS, " \\1<stop> \\2", text)
     text = re.sub(" " + _SUFFIXES + "[.]", " \\1<prd>", text)

@@ -18,16 +18,25 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from personahub_dagster.core.lake.export import export_conversations, export_frame, export_pairs
+from personahub_dagster.core.lake.export import (
+    export_conversations,
+    export_frame,
+    export_pairs,
+    rlvr_frame,
+    sft_frame,
+)
 from personahub_dagster.core.lake.tables import Lake
 from personahub_dagster.core.storage.store import atomic_write
 
 SHARD_ROWS = 100_000
+VERIFIABLE = "verifiable_instruction"
 COLUMNS_EXPLAINED = {
     "input persona": "the persona the row was written for (the public release's column)",
     "synthesized text": "the generated text (the public release's column)",
     "prompt / chosen / rejected": "a preference pair in TRL's DPO format",
     "messages": "a conversation as a list of {role, content}, in turn order",
+    "prompt": "what the row answers: the request asked (or the synthesis prompt)",
+    "ground_truth / dataset": "RLVR: the instruction ids and kwargs IFEval's or IFBench's checkers verify",
     "row_id": "this row's id: `personahub lineage ROW_ID` walks it back to its source text",
     "persona_id / parent_persona_id": "the persona, and the one it was derived from (Persona-to-Persona)",
     "source_text_id": "the web text the persona chain started from",
@@ -79,6 +88,9 @@ def publish(
     frames: dict[str, pl.DataFrame] = {}
     for data_type, config in releases.items():
         frames[config] = export_frame(lake, data_type, partitions=partitions, licenses=licenses)
+        if data_type == VERIFIABLE and frames[config].height:  # the same rows as a trainer takes them
+            frames[f"{config}_rlvr"] = rlvr_frame(frames[config])
+            frames[f"{config}_sft"] = sft_frame(frames[config])
     frames["preference"] = export_pairs(lake, partitions=partitions, licenses=licenses)
     frames["conversation"] = export_conversations(lake, partitions=partitions, licenses=licenses)
     for config, frame in frames.items():

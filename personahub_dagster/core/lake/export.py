@@ -9,6 +9,7 @@ and still be walked back to the text it came from (``personahub lineage ROW_ID``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -33,7 +34,7 @@ WITH persona AS (
     SELECT text_id AS source_text_id, any_value(license) AS license, any_value(source_url) AS source_url
     FROM source_texts GROUP BY text_id
 )
-SELECT p.persona AS "input persona", g.output AS "synthesized text", g.description,
+SELECT p.persona AS "input persona", g.output AS "synthesized text", g.description, g.prompt,
        g.row_id, g.data_type, g.prompting_mode, g.constraints, g.persona_id, p.parent_persona_id,
        g.source_text_id, coalesce(s.license, 'unknown') AS license, s.source_url, g.model, g.partition,
        c.agreement, c.answer, coalesce(k.contaminated, false) AS contaminated,
@@ -82,6 +83,56 @@ def export_frame(
             return _licensed(df.drop("_text_found"), licenses)
     with lake.connect() as con:  # rows made from another day's personas or texts: look everywhere
         return _licensed(con.sql(sql, params=params).pl().drop("_text_found"), licenses)
+
+
+LINEAGE = ("row_id", "persona_id", "source_text_id", "license", "source_url", "model", "partition")
+
+
+def rlvr_frame(rows: pl.DataFrame) -> pl.DataFrame:
+    """Verifiable-instruction rows (from :func:`export_frame`) as open-instruct's RLVR data: the request as
+    ``messages`` (the policy writes the answer), ``ground_truth`` naming the reference's instruction ids and
+    their kwargs — so IFEval's (or IFBench's) own checkers verify it, the same verifier as the benchmark —,
+    ``dataset`` (which verifier: ``ifeval`` or ``ifbench``) and ``constraint_type``, then our lineage."""
+    from personahub_dagster.core.instructions import Constraint, dataset_of, ground_truth
+
+    out = []
+    for r in rows.iter_rows(named=True):
+        constraints = [Constraint.from_json(c) for c in json.loads(r["constraints"] or "[]")]
+        out.append(
+            {
+                "messages": [{"role": "user", "content": r["prompt"]}],
+                "ground_truth": ground_truth(constraints),
+                "dataset": dataset_of(constraints),
+                "constraint_type": ", ".join(c.id for c in constraints),
+                "constraint": " ".join(c.describe() for c in constraints),
+                **{k: r[k] for k in LINEAGE},
+            }
+        )
+    return pl.DataFrame(out, schema=_RLVR_SCHEMA)
+
+
+_MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
+_LINEAGE_SCHEMA = {k: pl.Utf8 for k in LINEAGE}
+_RLVR_SCHEMA = {
+    "messages": _MESSAGES,
+    "ground_truth": pl.Utf8,
+    "dataset": pl.Utf8,
+    "constraint_type": pl.Utf8,
+    "constraint": pl.Utf8,
+    **_LINEAGE_SCHEMA,
+}
+
+
+def sft_frame(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows (from :func:`export_frame`) as ``messages`` — the prompt as the user's turn, the row as the
+    assistant's — the conversational format TRL's ``SFTTrainer`` takes, then our lineage."""
+    return rows.select(
+        pl.concat_list(
+            pl.struct(pl.lit("user").alias("role"), pl.col("prompt").alias("content")),
+            pl.struct(pl.lit("assistant").alias("role"), pl.col("synthesized text").alias("content")),
+        ).alias("messages"),
+        *LINEAGE,
+    )
 
 
 def _licensed(df: pl.DataFrame, licenses: Collection[str] | None) -> pl.DataFrame:

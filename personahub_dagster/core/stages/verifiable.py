@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from personahub_dagster.core.config.ids import content_id, digest
+from personahub_dagster.core.instructions import FAMILIES, Constraint, check_all, draw
 from personahub_dagster.core.lake.schemas import now_utc, rows_frame
 from personahub_dagster.core.llm.gateway import LLMGateway
 from personahub_dagster.core.llm.results import GatewayStats, LLMRequest, LLMResult
-from personahub_dagster.core.instructions import FAMILIES, Constraint, check_all, draw
 from personahub_dagster.core.stages.parsing import clean_line, is_echo, words
 from personahub_dagster.core.stages.prompts import PromptTemplate
 from personahub_dagster.core.stages.stage import Answers, Parsed, Progress, reject_rows, run_stage
@@ -198,7 +198,8 @@ def verifiable_instructions(
                     "chosen_row_id": best[0],
                     "rejected_row_id": None,  # a rejected answer is a reject, never a stored row
                     "judge": "checker",
-                    "reason": f"chosen meets all {len(chosen)} constraints; rejected fails {', '.join(worst[2])}",
+                    "reason": f"chosen meets all {len(chosen)} constraints; "
+                    f"rejected fails {', '.join(worst[2])}",
                     "persona_id": pid,
                     "source_text_id": p["source_text_id"],
                     "model": model,

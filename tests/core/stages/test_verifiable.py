@@ -55,9 +55,10 @@ def test_answers_checked_by_code_become_rows_rejects_and_pairs(chain_lake, make_
     bad = out.checks.filter(~pl.col("passed"))
     assert set(bad["constraint"]) == {"punctuation:no_comma", "change_case:english_lowercase"}
     assert set(bad["detail"]) == {"not followed"} and not bad["loose"].any()
-    assert out.rejects["reason"].to_list() == [
-        "constraint_failed: change_case:english_lowercase, punctuation:no_comma"
-    ] * n
+    assert (
+        out.rejects["reason"].to_list()
+        == ["constraint_failed: change_case:english_lowercase, punctuation:no_comma"] * n
+    )
     assert out.pairs.height == n
     pair = out.pairs.row(0, named=True)
     assert (pair["chosen"], pair["rejected"], pair["judge"]) == (GOOD, BAD, "checker")
