@@ -4,6 +4,8 @@ pairs, its conversational check for the dialogues — the card stating sizes, li
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -23,9 +25,10 @@ def scripted(_n: int, body: dict) -> tuple[str, str]:
         return "ok", TASK
     if system.startswith("You play a real person"):
         return "ok", "How do I plan the rota?" if "User:" not in body["messages"][-1]["content"] else "DONE"
-    return "ok", "plan the weekends first and keep two nights apart." if body[
-        "temperature"
-    ] < 0.5 else "Plan, then plan."
+    return "ok", (
+        "plan the weekends first and keep two nights apart so that everyone on the ward gets enough rest "
+        "between the shifts."
+    ) if body["temperature"] < 0.5 else "Plan, then plan."
 
 
 @pytest.fixture
@@ -39,7 +42,8 @@ def lake(chain_lake, make_gateway):
         gateway = make_gateway(server)
         made = verifiable_instructions(
             personas, gateway, load_prompt("instruction"), load_prompt("assistant_response"),
-            partition="p", constraints=(2, 2), kinds=["no_commas", "lowercase"],
+            partition="p", constraints=(2, 2),
+            kinds=["punctuation:no_comma", "change_case:english_lowercase"],
         )  # fmt: skip
         talk = conversations(
             personas.head(1), gateway, load_prompt("conversation_user"), load_prompt("assistant_response"),
@@ -65,12 +69,20 @@ def test_a_published_dataset_loads_with_datasets_and_trl(lake, tmp_path, monkeyp
     out = tmp_path / "published"
     releases = {"math_problem": "math", "verifiable_instruction": "verifiable_instruction"}
     done = publish(lake, out, releases)
-    assert done.configs == {"math": 1, "verifiable_instruction": 3, "preference": 3, "conversation": 1}
+    assert done.configs == {
+        "math": 1,
+        "verifiable_instruction": 3,
+        "verifiable_instruction_rlvr": 3,
+        "verifiable_instruction_sft": 3,
+        "preference": 3,
+        "conversation": 1,
+    }
     header = card_header((out / "README.md").read_text())
     assert [c["config_name"] for c in header["configs"]] == list(done.configs)
     assert header["license"] == "cc-by-sa-4.0" and header["size_categories"] == ["n<1K"]
     page = (out / "README.md").read_text()
-    assert "constraint_failed: lowercase, no_commas" in page and "| cc-by-sa-4.0 | 8 |" in page
+    assert "constraint_failed: change_case:english_lowercase, punctuation:no_comma" in page
+    assert "| cc-by-sa-4.0 | 14 |" in page
 
     math = datasets.load_dataset(str(out), "math", split="train")
     assert math.num_rows == 1 and {"input persona", "synthesized text", "license", "row_id"} <= set(
@@ -80,6 +92,14 @@ def test_a_published_dataset_loads_with_datasets_and_trl(lake, tmp_path, monkeyp
     assert pairs.column_names[:3] == ["prompt", "chosen", "rejected"] and not is_conversational(pairs[0])
     unpaired = unpair_preference_dataset(pairs.select_columns(["prompt", "chosen", "rejected"]))
     assert unpaired.num_rows == 2 * pairs.num_rows and set(unpaired["label"]) == {True, False}
+    rlvr = datasets.load_dataset(str(out), "verifiable_instruction_rlvr", split="train")
+    assert {"messages", "ground_truth", "dataset", "constraint_type"} <= set(rlvr.column_names)
+    assert is_conversational(rlvr[0]) and rlvr[0]["dataset"] == "ifeval"
+    assert json.loads(rlvr[0]["ground_truth"])[0]["instruction_id"] == rlvr[0]["constraint_type"].split(", ")
+    sft = datasets.load_dataset(str(out), "verifiable_instruction_sft", split="train")
+    assert [m["role"] for m in sft[0]["messages"]] == ["user", "assistant"]
+    plain = datasets.load_dataset(str(out), "verifiable_instruction", split="train")
+    assert plain[0]["prompt"].startswith(TASK)
     talk = datasets.load_dataset(str(out), "conversation", split="train")
     assert is_conversational(talk[0]) and [m["role"] for m in talk[0]["messages"]] == ["user", "assistant"]
 
