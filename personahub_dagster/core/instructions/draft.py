@@ -58,7 +58,8 @@ owners young artists paint coastal scenes
 """
 _WORDS = _VOCABULARY.split()
 FILLER = [" ".join(_WORDS[i : i + 4]).capitalize() + "." for i in range(0, len(_WORDS) - len(_WORDS) % 4, 4)]
-# Filler in the languages a response-language constraint asks for: langdetect reads each as its language.
+# Filler in the languages a response-language constraint asks for: langdetect reads each as its language;
+# no word in capitals (Portuguese "O", Italian "I" would count as capital words).
 FOREIGN = {
     "fr": [
         "Le petit village se trouve au bord de la mer.",
@@ -86,21 +87,29 @@ FOREIGN = {
     ],
     "it": [
         "Il piccolo paese si trova vicino al mare.",
-        "I bambini giocano sempre nel parco grande.",
+        "Tutti i bambini giocano sempre nel parco grande.",
         "Domani andiamo a visitare il mercato antico.",
         "Una casa vecchia appartiene alla mia famiglia da molti anni.",
         "Il sole splende sui tetti della città.",
         "Lei prepara una buona cena per gli amici.",
     ],
     "pt": [
-        "A aldeia fica perto do mar.",
+        "Esta aldeia fica perto do mar.",
         "As crianças brincam sempre na praça grande.",
         "Amanhã vamos visitar o mercado antigo.",
         "Esta casa pertence à minha família há muitos anos.",
-        "O sol brilha sobre os telhados da cidade.",
+        "Todo dia o sol brilha sobre os telhados da cidade.",
         "Ela prepara um bom almoço para os seus amigos.",
     ],
 }
+
+
+def _one_sentence(said: list[str]) -> str:
+    """Sentences joined into one ("A. B." → "A and b."), for an answer asked to have few of them."""
+    if len(said) < 2 or any("\n" in s for s in said):
+        return " ".join(said)
+    parts = [said[0][:-1]] + [(s if s[1:2].isupper() else s[0].lower() + s[1:])[:-1] for s in said[1:]]
+    return " and ".join(parts) + said[-1][-1]
 
 
 @dataclass
@@ -176,7 +185,7 @@ class Draft:
             if k in self.first_words:  # an all-capitals word stays one
                 head = block[0] if block[0][1:2].isupper() else block[0][0].lower() + block[0][1:]
                 block = [f"{self.first_words[k].capitalize()} {head}", *block[1:]]
-            paragraphs.append(" ".join(block))
+            paragraphs.append(_one_sentence(block) if self.long else " ".join(block))
         if self.title:
             paragraphs[0] = f"<<{self.title}>>\n{paragraphs[0]}"
         closing = [*self.lines, *self.bullets, *([self.last] if self.last else [])]

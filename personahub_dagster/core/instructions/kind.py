@@ -32,3 +32,23 @@ class Kind:
 
 def one_of(pick: Pick, options: tuple | list) -> Any:
     return options[pick(len(options))]
+
+
+def compare(found: int, relation: str, n: int) -> bool:
+    """IFEval's two relations: ``less than`` is strict, ``at least`` is not."""
+    return found < n if relation == "less than" else found >= n
+
+
+def grow_if(d: Draft, a: Args, relation_key: str) -> bool:
+    """One more sentence for an "at least" count; a "less than" one is never helped by growing."""
+    return a[relation_key] == "at least" and d.grow()
+
+
+def set_fields(**fields: Any) -> Callable[[Draft, Args], None]:
+    """A shape that sets draft fields (a value, or a function of the args)."""
+
+    def shape(d: Draft, a: Args) -> None:
+        for key, value in fields.items():
+            setattr(d, key, value(a) if callable(value) else value)
+
+    return shape

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import personahub_dagster.core.instructions.ifbench as ifbench
+import personahub_dagster.core.instructions.ifeval as ifeval
 from personahub_dagster.core.config.ids import digest
-from personahub_dagster.core.instructions import ifbench, ifeval
 from personahub_dagster.core.instructions.draft import Draft
 from personahub_dagster.core.instructions.kind import Kind
 
@@ -49,8 +50,12 @@ OWN_CONFLICTS: dict[str, set[str]] = {
     # the keyword asked in a sentence changes the counts asked of the keywords
     "sentence:keyword": {"count:keywords_multiple"},
     "words:words_position": {"count:keywords_multiple"},
-    # a section per sentence at least, against fewer sentences than sections
-    "length_constraints:number_sentences": {"detectable_format:multiple_sections"},
+    # a section per sentence at least, against fewer sentences than sections; and, as IFEval's table says
+    # of *** paragraphs, a paragraph count against a sentence count
+    "length_constraints:number_sentences": {
+        "detectable_format:multiple_sections",
+        "length_constraints:nth_paragraph_first_word",
+    },
     # more unique words than the range allows words
     "count:unique_word_count": {"count:word_count_range"},
     # the bullets must close the answer; the keyword must be its second to last word

@@ -31,3 +31,12 @@ def test_each_kind_passes_its_witness_and_fails_an_answer(kind_id):
     bad = next((t for t in FAILING_POOL if not Constraint(kind_id, c.args).check(t)), None)
     assert bad is not None, f"no answer in the pool fails {kind_id}"
     assert verdicts(c.kind.family, bad, [kind_id], [c.args], REQUEST)[0][0] is False
+
+
+def test_the_docs_list_the_registry_as_it_is():
+    from pathlib import Path
+
+    from personahub_dagster.core.instructions.catalog import catalog
+
+    page = (Path(__file__).resolve().parents[3] / "docs" / "instructions.md").read_text()
+    assert page.endswith("## The registry\n\n" + catalog()), "regenerate docs/instructions.md's registry"
