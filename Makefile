@@ -71,6 +71,7 @@ bench: install
 	$(BIN)/python benchmarks/persona_mix.py
 	$(BIN)/python benchmarks/language_detection.py
 	$(BIN)/python benchmarks/persona_fidelity.py
+	$(BIN)/python benchmarks/ifeval_agreement.py
 	@if [ -d "$(PERSONAHUB_LAKE)/tables/hub" ]; then $(BIN)/python benchmarks/cost_model.py --lake $(PERSONAHUB_LAKE); \
 	else echo "cost model: run 'make demo' first (it scales what a real run measured)"; fi
 
