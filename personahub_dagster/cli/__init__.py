@@ -2,7 +2,8 @@
 
     personahub demo [--date D] [--corpus PATH…] [--texts N] [--hops H] [--personas N]
                                                             materialize every asset (the Dagster job)
-    personahub export --type TYPE [--license L…] OUT        a data type in the PersonaHub release format
+    personahub export --type TYPE [--format F] [--license L…] OUT
+                                                            a data type: release columns, or rlvr / sft rows
     personahub publish OUT [--date D…] [--license L…]       Parquet shards + a dataset card (HF datasets)
     personahub inbox add FILE… [--date YYYY-MM-DD] | list   register raw text as a day's partition
     personahub lineage ID                                   generated row → personas → source text
