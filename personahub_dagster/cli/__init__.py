@@ -34,8 +34,25 @@ from personahub_dagster.cli import settings as settings_command
 from personahub_dagster.core.config.settings import SettingsError
 
 
+class Parser(argparse.ArgumentParser):
+    """Options before, between or after the positional arguments of a command, as git and pip take them
+    (``inbox add --date D FILE`` and ``inbox --date D add FILE`` alike): a command's own parser — one
+    with no subcommands — reads its arguments intermixed."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls back into this method
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="personahub", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="personahub", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (run, lake, hub, evaluate, settings_command):
         group.add_commands(sub)
