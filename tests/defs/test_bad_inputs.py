@@ -29,12 +29,11 @@ EXPECTED = {
     "whitespace_only.txt": "text shorter than 20 characters",
     "whitespace_only.jsonl": "no documents in the file",
     "binary.txt": "binary file (NUL bytes)",
-    "latin1.txt": "invalid UTF-8 at byte",
+    "undecodable.txt": "invalid UTF-8 at byte",
     "broken_lines.jsonl#L2": "invalid JSON",
     "broken_lines.jsonl#L3": "invalid JSON",
     "broken_lines.jsonl#L4": "no string field 'text'",
     "broken_lines.jsonl#L5": "no string field 'text'",
-    "broken_lines.jsonl#L6": "invalid UTF-8 at byte",
     "page_with_scripts.html": "html: dropped non-text blocks (1 head, 1 noscript, 2 script, 1 style)",
     "html_in_jsonl.jsonl#L1": "html: dropped non-text blocks (1 script)",
     "magazine_page.html": "html: dropped non-text blocks (1 head);",  # … N characters of boilerplate
@@ -45,7 +44,18 @@ EXPECTED = {
     "no_text_column.parquet": "no column 'text' (columns: content, id)",
     "huge.txt": "text of 11,",
 }
-GOOD = {"ok-1", "ok-2", "nul", "html-1", "about-injection", "page_with_scripts", "magazine_page"}
+# latin1.txt (a whole file) and broken_lines.jsonl's line 6 (one line of a UTF-8 file) are Latin-1: read
+GOOD = {
+    "ok-1",
+    "ok-2",
+    "nul",
+    "html-1",
+    "about-injection",
+    "page_with_scripts",
+    "magazine_page",
+    "latin1",
+    "bad-utf8",
+}
 # what a real page carries around its article: none of it may reach a persona prompt
 BOILERPLATE = [
     "cookies",

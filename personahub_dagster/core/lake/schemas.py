@@ -29,6 +29,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "language": pl.Utf8,  # ISO 639-1 (core/stages/language.py); null in rows ingested before it
         "license": pl.Utf8,  # SPDX-style, lower case; "unknown" when nothing said (core/stages/provenance.py)
         "source_url": pl.Utf8,
+        "encoding": pl.Utf8,  # what the bytes were read as: utf-8, or detected (core/stages/encoding.py)
     },
     "personas": {
         "persona_id": pl.Utf8,

@@ -17,6 +17,7 @@ from pyarrow.lib import ArrowException
 
 from personahub_dagster.core.config.ids import content_id
 from personahub_dagster.core.lake.schemas import SCHEMAS, now_utc
+from personahub_dagster.core.stages.encoding import decode, detect, has_utf16_bom, is_utf16_text
 from personahub_dagster.core.stages.language import detect_languages
 from personahub_dagster.core.stages.provenance import (
     NO_RULES,
@@ -33,6 +34,7 @@ HTML_SUFFIXES = {".html", ".htm"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 PARQUET_SUFFIXES = {".parquet"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES | PARQUET_SUFFIXES
+DETECT_BYTES = 1 << 20  # a JSONL file's encoding is detected from its first MiB
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Document:
     text: str
     license: str | None = None  # the document's own (record, row or sidecar): :mod:`.provenance`
     source_url: str | None = None
+    encoding: str = "utf-8"  # what the bytes were read as (:mod:`.encoding`)
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,14 @@ def read_documents(
             elif suffix in JSONL_SUFFIXES:
                 _read_jsonl(f, text_field, docs, skipped)
             else:
-                text = _decode(f.read_bytes())
+                text, encoding = decode(f.read_bytes())
                 if suffix in HTML_SUFFIXES:
                     text = _visible_text(str(f), text, skipped)
-                docs.append(Document(str(f), f.stem, text, **sidecar(f)))
+                docs.append(Document(str(f), f.stem, text, **sidecar(f), encoding=encoding))
         except UnicodeDecodeError as exc:
-            skipped.append(Skipped(str(f), f"invalid UTF-8 at byte {exc.start}"))
+            skipped.append(
+                Skipped(str(f), f"invalid UTF-8 at byte {exc.start}, and no encoding reads it as text")
+            )
         except ValueError as exc:  # a sidecar that cannot be read: the file's documents wait for it
             skipped.append(Skipped(str(f), str(exc)[:500]))
         except (OSError, pl.exceptions.PolarsError, ArrowException) as exc:
@@ -107,11 +112,8 @@ def read_documents(
 
 def _is_binary(f: Path) -> bool:
     with f.open("rb") as fh:
-        return b"\x00" in fh.read(8192)
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8-sig")  # strict: a wrong encoding is reported, not turned into mojibake
+        head = fh.read(8192)
+    return b"\x00" in head and not is_utf16_text(head, whole=len(head) < 8192)  # UTF-16's NULs are text
 
 
 def _visible_text(uri: str, html: str, skipped: list[Skipped]) -> str:
@@ -136,32 +138,60 @@ def _read_jsonl(f: Path, text_field: str, docs: list[Document], skipped: list[Sk
         skipped.append(Skipped(str(f), "no documents in the file (blank lines only)"))
 
 
-def _read_jsonl_lines(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
-    meta = sidecar(f)
+def _lines(f: Path) -> Iterator[tuple[int, str | None, str, int]]:
+    """``(line number, text or None, encoding, bad byte)``, streamed: UTF-8 line by line (a bad line is that
+    line's skip); a line that is not UTF-8, in the encoding the detector reads the file's start as, when it
+    is confident; a UTF-16 file (its byte-order mark) decoded as UTF-16."""
+    with f.open("rb") as fh:
+        head = fh.read(DETECT_BYTES)
+    if has_utf16_bom(head):
+        with f.open(encoding="utf-16") as text:
+            for lineno, line in enumerate(text, 1):
+                yield lineno, line, "utf-16", 0
+        return
+    guess: tuple[str, str] | bool | None = False  # the file's encoding, detected when first needed
     with f.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
-            uri = f"{f}#L{lineno}"
             try:
-                line = _decode(raw)
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8"), "utf-8", 0
+                continue
             except UnicodeDecodeError as exc:
-                skipped.append(Skipped(uri, f"invalid UTF-8 at byte {exc.start} of the line"))
-                continue
-            if not line.strip():
-                continue
+                bad = exc.start
+            if guess is False:
+                guess = detect(head)
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                skipped.append(Skipped(uri, f"invalid JSON: {exc.msg}", line[:1000]))
-                continue
-            text = obj.get(text_field) if isinstance(obj, dict) else None
-            if not isinstance(text, str):
-                skipped.append(Skipped(uri, f"no string field {text_field!r}", line[:1000]))
-                continue
-            if looks_like_html(text):
-                text = _visible_text(uri, text, skipped)
-            doc_id = str(obj.get("doc_id") or obj.get("id") or lineno)
-            own = {"license": record_license(obj) or meta.get("license"), "source_url": record_url(obj)}
-            docs.append(Document(uri, doc_id, text, **own))
+                yield (lineno, raw.decode(guess[1]), guess[1], 0) if guess else (lineno, None, "", bad)
+            except UnicodeDecodeError:
+                yield lineno, None, "", bad
+
+
+def _read_jsonl_lines(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
+    meta = sidecar(f)
+    for lineno, line, encoding, bad in _lines(f):
+        uri = f"{f}#L{lineno}"
+        if line is None:
+            skipped.append(
+                Skipped(
+                    uri, f"invalid UTF-8 at byte {bad} of the line, and no encoding reads the file as text"
+                )
+            )
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            skipped.append(Skipped(uri, f"invalid JSON: {exc.msg}", line[:1000]))
+            continue
+        text = obj.get(text_field) if isinstance(obj, dict) else None
+        if not isinstance(text, str):
+            skipped.append(Skipped(uri, f"no string field {text_field!r}", line[:1000]))
+            continue
+        if looks_like_html(text):
+            text = _visible_text(uri, text, skipped)
+        doc_id = str(obj.get("doc_id") or obj.get("id") or lineno)
+        own = {"license": record_license(obj) or meta.get("license"), "source_url": record_url(obj)}
+        docs.append(Document(uri, doc_id, text, **own, encoding=encoding))
 
 
 def _read_parquet(f: Path, text_field: str, docs: list[Document], skipped: list[Skipped]) -> None:
@@ -245,6 +275,7 @@ def to_source_texts(
                 "n_chars": len(text),
                 "license": licenses.license_of(d.source_uri, d.license),
                 "source_url": d.source_url,
+                "encoding": d.encoding,
             }
         )
     columns = {c: t for c, t in SCHEMAS["source_texts"].items() if c not in ("ingested_at", "language")}
