@@ -29,6 +29,11 @@ RUN_CONFIG = {
 SYNTHESIS = {t.asset: t for t in registry().values()}
 DAY1, DAY2 = "2026-11-20", "2026-11-21"
 SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "corpus" / "sample.jsonl"
+FRENCH_PAGE = (
+    "Le jardin communautaire de la rue des Écoles accueille les habitants du quartier chaque été. On y "
+    "cultive des légumes, des fleurs et des herbes aromatiques ; les enfants apprennent à reconnaître les "
+    "saisons, et les bénévoles organisent des ateliers de compostage le samedi matin."
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,11 +195,13 @@ def test_asset_checks_pass_on_the_real_run(pipeline):
 
 def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline, tmp_path):
     lake, _, job, instance, _, inbox = pipeline
-    # day 2: three other texts of the corpus
+    # day 2: two other texts of the corpus, and a French page saved in Latin-1
     day1_texts = set(lake.read("source_texts", "partition = ?", [DAY1])["text"])
-    other = pl.read_ndjson(SAMPLE).filter(~pl.col("text").is_in(list(day1_texts))).head(3)
+    other = pl.read_ndjson(SAMPLE).filter(~pl.col("text").is_in(list(day1_texts))).head(2)
     other.write_ndjson(tmp_path / "day2.jsonl")
     register(tmp_path / "day2.jsonl", inbox, DAY2)
+    (tmp_path / "jardin.txt").write_bytes(FRENCH_PAGE.encode("latin-1"))
+    register(tmp_path / "jardin.txt", inbox, DAY2)
 
     def day1_hub_commits() -> list[int]:
         return [c["version"] for c in lake.history("hub", None) if c.get("personahub.partition") == DAY1]
@@ -224,6 +231,10 @@ def test_a_second_day_grows_the_hub_and_recomputes_nothing_of_the_first(pipeline
         sources = {r[0] for r in con.execute("SELECT DISTINCT partition FROM source_texts").fetchall()}
     assert new_calls and new_calls == day2_hashes  # every new call is day 2's work, none repeats day 1
     assert sources == {DAY1, DAY2}
+    # the Latin-1 page was read by its encoding and became a persona
+    [french] = lake.read("source_texts", "partition = ? AND doc_id = 'jardin'", [DAY2]).iter_rows(named=True)
+    assert french["encoding"] == "cp1252" and french["language"] == "fr" and "Écoles" in french["text"]
+    assert lake.read("personas", "source_text_id = ?", [french["text_id"]]).height >= 1
     day2 = lake.read("hub", "partition = ?", [DAY2])
     kept = set(lake.read("hub", "dup_of IS NULL")["persona_id"])
     assert day2.height > 0 and set(day2["dup_of"].drop_nulls()) <= kept  # marks point at kept personas
