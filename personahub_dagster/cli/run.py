@@ -11,6 +11,16 @@ from pathlib import Path
 from personahub_dagster.cli.common import inbox_path, open_lake, print_counts, today
 from personahub_dagster.core.config.settings import settings
 
+# What `personahub demo` runs the stages after the hub at, so a first look takes minutes on a laptop CPU
+# with the embedded model; `--full` runs them at their asset defaults (docs/performance.md#first-run).
+DEMO_SIZES: dict[str, dict[str, object]] = {
+    "persona_attributes": {"max_personas": 16},
+    "persona_fidelity": {"sample_rows": 30, "lift_rows": 1},
+    "verifiable_instructions": {"n_personas": 3},
+    "conversations": {"n_personas": 1, "turns": 2},
+    "preference_pairs": {"n_rows": 4},
+}
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
@@ -40,6 +50,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         for dt in registry().values():
             ops[dt.asset] = {"config": {"n_personas": args.personas}}
+    if not args.full:  # a first look: the stages after the hub on a few personas and rows each
+        for op, sizes in DEMO_SIZES.items():
+            ops.setdefault(op, {"config": {}})["config"].update(sizes)
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     from personahub_dagster.defs.partitions import lake_partition, run_keys
 
@@ -171,6 +184,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--hops", type=int, help="Persona-to-Persona hops (default 6)")
     demo.add_argument(
         "--personas", type=int, help="personas per data type and prompting mode (default: the registry's, 3)"
+    )
+    demo.add_argument(
+        "--full",
+        action="store_true",
+        help="the stages after the hub at their full sizes (attributes for every persona, more pairs, "
+        "conversations and fidelity rows); without it they run on a few, for a first look in minutes",
     )
     demo.set_defaults(func=cmd_demo)
     inbox = sub.add_parser("inbox", help="register files as a day's raw text, or list the days")

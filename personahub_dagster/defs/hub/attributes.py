@@ -17,6 +17,7 @@ from personahub_dagster.core.hub.composition import (
 )
 from personahub_dagster.core.hub.sample import hub_sample, sample_vectors
 from personahub_dagster.core.stages.attributes import extract_attributes, label_clusters
+from personahub_dagster.core.stages.synthesis import select_personas
 from personahub_dagster.core.storage.store import ConcurrentUpdate
 from personahub_dagster.defs.evaluation import checks
 from personahub_dagster.defs.evaluation.checks import CheckThresholds
@@ -41,6 +42,12 @@ class PersonaAttributesConfig(LLMStageConfig):
         "until they are run again).",
     )
     label_template: str = Field(default="cluster_label", description="Prompt file that names a cluster.")
+    max_personas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Attributes for a seeded sample of this many of the day's kept personas (null: all of "
+        "them). `personahub demo` sets it for a first look; composition then describes the sample.",
+    )
     seed: int = 0
     checks: CheckThresholds = CheckThresholds()
 
@@ -105,6 +112,8 @@ def persona_attributes(
     kept = lk.read("hub", "dup_of IS NULL", partitions=[day])
     language = lk.read("personas", partitions=[day]).select("persona_id", "language").unique("persona_id")
     kept = kept.join(language, on="persona_id", how="left")
+    if config.max_personas is not None:
+        kept = select_personas(kept, config.max_personas, f"{config.seed}:attributes")
     gateway = llm.gateway(lk, context, config)
     out = extract_attributes(
         kept, gateway, prompts.template(config.template), partition=day, stage="persona_attributes"
