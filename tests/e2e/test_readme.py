@@ -109,6 +109,15 @@ def _fill(argv: list[str], ids: dict[str, str], n: int) -> list[str] | None:
     return out
 
 
+def _ids(lake: Lake) -> dict[str, str]:
+    """A generated row's id and, when the day made one, a preference pair's."""
+    ids = {"row": lake.read("generations")["row_id"].sort()[0]}
+    pairs = lake.read("preference_pairs") if "preference_pairs" in lake.counts() else None
+    if pairs is not None and pairs.height:
+        ids["pair"] = pairs["pair_id"].sort()[0]
+    return ids
+
+
 class Runner:
     def __init__(self, work: Path, env: dict[str, str], now: str):
         self.work, self.env, self.now = work, env, now
@@ -227,11 +236,6 @@ def test_every_readme_command_runs_as_written(tmp_path):
     )
     with FakeOpenAI(fake_llm) as server:
         night(work, DAY, 0, 6, server.base_url, personas_per_type=2)
-        lake = Lake(work / "lake")
-        ids = {"row": lake.read("generations")["row_id"].sort()[0]}
-        pairs = lake.read("preference_pairs") if "preference_pairs" in lake.counts() else None
-        if pairs is not None and pairs.height:
-            ids["pair"] = pairs["pair_id"].sort()[0]
         env = {
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -253,7 +257,7 @@ def test_every_readme_command_runs_as_written(tmp_path):
             elif head == "export":
                 runner.settings(command)
             elif head.endswith("personahub") and command.synopsis:
-                runner.usage(command, ids)
+                runner.usage(command, _ids(Lake(work / "lake")))  # read now: a demo may have re-run the day
             elif head.endswith("personahub") or head == "python":
                 runner.run(command.argv, command.source)
             else:
