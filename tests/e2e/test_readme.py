@@ -264,6 +264,8 @@ def test_every_readme_command_runs_as_written(tmp_path):
                 raise AssertionError(f"{command.source}: `{command.line}`: mark how to run it")
     print(
         f"\nREADME commands: {len(found)} found, {len(runner.ran)} runs, {len(runner.marked)} marked\n"
+        + "\n".join(f"  ran {r}" for r in runner.ran)
+        + "\n"
         + "\n".join(f"  marked {m}" for m in runner.marked)
     )
     assert len(runner.ran) >= 30
