@@ -92,12 +92,17 @@ def rlvr_frame(rows: pl.DataFrame) -> pl.DataFrame:
     """Verifiable-instruction rows (from :func:`export_frame`) as open-instruct's RLVR data: the request as
     ``messages`` (the policy writes the answer), ``ground_truth`` naming the reference's instruction ids and
     their kwargs — so IFEval's (or IFBench's) own checkers verify it, the same verifier as the benchmark —,
-    ``dataset`` (which verifier: ``ifeval`` or ``ifbench``) and ``constraint_type``, then our lineage."""
-    from personahub_dagster.core.instructions import Constraint, dataset_of, ground_truth
+    ``dataset`` (which verifier: ``ifeval`` or ``ifbench``) and ``constraint_type``, then our lineage.
+    Rows made before constraints were stored as reference ids (``{"kind": …}``) have no ground truth a
+    reference checker reads, and are left out."""
+    from personahub_dagster.core.instructions import KINDS, Constraint, dataset_of, ground_truth
 
     out = []
     for r in rows.iter_rows(named=True):
-        constraints = [Constraint.from_json(c) for c in json.loads(r["constraints"] or "[]")]
+        stored = json.loads(r["constraints"] or "[]")
+        if not stored or any(not isinstance(c, dict) or c.get("id") not in KINDS for c in stored):
+            continue
+        constraints = [Constraint.from_json(c) for c in stored]
         out.append(
             {
                 "messages": [{"role": "user", "content": r["prompt"]}],

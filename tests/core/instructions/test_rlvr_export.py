@@ -172,3 +172,16 @@ def test_the_sft_export_is_conversational(tmp_path, make_gateway, monkeypatch):
         )
         == 2
     )
+
+
+def test_rows_from_before_reference_ids_are_left_out_of_rlvr():
+    from personahub_dagster.core.lake.export import LINEAGE, rlvr_frame
+
+    row = {k: "x" for k in LINEAGE} | {"prompt": "Plan a garden."}
+    current = json.dumps([{"id": "punctuation:no_comma", "family": "ifeval", "kwargs": {}}])
+    legacy = json.dumps([{"kind": "no_commas"}])
+    rows = pl.DataFrame([row | {"constraints": current}, row | {"constraints": legacy}])
+    out = rlvr_frame(rows)
+    assert out.height == 1 and json.loads(out["ground_truth"][0])[0]["instruction_id"] == [
+        "punctuation:no_comma"
+    ]
